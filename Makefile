@@ -1,0 +1,122 @@
+# nnc — build, set-up and test entry points. `make help` lists the targets.
+#
+# Build outputs go to $(BUILD) (build/ by default; build/asan for the sanitizer build).
+# Every .c file under lang/, compiler/ and runtime/ is picked up automatically.
+
+BUILD       ?= build
+CC          ?= cc
+LLVM_CONFIG ?= llvm-config-19
+LLVM_BIN    ?= /usr/lib/llvm-19/bin
+LIT         ?= python3 /usr/lib/llvm-19/build/utils/lit/lit.py
+SANITIZE    ?=
+
+WARN     = -Wall -Wextra -Werror
+CFLAGS  ?= -O2 -g
+ALLFLAGS = -std=c11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ilang -Icompiler -Iruntime -I$(BUILD)/gen -MMD -MP $(SANITIZE)
+LDLIBS   = -lopenblas -lz -lm -lpthread -ldl
+
+LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-DNDEBUG//')
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
+
+LANG_SRC     = $(wildcard lang/*.c)
+COMPILER_SRC = $(wildcard compiler/*.c)
+RUNTIME_SRC  = $(wildcard runtime/*.c)
+GEN_SRC      = $(BUILD)/gen/nn.tab.c $(BUILD)/gen/lex.yy.c
+
+LANG_OBJ     = $(LANG_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/nn.tab.o $(BUILD)/gen/lex.yy.o
+COMPILER_OBJ = $(COMPILER_SRC:%.c=$(BUILD)/%.o)
+RUNTIME_OBJ  = $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+
+NNC    = $(BUILD)/nnc
+LIBRT  = $(BUILD)/libnnrt.a
+
+.PHONY: all deps demo test golden bench fuzz asan clean install help
+all: $(NNC) $(LIBRT)
+
+help:
+	@echo "make            build $(NNC) and $(LIBRT)"
+	@echo "make deps       install missing Debian packages (apt-get)"
+	@echo "make demo       set up, build, and show nnc on the examples"
+	@echo "make test       set up, build (normal + ASan/UBSan) and run every test"
+	@echo "make golden     regenerate expected outputs of golden tests for review"
+	@echo "make fuzz       run the front-end fuzzer (FUZZ_SECONDS=600)"
+	@echo "make install    install nnc, libnnrt, nnrt.h and nnrt.pc under PREFIX"
+
+# ---------------------------------------------------------------- compile
+
+$(BUILD)/gen/nn.tab.c $(BUILD)/gen/nn.tab.h: lang/nn.y
+	@mkdir -p $(BUILD)/gen
+	bison -Wall -Werror --defines=$(BUILD)/gen/nn.tab.h -o $(BUILD)/gen/nn.tab.c $<
+
+$(BUILD)/gen/lex.yy.c $(BUILD)/gen/lex.yy.h: lang/nn.l $(BUILD)/gen/nn.tab.h
+	@mkdir -p $(BUILD)/gen
+	flex --header-file=$(BUILD)/gen/lex.yy.h -o $(BUILD)/gen/lex.yy.c $<
+
+# Generated scanners trip a few warnings that are not ours to fix.
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(ALLFLAGS) -Wno-sign-compare -Wno-unused-function -Wno-unused-parameter -c $< -o $@
+
+$(LANG_SRC:%.c=$(BUILD)/%.o): $(BUILD)/gen/nn.tab.h $(BUILD)/gen/lex.yy.h
+
+$(BUILD)/compiler/llvm.o: compiler/llvm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LLVM_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -c $< -o $@
+
+$(LIBRT): $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(NNC): $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT)
+	$(CC) $(SANITIZE) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(LLVM_LIBS) $(LDLIBS) -rdynamic
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	        SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
+
+# ---------------------------------------------------------------- set-up
+
+DEB_PACKAGES = flex bison llvm-19-dev llvm-19-tools libopenblas-dev zlib1g-dev dataset-fashion-mnist
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "nnc: installing:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	else echo "nnc: all dependencies present"; fi
+
+# ---------------------------------------------------------------- demo, tests
+
+demo: deps all
+	@sh examples/demo.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan
+	@sh tests/run.sh
+
+golden: all
+	@python3 tests/golden.py
+
+fuzz: deps
+	@sh tests/fuzz/run.sh $${FUZZ_SECONDS:-600}
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(NNC) $(DESTDIR)$(PREFIX)/bin/nnc
+	install -m 644 $(LIBRT) $(DESTDIR)$(PREFIX)/lib/libnnrt.a
+	install -m 644 runtime/nnrt.h $(DESTDIR)$(PREFIX)/include/nnrt.h
+	sed 's|@PREFIX@|$(PREFIX)|' runtime/nnrt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nnrt.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,401 @@
+/* nnc.h — the one internal header of the compiler, one section per file.
+ *
+ * Pipeline (main.c): parse (lang/) -> sema.c (checks, def expansion, train block)
+ *   -> lower.c (IR functions init/infer/evaluate/loss) -> grad.c (gradient, train_step)
+ *   -> optim.c (optimizer update, schedule) -> passes -> llvm.c / interp.c.
+ *
+ * Values are small integer handles (Ref) into a function's node array, never pointers.
+ * All memory comes from the module's arena.
+ */
+#ifndef NNC_H
+#define NNC_H
+
+#include "ast.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ================================================================ ir.c: types */
+
+enum { IR_MAX_RANK = 6, IR_MAX_INPUTS = 8 };
+
+typedef int32_t Ref;              /* index of a node in its function; -1 = none */
+#define REF_NONE ((Ref)-1)
+
+typedef enum DType { DT_F32, DT_I32, DT_F64, DT_COUNT } DType;
+
+typedef enum Op {
+#define OP(name, arity, flags, doc) OP_##name,
+#include "ops.h"
+#undef OP
+    OP_COUNT
+} Op;
+
+enum OpFlag {
+    OPF_LEAF = 1 << 0,   /* no inputs */
+    OPF_ELEM = 1 << 1,   /* elementwise: inputs and output have the same shape */
+    OPF_COMM = 1 << 2,   /* commutative */
+    OPF_GRAD = 1 << 3,   /* has a rule in grad.c */
+    OPF_EFFECT = 1 << 4, /* writes module state; never removed by DCE */
+    OPF_REDUCE = 1 << 5, /* reduction over attr.axes */
+    OPF_CMP = 1 << 6,    /* comparison: f32 0/1 result */
+    OPF_ACT = 1 << 7,    /* activation with an act_grad rule */
+};
+
+typedef struct OpInfo {
+    const char *name;
+    int arity;
+    unsigned flags;
+    const char *doc;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+
+/* A shape: dim[i] is a constant, or dim[i] * batch when bit i of batch_mask is set.
+ * At most one axis carries the batch. Scalars have rank 0. */
+typedef struct Shape {
+    int rank;
+    int64_t dim[IR_MAX_RANK];
+    uint8_t batch_mask;
+} Shape;
+
+typedef enum InitKind {
+    INIT_ZEROS, INIT_ONES, INIT_CONSTANT,      /* a = value */
+    INIT_UNIFORM,                              /* U(a, b) */
+    INIT_NORMAL,                               /* N(mean a, std b) */
+    INIT_XAVIER_UNIFORM, INIT_XAVIER_NORMAL,   /* a = gain */
+    INIT_HE_UNIFORM, INIT_HE_NORMAL,           /* kaiming, fan_in, relu gain */
+    INIT_ORTHOGONAL,                           /* a = gain */
+    INIT_TORCH_DEFAULT,                        /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)): nn.Linear/Conv default */
+    INIT_COUNT
+} InitKind;
+
+typedef struct InitSpec {
+    InitKind kind;
+    double a, b;
+    int64_t fan_in;  /* used by TORCH_DEFAULT when the tensor is a bias (fan of its weight) */
+} InitSpec;
+
+typedef struct Attr {
+    int64_t index;           /* input: argument number; rand_uniform: stream */
+    int tensor;              /* tensor, store, init_fill, rand_uniform: module tensor id */
+    int axis;                /* argmax, concat */
+    uint32_t axes;           /* sum/mean/max: bit i = reduce axis i */
+    bool keepdims;
+    bool trans_a, trans_b;   /* matmul */
+    int flag;                /* gelu: 1 = tanh approximation */
+    int fwd_op;              /* act_grad: the forward activation (an Op) */
+    int perm[IR_MAX_RANK];   /* transpose */
+    int64_t start[IR_MAX_RANK], step[IR_MAX_RANK]; /* slice, per input axis */
+    double f[4];             /* const value; activation/loss parameters */
+    const double *data;      /* const: row-major values of a non-splat constant */
+} Attr;
+
+typedef struct Node {
+    Op op;
+    DType dtype;
+    Shape shape;
+    int nin;
+    Ref in[IR_MAX_INPUTS];
+    Attr attr;
+    const char *name;  /* source name of the value, or NULL */
+    SrcLoc loc;        /* where in the .nn it came from (zero when synthesized) */
+} Node;
+
+typedef enum ArgRole { ARG_INPUT, ARG_LABEL } ArgRole;
+
+typedef struct FuncArg {
+    const char *name;
+    ArgRole role;
+    DType dtype;
+    Shape shape;
+    SrcLoc loc;
+} FuncArg;
+
+typedef enum OutRole {
+    OUT_OUTPUT,  /* `output` declarations */
+    OUT_LOSS,    /* the total loss, a scalar (one per function at most) */
+    OUT_METRIC,  /* `metric` declarations (scalars averaged over the batch) */
+    OUT_GRAD,    /* gradient of a parameter: name is the parameter's name */
+    OUT_EXTRA,   /* anything else a command asks for */
+} OutRole;
+
+typedef struct FuncOut {
+    const char *name;
+    OutRole role;
+    Ref value;
+} FuncOut;
+
+typedef struct Module Module;
+
+typedef struct Func {
+    const char *name;  /* init, infer, evaluate, loss, grad, train_step */
+    Module *mod;
+    Node *nodes;
+    int nnodes, cap;
+    FuncArg *args;
+    int nargs, args_cap;
+    FuncOut *outs;
+    int nouts, outs_cap;
+} Func;
+
+typedef enum TensorKind {
+    TK_PARAM,  /* trainable */
+    TK_STATE,  /* persistent, not trained (batchnorm running statistics) */
+    TK_SLOT,   /* optimizer slot (momentum buffer, Adam moments, ...) */
+    TK_STEP,   /* the step counter (i32 scalar) */
+    TK_HYPER,  /* run-time hyperparameter set by the driver (f32 scalar), e.g. steps_per_epoch */
+    TK_COUNT
+} TensorKind;
+
+typedef struct ModTensor {
+    const char *name;   /* PyTorch state_dict key for params/states; "<param>.<slot>" for slots */
+    TensorKind kind;
+    DType dtype;
+    Shape shape;        /* never batch-dependent */
+    InitSpec init;
+    int owner;          /* slots: the param tensor id; -1 otherwise */
+    int64_t offset;     /* byte offset in the state buffer (64-byte aligned) */
+    int64_t bytes;
+    SrcLoc loc;
+} ModTensor;
+
+/* One row of `nnc summary`: a layer call in the source. */
+typedef struct LayerInfo {
+    const char *name;   /* parameter prefix, e.g. "h1" or "b1.conv" */
+    const char *kind;   /* "dense", "conv2d", ... */
+    Shape out_shape;
+    int64_t params;
+    int64_t macs;       /* per sample */
+    int64_t flops;      /* per sample */
+    SrcLoc loc;
+} LayerInfo;
+
+/* ---- the train block (sema.c fills it; grad.c, optim.c and the driver read it) */
+
+typedef enum OptKind { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW, OPT_COUNT } OptKind;
+
+typedef struct OptimizerSpec {
+    OptKind kind;
+    double lr;
+    double momentum, dampening, weight_decay;  /* sgd; weight_decay also adagrad/rmsprop/adam(w) */
+    bool nesterov;
+    double alpha, eps;                         /* rmsprop alpha; eps for all adaptive ones */
+    bool centered;                             /* rmsprop */
+    double beta1, beta2;                       /* adam, adamw */
+    bool amsgrad;
+    double lr_decay, initial_accumulator;      /* adagrad */
+    SrcLoc loc;
+} OptimizerSpec;
+
+typedef enum SchedKind {
+    SCHED_CONSTANT, SCHED_STEP, SCHED_EXP, SCHED_COSINE, SCHED_SGDR, SCHED_CYCLIC, SCHED_ONECYCLE,
+    SCHED_COUNT
+} SchedKind;
+
+/* Durations are in epochs as written; optim.c converts with the steps_per_epoch hyper tensor. */
+typedef struct ScheduleSpec {
+    SchedKind kind;
+    double warmup;          /* linear warmup length (epochs), combinable with any kind */
+    double step_size;       /* step: decay every step_size epochs; cyclic: half-cycle length */
+    double gamma;           /* step, exp */
+    double t0, t_mult;      /* sgdr */
+    double eta_min;         /* cosine, sgdr: final lr */
+    double max_lr;          /* cyclic, onecycle; cyclic's base is the optimizer lr */
+    double pct_start, div_factor, final_div_factor;  /* onecycle */
+    SrcLoc loc;
+} ScheduleSpec;
+
+typedef enum DataKind { DATA_NONE, DATA_FASHION_MNIST, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TEXT } DataKind;
+
+typedef struct DataSpec {
+    DataKind kind;
+    const char *images, *labels;  /* idx */
+    const char *path;             /* csv, text */
+    const char *label_column;     /* csv */
+    bool header;                  /* csv */
+    const char *x, *y;            /* npy */
+    int64_t seq;                  /* text: sequence length */
+    SrcLoc loc;
+} DataSpec;
+
+typedef struct TrainConfig {
+    bool present;            /* a train block names this model */
+    SrcLoc loc;
+    DataSpec data;
+    int64_t batch, epochs, seed;
+    OptimizerSpec opt;
+    ScheduleSpec sched;
+    double clip_norm, clip_value;  /* 0 = off */
+    int64_t accumulate;            /* gradient accumulation over k batches (1 = off) */
+    double validation;             /* fraction held out */
+    int preprocess;                /* 0 none, 1 standardize, 2 normalize */
+    int64_t patience;              /* early stopping, 0 = off */
+    const char *early_stop_on;     /* "val_loss", "val_accuracy", ... */
+} TrainConfig;
+
+struct Module {
+    Arena *arena;
+    const char *name;       /* model name */
+    SrcLoc loc;
+    int64_t max_batch;      /* train batch, or 64 */
+    ModTensor *tensors;
+    int ntensors, tensors_cap;
+    Func **funcs;
+    int nfuncs, funcs_cap;
+    LayerInfo *layers;
+    int nlayers, layers_cap;
+    TrainConfig train;
+    int64_t state_bytes;
+};
+
+/* ================================================================ ir.c: builder, printer */
+
+extern const char *const dtype_names[DT_COUNT];   /* "f32", "i32", "f64" */
+extern const char *const tensor_kind_names[TK_COUNT];
+
+Module *module_new(Arena *a, const char *name);
+/* Adds a module tensor and returns its id; offsets are assigned by module_layout. */
+int module_add_tensor(Module *m, const char *name, TensorKind kind, DType dt, Shape shape,
+                      InitSpec init, SrcLoc loc);
+int module_find_tensor(const Module *m, const char *name);   /* -1 if absent */
+void module_layout(Module *m);                               /* offsets, state_bytes */
+Func *module_add_func(Module *m, const char *name);
+Func *module_find_func(const Module *m, const char *name);
+
+Shape shape_make(int rank, const int64_t *dims, uint8_t batch_mask);
+Shape shape_scalar(void);
+bool shape_eq(const Shape *a, const Shape *b);
+int64_t shape_numel(const Shape *s, int64_t batch);      /* element count for a concrete batch */
+int64_t shape_dim(const Shape *s, int axis, int64_t batch);
+bool shape_has_batch(const Shape *s);
+/* numpy broadcasting of two shapes; false when incompatible */
+bool shape_broadcast(const Shape *a, const Shape *b, Shape *out);
+/* "[batch, 784]" into buf */
+const char *shape_str(const Shape *s, char *buf, size_t len);
+int64_t dtype_size(DType dt);
+
+int func_add_arg(Func *f, const char *name, ArgRole role, DType dt, Shape shape, SrcLoc loc);
+void func_add_out(Func *f, const char *name, OutRole role, Ref value);
+
+/* Low-level: append a node with an explicit dtype and shape. Returns its Ref. */
+Ref ir_node(Func *f, Op op, DType dt, Shape shape, int nin, const Ref *in, const Attr *attr);
+
+/* Builders that infer dtype and shape. They never fail on valid input; the caller (lower.c)
+ * checks shapes and reports errors first. Binary elementwise builders broadcast (numpy). */
+Ref ir_input(Func *f, int arg);
+Ref ir_tensor(Func *f, int tensor);
+Ref ir_const(Func *f, DType dt, Shape shape, double value);
+Ref ir_scalar(Func *f, double value);                  /* f32 scalar */
+Ref ir_binary(Func *f, Op op, Ref a, Ref b);           /* add..ge, with broadcasting */
+Ref ir_unary(Func *f, Op op, Ref x);                   /* neg..hard_swish, attrs zero */
+Ref ir_unary_attr(Func *f, Op op, Ref x, const Attr *attr);
+Ref ir_select(Func *f, Ref c, Ref a, Ref b);
+Ref ir_cast(Func *f, Ref x, DType dt);
+Ref ir_reduce(Func *f, Op op, Ref x, uint32_t axes, bool keepdims);  /* sum, mean, max */
+Ref ir_argmax(Func *f, Ref x, int axis);
+Ref ir_matmul(Func *f, Ref a, Ref b, bool trans_a, bool trans_b);
+Ref ir_reshape(Func *f, Ref x, Shape shape);
+Ref ir_transpose(Func *f, Ref x, const int *perm);
+Ref ir_broadcast(Func *f, Ref x, Shape shape);         /* no-op when shapes are equal */
+Ref ir_slice(Func *f, Ref x, const int64_t *start, const int64_t *step, Shape out);
+Ref ir_concat(Func *f, int n, const Ref *xs, int axis); /* chains when n > IR_MAX_INPUTS */
+Ref ir_store(Func *f, int tensor, Ref value);
+
+static inline Node *ir_at(Func *f, Ref r) { return &f->nodes[r]; }
+static inline const OpInfo *ir_info(Op op) { return &op_info[op]; }
+
+/* Text form (nnc dump --ir): one line per node,
+ *   %3 = matmul %0, %2 trans_b : f32[batch, 512]   # h1  (line:col)
+ * Module tensors first, then each function. */
+void ir_print_module(FILE *out, const Module *m, const char *only_func /* NULL = all */);
+void ir_print_func(FILE *out, const Func *f);
+
+/* ================================================================ verify.c */
+
+/* Checks arity, input refs (earlier nodes only), shapes and dtypes of every node against the
+ * op's rules, outputs and args. Prints each problem to out and returns the problem count. */
+int ir_verify(const Func *f, FILE *out);
+
+/* ================================================================ sema.c, lower.c */
+
+/* Checks the program, expands defs, reads train blocks, and lowers every model into a Module
+ * with functions:
+ *   init        (no args)                     init_fill + store for every param/state/slot/step
+ *   infer       (inputs)        -> outputs    inference mode (dropout off, running stats)
+ *   evaluate    (inputs, labels)-> loss, metrics   inference mode
+ *   loss        (inputs, labels)-> loss, metrics   training mode, plus state updates (stores)
+ * Errors go to d. Returns the number of modules in *out (0 when there were errors). */
+int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
+
+/* ================================================================ grad.c */
+
+/* Builds `grad` (inputs, labels) -> loss, metrics, one OUT_GRAD per param, from `loss`.
+ * Reverse mode, one rule per op; contributions summed; no work for values that do not
+ * reach a parameter. Returns NULL only on an internal error (printed). */
+Func *grad_build(Module *m);
+
+/* ================================================================ optim.c */
+
+/* Builds `train_step` (inputs, labels) -> loss, metrics: the gradient, clipping, accumulation,
+ * schedule, optimizer update and step increment, with stores. Adds the optimizer slots and
+ * hyper tensors to the module (call before module_layout). */
+Func *optim_build_train_step(Module *m);
+
+/* ================================================================ interp.c */
+
+/* A concrete tensor for the interpreter: values are always held as double; in f32 mode every
+ * op's result is rounded to float, so f32 runs match compiled code. */
+typedef struct ITensor {
+    DType dtype;
+    int rank;
+    int64_t dim[IR_MAX_RANK];
+    int64_t numel;
+    double *data;
+} ITensor;
+
+typedef struct Interp {
+    Module *mod;
+    bool f64;            /* evaluate in double precision (gradcheck) */
+    uint64_t seed;       /* init seed */
+    ITensor *tensors;    /* module tensors, indexed like mod->tensors */
+} Interp;
+
+void interp_init(Interp *in, Module *m, bool f64);
+void interp_free(Interp *in);
+/* Runs f with batch n. args[i] must match f->args[i] (dims with batch = n). Outputs are
+ * allocated into outs[0..f->nouts). Returns 0 or a negative NNRT_E* code with a message in err. */
+int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs, char *err,
+               size_t errlen);
+void itensor_free(ITensor *t);
+/* State buffer (the compiled layout, module_layout offsets) <-> interpreter tensors. */
+void interp_load_state(Interp *in, const void *state);
+void interp_save_state(const Interp *in, void *state);
+
+/* ================================================================ llvm.c */
+
+typedef struct CodegenOptions {
+    int opt_level;            /* 0..3 */
+    const char *target;       /* triple, NULL = host */
+    const char *cpu;          /* NULL = host */
+    const char *emit;         /* "obj", "asm", "llvm", "bc" */
+    const void *embed_weights;/* state buffer to bake into .rodata (inference-only), or NULL */
+} CodegenOptions;
+
+/* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails. */
+int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path);
+
+/* In-process JIT. Each function gets the packed entry
+ *   int fn(void *state, void *work, int n, void **args)   args = inputs, then outputs.  */
+typedef struct Jit Jit;
+typedef int (*JitFn)(void *state, void *work, int n, void **args);
+Jit *jit_compile(Module *m, int opt_level);
+JitFn jit_lookup(Jit *j, const char *func_name);
+int64_t jit_work_bytes(Jit *j, const char *func_name);
+void jit_free(Jit *j);
+
+/* ================================================================ header.c */
+
+int header_emit(const Module *m, const char *path);
+
+#endif

@@ -1,0 +1,97 @@
+/* ops.h — the IR op table (X-macro).
+ *
+ * OP(name, arity, flags, doc)
+ *   arity: number of inputs, or -1 for variadic (1..IR_MAX_INPUTS)
+ *   flags: OPF_* below
+ *
+ * Conventions every backend follows (interp.c is the reference):
+ * - Elementwise ops take inputs of exactly the node's shape (the builder inserts explicit
+ *   `broadcast` nodes; numpy rules). Comparisons produce f32 1.0/0.0 whatever the input type.
+ * - Integer (i32) inputs are allowed for add sub mul div(trunc) maximum minimum neg abs,
+ *   comparisons, select, cast, reshape/transpose/slice/concat/broadcast and the tensor/store ops.
+ * - attr fields are documented per op; unused fields are zero.
+ * - Ops with OPF_GRAD have a rule in grad.c; act_grad, *_grad ops are the hand-written
+ *   gradient kernels of composite ops and have no gradient themselves.
+ *
+ * Adding an op: one line here, a case in interp.c, grad.c (if differentiable) and llvm.c.
+ */
+
+/* ---- leaves */
+OP(input,      0, OPF_LEAF,          "function argument number attr.index")
+OP(tensor,     0, OPF_LEAF,          "read module tensor attr.tensor (param, state, slot, step, hyper)")
+OP(const,      0, OPF_LEAF,          "attr.f[0] splatted to the node shape, or attr.data (row-major) when non-NULL")
+OP(batch_size, 0, OPF_LEAF,          "the run-time batch n, as a scalar of the node dtype")
+OP(init_fill,  0, OPF_LEAF,          "initial value of module tensor attr.tensor per its InitSpec; seeded by the init seed")
+OP(rand_uniform, 0, OPF_LEAF,        "U[0,1) of the node shape from the counter RNG: stream attr.index, counter from the step tensor attr.tensor")
+
+/* ---- elementwise binary (same shape), f32 unless noted */
+OP(add,      2, OPF_ELEM | OPF_COMM | OPF_GRAD, "a + b")
+OP(sub,      2, OPF_ELEM | OPF_GRAD,            "a - b")
+OP(mul,      2, OPF_ELEM | OPF_COMM | OPF_GRAD, "a * b")
+OP(div,      2, OPF_ELEM | OPF_GRAD,            "a / b (i32: truncating)")
+OP(pow,      2, OPF_ELEM | OPF_GRAD,            "a ^ b = powf(a, b)")
+OP(maximum,  2, OPF_ELEM | OPF_COMM | OPF_GRAD, "max(a, b); gradient to a where a >= b")
+OP(minimum,  2, OPF_ELEM | OPF_COMM | OPF_GRAD, "min(a, b); gradient to a where a <= b")
+OP(eq,       2, OPF_ELEM | OPF_COMM | OPF_CMP,  "a == b ? 1 : 0 (f32)")
+OP(ne,       2, OPF_ELEM | OPF_COMM | OPF_CMP,  "a != b ? 1 : 0 (f32)")
+OP(lt,       2, OPF_ELEM | OPF_CMP,             "a < b ? 1 : 0 (f32)")
+OP(le,       2, OPF_ELEM | OPF_CMP,             "a <= b ? 1 : 0 (f32)")
+OP(gt,       2, OPF_ELEM | OPF_CMP,             "a > b ? 1 : 0 (f32)")
+OP(ge,       2, OPF_ELEM | OPF_CMP,             "a >= b ? 1 : 0 (f32)")
+OP(select,   3, OPF_ELEM | OPF_GRAD,            "c != 0 ? a : b")
+
+/* ---- elementwise unary */
+OP(neg,      1, OPF_ELEM | OPF_GRAD, "-x")
+OP(exp,      1, OPF_ELEM | OPF_GRAD, "e^x")
+OP(log,      1, OPF_ELEM | OPF_GRAD, "ln x")
+OP(sqrt,     1, OPF_ELEM | OPF_GRAD, "sqrt x")
+OP(abs,      1, OPF_ELEM | OPF_GRAD, "|x|; gradient sign(x)")
+OP(sign,     1, OPF_ELEM,            "-1, 0 or 1")
+OP(floor,    1, OPF_ELEM,            "floor x (schedules)")
+OP(cos,      1, OPF_ELEM | OPF_GRAD, "cos x (schedules)")
+OP(erf,      1, OPF_ELEM | OPF_GRAD, "erf x")
+OP(cast,     1, OPF_ELEM,            "convert to the node dtype (f32 <-> i32, truncating)")
+OP(stop_gradient, 1, OPF_ELEM,       "identity; no gradient flows through")
+/* activations: gradient through act_grad, which recomputes from the input x */
+OP(relu,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "max(x, 0)")
+OP(leaky_relu,   1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x > 0 ? x : attr.f[0]*x  (slope, default 0.01)")
+OP(elu,          1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x > 0 ? x : attr.f[0]*(e^x - 1)  (alpha)")
+OP(selu,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "1.0507009873554805 * elu(x, 1.6732632423543772)")
+OP(gelu,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x/2 (1 + erf(x/sqrt 2)); attr.flag=1: tanh approximation")
+OP(sigmoid,      1, OPF_ELEM | OPF_GRAD | OPF_ACT, "1 / (1 + e^-x)")
+OP(tanh,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "tanh x")
+OP(softplus,     1, OPF_ELEM | OPF_GRAD | OPF_ACT, "log(1 + e^(b x))/b, x if b x > threshold  (attr.f[0]=beta, attr.f[1]=threshold)")
+OP(silu,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x sigmoid(x)")
+OP(mish,         1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x tanh(softplus(x))")
+OP(hard_sigmoid, 1, OPF_ELEM | OPF_GRAD | OPF_ACT, "relu6(x + 3) / 6")
+OP(hard_swish,   1, OPF_ELEM | OPF_GRAD | OPF_ACT, "x relu6(x + 3) / 6")
+OP(act_grad,     2, OPF_ELEM,                      "dy * f'(x) for activation attr.fwd_op (with its attrs); inputs (x, dy)")
+
+/* ---- reductions */
+OP(sum,    1, OPF_REDUCE | OPF_GRAD, "sum over axes attr.axes (bit i = axis i), attr.keepdims")
+OP(mean,   1, OPF_REDUCE | OPF_GRAD, "mean over attr.axes (divides by the run-time count)")
+OP(max,    1, OPF_REDUCE | OPF_GRAD, "max over attr.axes; gradient to the first maximum")
+OP(argmax, 1, 0,                     "index (i32) of the first maximum along attr.axis; axis removed")
+
+/* ---- linear algebra */
+OP(matmul, 2, OPF_GRAD, "a[..., M, K] @ b[..., K, N]; attr.trans_a/trans_b transpose the last two axes; b may be 2-D and is then shared by every leading index")
+
+/* ---- shape */
+OP(reshape,   1, OPF_GRAD, "same values, node shape (row-major)")
+OP(transpose, 1, OPF_GRAD, "out axis i = in axis attr.perm[i]")
+OP(broadcast, 1, OPF_GRAD, "numpy broadcast to the node shape (input right-aligned, size-1 or missing axes repeat)")
+OP(slice,     1, OPF_GRAD, "out[i] = in[attr.start + i*attr.step] per axis; counts from the node shape")
+OP(concat,   -1, OPF_GRAD, "inputs joined along attr.axis")
+OP(gather,    2, OPF_GRAD, "rows of table a[V, D...] at i32 indices b[...]: out[..., D...]; out-of-range index gives 0")
+OP(scatter_add, 2, 0,      "gradient of gather: zeros of the node shape [V, D...], dy b[..., D...] added at i32 indices a")
+
+/* ---- fused kernels (last axis) */
+OP(softmax,           1, OPF_GRAD, "softmax over the last axis")
+OP(log_softmax,       1, OPF_GRAD, "log softmax over the last axis")
+OP(softmax_grad,      2, 0,        "inputs (y, dy): y * (dy - sum(dy*y, last axis))")
+OP(log_softmax_grad,  2, 0,        "inputs (y, dy): dy - e^y * sum(dy, last axis)")
+OP(cross_entropy,    -1, OPF_GRAD, "inputs (logits[..., C], labels i32[...][, weight[C]]): scalar mean over positions of -sum_c q_c log p_c, q = (1-s) onehot + s/C (s = attr.f[0]); weighted mean as PyTorch when weight given; labels out of [0,C) contribute 0 (ignore)")
+OP(cross_entropy_grad, -1, 0,      "inputs (logits, labels[, weight], dloss scalar): d loss / d logits")
+
+/* ---- effects */
+OP(store, 1, OPF_EFFECT, "write the input into module tensor attr.tensor (visible to later reads in this function)")
