@@ -76,6 +76,21 @@ $(NNC): $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
+# C unit tests of the compiler (tests/unit/test_*.c): each links every compiler object but main.o.
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+LIB_OBJ   = $(LANG_OBJ) $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(LIBRT)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LIBRT) $(LLVM_LIBS) $(LDLIBS)
+
+.PHONY: unit-tests
+unit-tests: $(UNIT_BIN)
+	@pass=0; fail=0; for t in $(UNIT_BIN); do \
+	  if $$t >$$t.log 2>&1; then echo "PASS $$(basename $$t)"; pass=$$((pass+1)); \
+	  else echo "FAIL $$(basename $$t)"; cat $$t.log; fail=$$((fail+1)); fi; done; \
+	echo "$$pass passed, $$fail failed"; [ $$fail = 0 ]
+
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	        SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all

@@ -99,7 +99,7 @@ typedef enum ExprKind {
     E_STR,    /* str */
     E_BOOL,   /* ival 0/1 */
     E_NAME,   /* str */
-    E_BINARY, /* op in "+-*/@^", lhs op rhs */
+    E_BINARY, /* op is one of + - * / @ ^ (as a char): lhs op rhs */
     E_NEG,    /* -lhs */
     E_PIPE,   /* lhs |> rhs: rhs is a NAME (f -> f(lhs)) or a CALL (f(a) -> f(lhs, a)) */
     E_CALL,   /* str(args...), callee name at callee_loc */
