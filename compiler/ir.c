@@ -72,6 +72,18 @@ Func *module_find_func(const Module *m, const char *name) {
     return NULL;
 }
 
+Func *module_build_init(Module *m) {
+    Func *f = module_find_func(m, "init");
+    if (!f) f = module_add_func(m, "init");
+    f->nnodes = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        Attr a = {.tensor = i};
+        Ref v = ir_node(f, OP_init_fill, m->tensors[i].dtype, m->tensors[i].shape, 0, NULL, &a);
+        ir_store(f, i, v);
+    }
+    return f;
+}
+
 /* ---------------------------------------------------------------- shapes */
 
 Shape shape_make(int rank, const int64_t *dims, uint8_t batch_mask) {

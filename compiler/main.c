@@ -1,61 +1,151 @@
-/* main.c — the nnc driver: command-line parsing and the pass pipeline as a plain list of calls. */
+/* main.c — the nnc driver: command dispatch and the pass pipeline as a plain list of calls.
+ *
+ * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c); this file holds
+ * what they share: loading a .nn file into checked, lowered, differentiated modules. */
 #include "nnc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: nnc <command> FILE.nn [options]\n"
-    "\n"
-    "commands:\n"
-    "  check FILE.nn        report diagnostics only (exit 0 ok, 1 errors, 2 usage)\n"
-    "  dump FILE.nn --ast   print the syntax tree\n"
-    "\n"
-    "Run 'nnc <command> --help' for a command's options.\n";
+/* Commands are weak while the tree is assembled piece by piece: a command whose file is not
+ * linked in reports that instead of failing the build. */
+#define COMMAND(fn) __attribute__((weak)) int fn(int argc, char **argv);
+COMMAND(cmd_check)
+COMMAND(cmd_dump)
+COMMAND(cmd_summary)
+COMMAND(cmd_compile)
+COMMAND(cmd_train)
+COMMAND(cmd_eval)
+COMMAND(cmd_run)
+COMMAND(cmd_grad)
+COMMAND(cmd_gradcheck)
+COMMAND(cmd_sample)
+#undef COMMAND
+__attribute__((weak)) int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
+__attribute__((weak)) Func *grad_build(Module *m);
+__attribute__((weak)) Func *optim_build_train_step(Module *m);
 
-static int cmd_check(int argc, char **argv, bool dump_ast) {
-    const char *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: nnc %s FILE.nn\n", dump_ast ? "dump --ast" : "check");
-            return 0;
-        } else if (!strcmp(argv[i], "--ast")) {
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "nnc: error: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "nnc: error: more than one input file\n");
-            return 2;
-        } else {
-            path = argv[i];
+typedef struct Command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *synopsis;
+} Command;
+
+static const Command commands[] = {
+    {"check", cmd_check, "FILE.nn                      diagnostics only"},
+    {"dump", cmd_dump, "FILE.nn --ir|--ast [--fn=F]  print the AST or the IR"},
+    {"summary", cmd_summary, "FILE.nn                    layers, shapes, parameters, MACs, FLOPs"},
+    {"compile", cmd_compile, "FILE.nn [-o m.o]           object file and C header"},
+    {"train", cmd_train, "FILE.nn [options]            train a model"},
+    {"eval", cmd_eval, "FILE.nn --weights W           metrics on the test split"},
+    {"run", cmd_run, "FILE.nn --weights W --input x=a.npy   inference"},
+    {"grad", cmd_grad, "FILE.nn --weights W --input ... --out g.safetensors   gradients"},
+    {"gradcheck", cmd_gradcheck, "FILE.nn [--seed N]       finite differences vs gradients"},
+    {"sample", cmd_sample, "FILE.nn --weights W --prime TEXT   generate from a sequence model"},
+};
+
+static void print_usage(FILE *out) {
+    fprintf(out, "usage: nnc <command> FILE.nn [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].synopsis);
+    fprintf(out, "\nRun 'nnc <command> --help' for the options of a command.\n"
+                 "Exit status: 0 success, 1 errors in the input, 2 usage errors.\n");
+}
+
+/* ---------------------------------------------------------------- the pipeline */
+
+/* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
+ * and train_step; lays out the state and builds init. Diagnostics go to stderr.
+ * Returns 0 with the modules in *out, 1 on errors in the input. */
+int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
+    memset(out, 0, sizeof *out);
+    out->arena = calloc(1, sizeof *out->arena);
+    out->src = source_read(path);
+    if (!out->src) return 1;
+    diag_init(&out->diag, out->src, stderr);
+    out->program = parse_program(out->arena, out->src, &out->diag);
+    if (out->diag.errors) return 1;
+    if (!lower_program || (opts->train_functions && (!grad_build || !optim_build_train_step))) {
+        fprintf(stderr, "nnc: error: this build lacks the compiler's middle end\n");
+        return 1;
+    }
+    out->nmodules = lower_program(out->arena, out->program, &out->diag, &out->modules);
+    if (out->diag.errors) return 1;
+    for (int i = 0; i < out->nmodules; i++) {
+        Module *m = out->modules[i];
+        if (opts->train_functions) {
+            if (!grad_build(m)) return 1;
+            if (!optim_build_train_step(m)) return 1;
+        }
+        module_layout(m);
+        module_build_init(m);
+        if (opts->verify) {
+            int problems = 0;
+            for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);
+            if (problems) {
+                fprintf(stderr, "nnc: internal error: the IR of '%s' failed verification\n", m->name);
+                return 1;
+            }
         }
     }
-    if (!path) {
-        fprintf(stderr, "nnc: error: no input file\n");
-        return 2;
+    return 0;
+}
+
+void driver_free(DriverResult *r) {
+    if (r->arena) {
+        arena_free(r->arena);
+        free(r->arena);
     }
-    Source *src = source_read(path);
-    if (!src) return 1;
-    Arena arena = {0};
-    Diag d;
-    diag_init(&d, src, stderr);
-    Program *p = parse_program(&arena, src, &d);
-    if (dump_ast && !d.errors) ast_print(stdout, p);
-    int rc = d.errors ? 1 : 0;
-    arena_free(&arena);
-    source_free(src);
-    return rc;
+    if (r->src) source_free(r->src);
+    memset(r, 0, sizeof *r);
+}
+
+Module *driver_pick_model(DriverResult *r, const char *name) {
+    if (r->nmodules == 0) {
+        fprintf(stderr, "%s: error: the file defines no model\n", r->src->path);
+        return NULL;
+    }
+    if (!name) {
+        if (r->nmodules > 1)
+            fprintf(stderr, "nnc: note: %s defines %d models; using '%s' (choose with --model)\n",
+                    r->src->path, r->nmodules, r->modules[0]->name);
+        return r->modules[0];
+    }
+    for (int i = 0; i < r->nmodules; i++)
+        if (!strcmp(r->modules[i]->name, name)) return r->modules[i];
+    fprintf(stderr, "%s: error: no model named '%s'\n", r->src->path, name);
+    return NULL;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
     }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2, false);
-    if (!strcmp(cmd, "dump")) return cmd_check(argc - 2, argv + 2, true);
-    fprintf(stderr, "nnc: error: unknown command '%s'\n%s", cmd, usage);
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("nnc 0.1 (LLVM 19)\n");
+        return 0;
+    }
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        names[i] = commands[i].name;
+        if (strcmp(name, commands[i].name)) continue;
+        if (!commands[i].fn) {
+            fprintf(stderr, "nnc: error: the '%s' command is not available in this build\n", name);
+            return 2;
+        }
+        return commands[i].fn(argc - 2, argv + 2);
+    }
+    const char *close = diag_closest(name, names, (int)(sizeof names / sizeof names[0]));
+    if (close)
+        fprintf(stderr, "nnc: error: unknown command '%s'; did you mean '%s'?\n", name, close);
+    else
+        fprintf(stderr, "nnc: error: unknown command '%s'\n", name);
+    fprintf(stderr, "Run 'nnc --help' for the list of commands.\n");
     return 2;
 }

@@ -262,6 +262,9 @@ int module_find_tensor(const Module *m, const char *name);   /* -1 if absent */
 void module_layout(Module *m);                               /* offsets, state_bytes */
 Func *module_add_func(Module *m, const char *name);
 Func *module_find_func(const Module *m, const char *name);
+/* Builds (or rebuilds) `init`: init_fill + store for every module tensor, in order.
+ * Call after every tensor exists (after optim_build_train_step). */
+Func *module_build_init(Module *m);
 
 Shape shape_make(int rank, const int64_t *dims, uint8_t batch_mask);
 Shape shape_scalar(void);
@@ -393,6 +396,39 @@ Jit *jit_compile(Module *m, int opt_level);
 JitFn jit_lookup(Jit *j, const char *func_name);
 int64_t jit_work_bytes(Jit *j, const char *func_name);
 void jit_free(Jit *j);
+
+/* ================================================================ main.c: the shared pipeline */
+
+typedef struct DriverOptions {
+    bool train_functions;  /* build grad and train_step too */
+    bool verify;           /* run ir_verify on every function */
+} DriverOptions;
+
+typedef struct DriverResult {
+    Arena *arena;
+    Source *src;
+    Diag diag;
+    Program *program;
+    Module **modules;
+    int nmodules;
+} DriverResult;
+
+int driver_load(const char *path, const DriverOptions *opts, DriverResult *out);
+void driver_free(DriverResult *r);
+/* The model called name (NULL: the first, with a note when there are several). */
+Module *driver_pick_model(DriverResult *r, const char *name);
+
+/* Commands: argv holds the arguments after the command name. Return the exit status. */
+int cmd_check(int argc, char **argv);     /* cmd_check.c: check, dump, summary */
+int cmd_dump(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_compile(int argc, char **argv);   /* cmd_compile.c */
+int cmd_train(int argc, char **argv);     /* cmd_run.c: train, eval, run, grad, sample */
+int cmd_eval(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
 
 /* ================================================================ header.c */
 
