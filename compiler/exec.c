@@ -15,6 +15,15 @@ __attribute__((weak)) JitFn jit_lookup(Jit *j, const char *func_name);
 __attribute__((weak)) int64_t jit_work_bytes(Jit *j, const char *func_name);
 __attribute__((weak)) void jit_free(Jit *j);
 
+/* Weak until the interpreter lands in every branch that links this file. */
+__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
+__attribute__((weak)) void interp_free(Interp *in);
+__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
+                                     char *err, size_t errlen);
+__attribute__((weak)) void itensor_free(ITensor *t);
+__attribute__((weak)) void interp_load_state(Interp *in, const void *state);
+__attribute__((weak)) void interp_save_state(const Interp *in, void *state);
+
 bool exec_jit_available(void) { return jit_compile != NULL; }
 
 int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed) {
@@ -33,6 +42,7 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed) {
         e->work = calloc(1, (size_t)e->work_bytes + 64);
         if (!e->work) return NNRT_ENOMEM;
     } else {
+        if (!interp_init) return NNRT_EARG;
         interp_init(&e->interp, m, false);
         e->interp.seed = seed;
         e->use_interp = true;
