@@ -866,3 +866,113 @@ int cmd_eval(int argc, char **argv) {
     session_close(&s);
     return status;
 }
+
+/* ---------------------------------------------------------------- nnc sample */
+
+static const char sample_help[] =
+    "usage: nnc sample FILE.nn --weights W [--prime TEXT] [--length N] [--temperature T]\n"
+    "                  [--seed N] [--model M] [--interp]\n"
+    "\n"
+    "Generates text from a next-character model (input i32[batch, T], output [batch, T, V]):\n"
+    "feeds the last T characters, draws the next one from the output at the last position\n"
+    "sharpened by the temperature (p^(1/T), renormalized), and repeats.\n"
+    "\n"
+    "  --prime TEXT         the text to start from (default: a space)\n"
+    "  --length N           characters to generate (default 200)\n"
+    "  --temperature T      > 0; lower is more conservative (default 1)\n"
+    "  --seed N             sampling seed (default 0)\n";
+
+int cmd_sample(int argc, char **argv) {
+    const char *file = NULL, *weights = NULL, *model = NULL, *prime = " ";
+    int64_t length = 200, seed = 0;
+    double temperature = 1;
+    bool interp = false;
+    static const char *const known[] = {"--weights", "--prime", "--length", "--temperature", "--seed", "--model", "--interp", "--help"};
+    for (int i = 0; i < argc; i++) {
+        const char *v = "";
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(sample_help, stdout);
+            return 0;
+        }
+        if (opt_value(argc, argv, &i, "--weights", &v)) weights = v;
+        else if (opt_value(argc, argv, &i, "--prime", &v)) prime = v;
+        else if (opt_value(argc, argv, &i, "--model", &v)) model = v;
+        else if (opt_value(argc, argv, &i, "--length", &v)) { if (v && !parse_int_arg("--length", v, 0, 1 << 24, &length)) return 2; }
+        else if (opt_value(argc, argv, &i, "--seed", &v)) { if (v && !parse_int_arg("--seed", v, 0, INT64_MAX, &seed)) return 2; }
+        else if (opt_value(argc, argv, &i, "--temperature", &v)) {
+            char *end = NULL;
+            temperature = v ? strtod(v, &end) : 0;
+            if (!v || *end || !(temperature > 0) || !isfinite(temperature)) {
+                fprintf(stderr, "nnc sample: error: --temperature expects a positive number\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--interp")) interp = true;
+        else if (argv[i][0] == '-' && argv[i][1]) return unknown_option("sample", argv[i], known, 8);
+        else file = argv[i];
+        if (!v) return 2;
+    }
+    if (!file || !weights) {
+        fprintf(stderr, "nnc sample: error: %s\n%s", !file ? "no input file" : "--weights is required", sample_help);
+        return 2;
+    }
+    Session s;
+    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS)) {
+        session_close(&s);
+        return 1;
+    }
+    Func *f = module_find_func(s.m, "infer");
+    const Shape *in = f->nargs == 1 ? &f->args[0].shape : NULL;
+    const Node *out = f->nouts >= 1 ? &f->nodes[f->outs[0].value] : NULL;
+    if (!in || f->args[0].dtype != DT_I32 || in->rank != 2 || !out || out->shape.rank != 3 ||
+        out->shape.dim[1] != in->dim[1] || out->dtype != DT_F32) {
+        fprintf(stderr, "nnc sample: error: '%s' is not a next-character model: it needs one input i32[batch, T] and a first output f32[batch, T, V]\n",
+                s.m->name);
+        session_close(&s);
+        return 1;
+    }
+    int64_t T = in->dim[1], V = out->shape.dim[2];
+    bool probs = true; /* a softmax output: sample from it directly; otherwise treat as logits */
+    if (f->nodes[f->outs[0].value].op != OP_softmax) probs = false;
+    int32_t *window = malloc((size_t)T * sizeof *window);
+    float *dist = malloc((size_t)(T * V) * sizeof *dist);
+    size_t plen = strlen(prime);
+    int32_t *text = malloc((plen + (size_t)length + 1) * sizeof *text);
+    for (size_t i = 0; i < plen; i++) text[i] = (unsigned char)prime[i];
+    int64_t len = (int64_t)plen;
+    fputs(prime, stdout);
+    int status = 0;
+    double *w = malloc((size_t)V * sizeof *w);
+    for (int64_t k = 0; k < length; k++) {
+        for (int64_t t = 0; t < T; t++) {
+            int64_t src = len - T + t;
+            window[t] = src >= 0 ? text[src] : ' ';
+        }
+        void *bufs[64] = {window, dist};
+        char err[512];
+        if (exec_call(&s.exec, "infer", 1, bufs, err, sizeof err)) {
+            fprintf(stderr, "\nnnc sample: error: %s\n", err);
+            status = 1;
+            break;
+        }
+        const float *last = dist + (T - 1) * V;
+        double total = 0, mx = -INFINITY;
+        for (int64_t c = 0; c < V; c++) mx = fmax(mx, probs ? log(fmax(last[c], 1e-30)) : last[c]);
+        for (int64_t c = 0; c < V; c++) {
+            double logit = probs ? log(fmax(last[c], 1e-30)) : last[c];
+            w[c] = exp((logit - mx) / temperature);
+            total += w[c];
+        }
+        double u = nnrt_rng_uniform((uint64_t)seed, 0x53414d504c45ull /* "SAMPLE" */, (uint64_t)k) * total;
+        int64_t c = 0;
+        while (c < V - 1 && u >= w[c]) u -= w[c++];
+        text[len++] = (int32_t)c;
+        putchar(c >= 32 && c < 127 ? (int)c : c == '\n' || c == '\t' ? (int)c : '?');
+    }
+    putchar('\n');
+    free(w);
+    free(text);
+    free(dist);
+    free(window);
+    session_close(&s);
+    return status;
+}
