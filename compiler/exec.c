@@ -114,7 +114,24 @@ int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t err
         snprintf(err, errlen, "compiled code lacks '%s'", fn);
         return NNRT_EARG;
     }
-    int rc = entry(e->state, e->work, n, bufs);
+    /* compiled code refuses NULL buffers: unwanted outputs go to scratch memory */
+    void *full[IR_MAX_INPUTS * 4 + 64];
+    void *scratch[64] = {0};
+    int total = f->nargs + f->nouts;
+    if (total > (int)(sizeof full / sizeof full[0])) {
+        snprintf(err, errlen, "'%s' has too many arguments and outputs", fn);
+        return NNRT_EARG;
+    }
+    int rc = 0;
+    for (int i = 0; i < total; i++) {
+        full[i] = bufs[i];
+        if (full[i] || i < f->nargs) continue;
+        const Node *v = &f->nodes[f->outs[i - f->nargs].value];
+        full[i] = scratch[i - f->nargs] = calloc((size_t)shape_numel(&v->shape, n) + 1, 8);
+        if (!full[i]) rc = NNRT_ENOMEM;
+    }
+    if (!rc) rc = entry(e->state, e->work, n, full);
+    for (int i = 0; i < 64; i++) free(scratch[i]);
     if (rc) snprintf(err, errlen, "%s", nnrt_strerror(rc));
     return rc;
 }
