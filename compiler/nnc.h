@@ -414,7 +414,7 @@ JitFn jit_lookup(Jit *j, const char *func_name);
 int64_t jit_work_bytes(Jit *j, const char *func_name);
 void jit_free(Jit *j);
 
-/* ================================================================ main.c: the shared pipeline */
+/* ================================================================ driver.c: the shared pipeline */
 
 typedef struct DriverOptions {
     bool train_functions;  /* build grad and train_step too */
@@ -495,7 +495,7 @@ bool opt_value(int argc, char **argv, int *i, const char *name, const char **val
 bool parse_int_arg(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
 int unknown_option(const char *cmd, const char *arg, const char *const *known, int nknown);
 
-/* ================================================================ train.c: dataset-mode training */
+/* ================================================================ cmd_train.c: dataset-mode training, eval, sample */
 
 int train_dataset(int argc, char **argv);
 

@@ -1,4 +1,4 @@
-/* train.c — dataset-mode training and evaluation: data sources, the epoch loop, validation,
+/* cmd_train.c — dataset-mode training and evaluation: data sources, the epoch loop, validation,
  * metrics, progress, checkpoints and resume, early stopping, CSV logs and SVG curves, and the
  * learning-rate range test. (Array mode, `--input ... --steps K`, lives in cmd_run.c.)
  *
