@@ -1,7 +1,5 @@
 /* main.c — the nnc driver: command dispatch. The pipeline is in driver.c.
- *
- * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c); this file holds
- * what they share: loading a .nn file into checked, lowered, differentiated modules. */
+ * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c). */
 #include "nnc.h"
 #include "nnrt.h"
 
