@@ -41,13 +41,6 @@ static Ref slice_axis(Sema *s, Ref x, int axis, int64_t start, int64_t len) {
     return ir_slice(F, x, st, step, out);
 }
 
-static Shape shape_with(const Shape *in, int axis, int64_t dim) {
-    Shape s = *in;
-    s.dim[axis] = dim;
-    s.batch_mask &= (uint8_t)~(1u << axis);
-    return s;
-}
-
 /* in without axis `axis` */
 static Shape shape_drop(const Shape *in, int axis) {
     Shape s = {0};

@@ -308,6 +308,7 @@ static void bind(Sema *s, const char *name, SrcLoc loc, Value v) {
         v.origin = name;
         v.origin_loc = loc;
     }
+    if (v.kind == V_TENSOR && !s->f->nodes[v.ref].name) s->f->nodes[v.ref].name = qualify(s, name);
     Binding b = {.name = name, .loc = loc, .value = v};
     VEC_PUSH(s->a, s->scope->items, s->scope->n, s->scope->cap, b);
 }
@@ -1289,7 +1290,14 @@ static void let_stmt(Sema *s, const Stmt *st) {
     bind(s, st->name, st->name_loc, v);
 }
 
+/* Gives the nodes a statement created its location (nodes of inner def statements keep theirs). */
+static void locate_nodes(Sema *s, int from, SrcLoc loc) {
+    for (int i = from; i < s->f->nnodes; i++)
+        if (!s->f->nodes[i].loc.first_line) s->f->nodes[i].loc = loc;
+}
+
 static void def_stmt(Sema *s, const Stmt *st, Value *result) {
+    int first = s->f->nnodes;
     switch (st->kind) {
     case S_LET: let_stmt(s, st); break;
     case S_CONST: const_stmt(s, st); break;
@@ -1302,6 +1310,7 @@ static void def_stmt(Sema *s, const Stmt *st, Value *result) {
         break;
     default: break; /* reported by check_def */
     }
+    locate_nodes(s, first, st->loc);
     flush_trace(s);
 }
 
@@ -1420,6 +1429,7 @@ static void metric_stmt(Sema *s, const Stmt *st) {
 }
 
 static void model_stmt(Sema *s, const Stmt *st) {
+    int first = s->f->nnodes;
     switch (st->kind) {
     case S_ERROR: break;
     case S_INPUT:
@@ -1433,6 +1443,7 @@ static void model_stmt(Sema *s, const Stmt *st) {
     case S_METRIC: metric_stmt(s, st); break;
     case S_RETURN: sema_error(s, st->loc, "'return' outside a def"); break;
     }
+    locate_nodes(s, first, st->loc);
     flush_trace(s);
 }
 
