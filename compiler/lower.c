@@ -921,7 +921,7 @@ static Value bi_batchnorm(Sema *s, Call *c) {
                 else fixed *= sh->dim[i];
             }
         n = n == REF_NONE ? scalar(s, (double)fixed) : fixed == 1 ? n : mul(s, n, scalar(s, (double)fixed));
-        Ref unbiased = divide(s, mul(s, ir_reshape(F, var, cs), n), sub(s, n, scalar(s, 1)));
+        Ref unbiased = mul(s, ir_reshape(F, var, cs), divide(s, n, sub(s, n, scalar(s, 1))));
         Ref keep = scalar(s, 1 - momentum), m = scalar(s, momentum);
         ir_store(F, rm.tensor, add(s, mul(s, rm.ref, keep), mul(s, ir_reshape(F, mean, cs), m)));
         ir_store(F, rv.tensor, add(s, mul(s, rv.ref, keep), mul(s, unbiased, m)));

@@ -489,7 +489,7 @@ static int parse_sig(const char *sig, SigParam *out) {
         while (*p == ' ' || *p == ',') p++;
         if (!*p) break;
         const char *end = p;
-        while (*end && *end != ',') end++;
+        for (int depth = 0; *end && (depth || *end != ','); end++) depth += (*end == '(') - (*end == ')');
         const char *eq = memchr(p, '=', (size_t)(end - p));
         size_t nlen = (size_t)((eq ? eq : end) - p);
         while (nlen && p[nlen - 1] == ' ') nlen--;
@@ -509,7 +509,17 @@ static int parse_sig(const char *sig, SigParam *out) {
 
 static Value default_value(Sema *s, const char *def, SrcLoc loc) {
     Value v;
-    if (!strcmp(def, "none")) v = mk(V_NONE);
+    if (def[0] == '(') { /* a tuple of numbers: "(0.9, 0.999)" */
+        v = mk(V_TUPLE);
+        v.items = arena_alloc(s->a, 4 * sizeof *v.items);
+        for (const char *p = def + 1; *p && *p != ')' && v.nitems < 4;) {
+            char *end;
+            v.items[v.nitems] = value_num(strtod(p, &end));
+            v.items[v.nitems++].loc = loc;
+            p = end;
+            while (*p == ',' || *p == ' ') p++;
+        }
+    } else if (!strcmp(def, "none")) v = mk(V_NONE);
     else if (!strcmp(def, "true") || !strcmp(def, "false")) {
         v = mk(V_BOOL);
         v.num = def[0] == 't';
@@ -1535,6 +1545,23 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
     return f;
 }
 
+/* Moves module tensor `id` to the end (the step counter, created on first use, goes after
+ * the parameters so that their order is the source order), renumbering the references. */
+static void move_tensor_last(Module *m, int id) {
+    int last = m->ntensors - 1;
+    if (id < 0 || id == last) return;
+    ModTensor t = m->tensors[id];
+    memmove(&m->tensors[id], &m->tensors[id + 1], (size_t)(last - id) * sizeof t);
+    m->tensors[last] = t;
+    for (int i = 0; i < m->nfuncs; i++)
+        for (int j = 0; j < m->funcs[i]->nnodes; j++) {
+            Node *n = &m->funcs[i]->nodes[j];
+            if (n->op != OP_tensor && n->op != OP_store && n->op != OP_init_fill && n->op != OP_rand_uniform) continue;
+            if (n->attr.tensor == id) n->attr.tensor = last;
+            else if (n->attr.tensor > id) n->attr.tensor--;
+        }
+}
+
 static void push_func(Module *m, Func *f) { VEC_PUSH(m->arena, m->funcs, m->nfuncs, m->funcs_cap, f); }
 
 /* Lowers one model; returns NULL when it has errors (reported). */
@@ -1550,6 +1577,7 @@ static Module *lower_model(Sema *s, const Block *b, Module *m) {
         push_func(m, run_pass(s, b, PASS_EVALUATE));
         push_func(m, lossf);
     }
+    move_tensor_last(m, s->step_tensor);
     return m;
 }
 
