@@ -32,24 +32,6 @@ static const char *const pass_func_names[PASS_COUNT] = {"loss", "infer", "evalua
 
 enum { MAX_DEF_DEPTH = 64, MAX_TRACE = 8, MAX_KIND_COUNTS = 24 };
 
-typedef struct Binding {
-    const char *name;
-    SrcLoc loc;
-    Value value;
-} Binding;
-
-typedef struct Scope {
-    Binding *items;
-    int n, cap;
-    const Block *block; /* its statements: tells "used before its declaration" from "unknown" */
-} Scope;
-
-typedef struct Frame {
-    const Block *def;
-    SrcLoc call_loc;
-    struct Frame *up;
-} Frame;
-
 /* Naming state of the statement being evaluated (saved and restored around def calls). */
 typedef struct Naming {
     const char *bind; /* the statement's binding, NULL when it has none */
@@ -60,6 +42,25 @@ typedef struct Naming {
     } counts[MAX_KIND_COUNTS];
     int ncounts;
 } Naming;
+
+typedef struct Binding {
+    const char *name;
+    SrcLoc loc;
+    Value value;
+} Binding;
+
+typedef struct Scope {
+    Binding *items;
+    int n, cap;
+    const Block *block; /* its statements: tells "used before its declaration" from "unknown" */
+    Naming unbound;     /* layer counts of the statements without a binding (loss, metric, return) */
+} Scope;
+
+typedef struct Frame {
+    const Block *def;
+    SrcLoc call_loc;
+    struct Frame *up;
+} Frame;
 
 typedef struct ArgDecl {
     const char *name;
@@ -206,6 +207,12 @@ Value sema_param(Sema *s, Call *c, const char *suffix, TensorKind kind, Shape sh
 int sema_step_tensor(Sema *s) {
     if (s->step_tensor < 0) {
         s->step_tensor = module_find_tensor(s->m, "step");
+        if (s->step_tensor >= 0 && s->m->tensors[s->step_tensor].kind != TK_STEP) {
+            sema_error(s, s->m->tensors[s->step_tensor].loc,
+                       "'step' is reserved for the step counter that dropout needs; rename this tensor");
+            s->step_tensor = -1;
+            return 0;
+        }
         if (s->step_tensor < 0)
             s->step_tensor = module_add_tensor(s->m, "step", TK_STEP, DT_I32, shape_scalar(),
                                                (InitSpec){.kind = INIT_ZEROS}, s->m->loc);
@@ -457,6 +464,7 @@ static const char *next_layer_name(Sema *s, const char *kind, const char *explic
     if (explicit_name) return qualify(s, explicit_name);
     Naming *nm = &s->naming;
     if (nm->bind && nm->layers == 1) return qualify(s, nm->bind);
+    if (!nm->bind) nm = &s->scope->unbound; /* count across the scope: loss dense0, dense1, ... */
     int k = 0, i;
     for (i = 0; i < nm->ncounts; i++)
         if (!strcmp(nm->counts[i].kind, kind)) break;
@@ -1533,9 +1541,11 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
             }
     }
     if (pass == PASS_CHECK) {
-        int ninputs = 0, noutputs = 0;
-        for (int i = 0; i < s->nargs; i++) ninputs += s->args[i].role == ARG_INPUT;
-        for (int i = 0; i < s->nouts; i++) noutputs += s->outs[i].role == OUT_OUTPUT;
+        int ninputs = 0, noutputs = 0; /* statements, so that a failed one does not cascade */
+        for (int i = 0; i < b->nstmts; i++) {
+            ninputs += b->stmts[i]->kind == S_INPUT;
+            noutputs += b->stmts[i]->kind == S_OUTPUT;
+        }
         if (!ninputs) sema_error(s, b->name_loc, "model '%s' has no inputs; declare one with 'input NAME: TYPE'", b->name);
         if (!noutputs)
             sema_error(s, b->name_loc, "model '%s' has no outputs; declare one with 'output NAME = EXPR'", b->name);
