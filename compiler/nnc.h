@@ -460,12 +460,4 @@ int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
 int header_emit(const Module *m, const char *path);
 int header_emit_embedded(const Module *m, const char *path, bool embedded);
 
-/* ================================================================ cmd_compile.c */
-
-/* A heap nnrt_model_info describing m's tensors (no inputs/outputs), for the runtime's
- * checkpoint functions; release with model_info_free. */
-struct nnrt_model_info;
-struct nnrt_model_info *model_info_new(const Module *m);
-void model_info_free(struct nnrt_model_info *info);
-
 #endif
