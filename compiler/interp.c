@@ -399,7 +399,8 @@ static int eval_select(Run *r, const Node *n, ITensor *out) {
     int rc = need_elementwise(r, n, out, 6);
     if (rc) return rc;
     const ITensor *c = input(r, n, 0), *a = input(r, n, 1), *b = input(r, n, 2);
-    for (int64_t i = 0; i < out->numel; i++) out->data[i] = c->data[i] != 0 ? a->data[i] : b->data[i];
+    for (int64_t i = 0; i < out->numel; i++)
+        out->data[i] = c->data[i] != 0 ? a->data[i] : b->data[i];
     return 0;
 }
 
@@ -450,7 +451,10 @@ static int eval_cast(Run *r, const Node *n, ITensor *out) {
     for (int64_t i = 0; i < out->numel; i++) {
         double v = x->data[i];
         if (out->dtype == DT_I32 && is_float(x->dtype))
-            v = isnan(v) ? 0 : v >= TWO_POW_31 ? TWO_POW_31 - 1 : v <= -TWO_POW_31 ? -TWO_POW_31 : trunc(v);
+            v = isnan(v)           ? 0
+                : v >= TWO_POW_31  ? TWO_POW_31 - 1
+                : v <= -TWO_POW_31 ? -TWO_POW_31
+                                   : trunc(v);
         out->data[i] = v;
     }
     return 0;
@@ -458,9 +462,10 @@ static int eval_cast(Run *r, const Node *n, ITensor *out) {
 
 /* ================================================================ activations */
 
-/* Parameters: a zero attribute means the PyTorch default (the IR has no "unset"). */
-static double leaky_slope(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 0.01; }
-static double elu_alpha(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
+/* leaky_relu's slope and elu's alpha are attr.f[0] as written (sema always sets them).
+ * softplus: a zero beta (invalid) or threshold means PyTorch's default, 1 and 20. */
+static double leaky_slope(const Attr *a) { return a->f[0]; }
+static double elu_alpha(const Attr *a) { return a->f[0]; }
 static double softplus_beta(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
 static double softplus_threshold(const Attr *a) { return a->f[1] != 0 ? a->f[1] : 20.0; }
 
@@ -479,24 +484,25 @@ static double relu6(double v) { return v < 0 ? 0 : v > 6 ? 6 : v; }
 
 static double act_forward(Op op, const Attr *a, double x) {
     switch (op) {
-    case OP_relu: return x < 0 ? 0 : x;                                     /* max(x, 0) */
-    case OP_leaky_relu: return x > 0 ? x : leaky_slope(a) * x;              /* x or slope x */
-    case OP_elu: return x > 0 ? x : elu_alpha(a) * expm1(x);                /* x or alpha (e^x - 1) */
-    case OP_selu: return SELU_SCALE * (x > 0 ? x : SELU_ALPHA * expm1(x));  /* scale elu(x, alpha) */
+    case OP_relu: return x < 0 ? 0 : x;                                /* max(x, 0) */
+    case OP_leaky_relu: return x > 0 ? x : leaky_slope(a) * x;         /* x or slope x */
+    case OP_elu: return x > 0 ? x : elu_alpha(a) * expm1(x);           /* x or alpha (e^x - 1) */
+    case OP_selu: return SELU_SCALE * (x > 0 ? x : SELU_ALPHA * expm1(x)); /* scale elu(x, alpha) */
     case OP_gelu:
         if (a->flag) /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
             return 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x)));
-        return 0.5 * x * erfc(-x / M_SQRT2);      /* x/2 (1 + erf(x/sqrt 2)), no cancellation for x << 0 */
-    case OP_sigmoid: return sigmoid(x);                                     /* 1 / (1 + e^-x) */
-    case OP_tanh: return tanh(x);                                           /* tanh x */
-    case OP_softplus: {                                                     /* log(1 + e^(b x)) / b */
+        /* x/2 (1 + erf(x/sqrt 2)), as erfc: no cancellation for x << 0 */
+        return 0.5 * x * erfc(-x / M_SQRT2);
+    case OP_sigmoid: return sigmoid(x);                                /* 1 / (1 + e^-x) */
+    case OP_tanh: return tanh(x);                                      /* tanh x */
+    case OP_softplus: {                                                /* log(1 + e^(b x)) / b */
         double bx = softplus_beta(a) * x;
         return bx > softplus_threshold(a) ? x : log1p_exp(bx) / softplus_beta(a);
     }
-    case OP_silu: return x * sigmoid(x);                                    /* x sigmoid(x) */
-    case OP_mish: return x * tanh(log1p_exp(x));                            /* x tanh(softplus(x)) */
-    case OP_hard_sigmoid: return relu6(x + 3) / 6;                          /* relu6(x + 3) / 6 */
-    case OP_hard_swish: return x * relu6(x + 3) / 6;                        /* x relu6(x + 3) / 6 */
+    case OP_silu: return x * sigmoid(x);                               /* x sigmoid(x) */
+    case OP_mish: return x * tanh(log1p_exp(x));                       /* x tanh(softplus(x)) */
+    case OP_hard_sigmoid: return relu6(x + 3) / 6;                     /* relu6(x + 3) / 6 */
+    case OP_hard_swish: return x * relu6(x + 3) / 6;                   /* x relu6(x + 3) / 6 */
     default: return NAN;
     }
 }
@@ -549,7 +555,8 @@ static int eval_activation(Run *r, const Node *n, ITensor *out) {
     if (!rc) rc = need_elementwise(r, n, out, 1);
     if (rc) return rc;
     const ITensor *x = input(r, n, 0);
-    for (int64_t i = 0; i < out->numel; i++) out->data[i] = act_forward(n->op, &n->attr, x->data[i]);
+    for (int64_t i = 0; i < out->numel; i++)
+        out->data[i] = act_forward(n->op, &n->attr, x->data[i]);
     return 0;
 }
 
@@ -618,7 +625,8 @@ static int eval_argmax(Run *r, const Node *n, ITensor *out) {
     ITensor want = {.rank = 0};
     for (int a = 0; a < x->rank; a++)
         if (a != axis) want.dim[want.rank++] = x->dim[a];
-    if (!same_dims(&want, out)) return fail(r, NNRT_EARG, "result dims differ from the input's without axis %d", axis);
+    if (!same_dims(&want, out))
+        return fail(r, NNRT_EARG, "result dims differ from the input's without axis %d", axis);
     int64_t len = x->dim[axis], inner = dims_product(x->dim, axis + 1, x->rank);
     if (len == 0 && out->numel) return fail(r, NNRT_EARG, "argmax over an empty axis");
     for (int64_t o = 0; o < out->numel; o++) {
@@ -653,12 +661,16 @@ static int eval_matmul(Run *r, const Node *n, ITensor *out) {
     bool ta = n->attr.trans_a, tb = n->attr.trans_b;
     int64_t m = a->dim[ta ? ra - 1 : ra - 2], k = a->dim[ta ? ra - 2 : ra - 1];
     int64_t kb = b->dim[tb ? rb - 1 : rb - 2], nn = b->dim[tb ? rb - 2 : rb - 1];
-    if (k != kb) return fail(r, NNRT_EARG, "inner dimensions %lld and %lld differ", (long long)k, (long long)kb);
+    if (k != kb)
+        return fail(r, NNRT_EARG, "inner dimensions %lld and %lld differ", (long long)k,
+                    (long long)kb);
     ITensor want = *a;
     want.dim[ra - 2] = m;
     want.dim[ra - 1] = nn;
     for (int i = 0; rb == ra && i < ra - 2; i++)
-        if (a->dim[i] != b->dim[i]) return fail(r, NNRT_EARG, "leading axis %d differs: %lld and %lld", i, (long long)a->dim[i], (long long)b->dim[i]);
+        if (a->dim[i] != b->dim[i])
+            return fail(r, NNRT_EARG, "leading axis %d differs: %lld and %lld", i,
+                        (long long)a->dim[i], (long long)b->dim[i]);
     if (!same_dims(&want, out)) {
         char b1[96], b2[96];
         return fail(r, NNRT_EARG, "result dims %s, expected %s", dims_str(out, b1, sizeof b1),
@@ -720,8 +732,10 @@ static int eval_transpose(Run *r, const Node *n, ITensor *out) {
     unsigned seen = 0;
     for (int i = 0; i < out->rank; i++) {
         int p = n->attr.perm[i];
-        if (p < 0 || p >= x->rank || (seen >> p & 1)) return fail(r, NNRT_EARG, "perm is not a permutation");
-        if (x->dim[p] != out->dim[i]) return fail(r, NNRT_EARG, "axis %d size differs from input axis %d", i, p);
+        if (p < 0 || p >= x->rank || (seen >> p & 1))
+            return fail(r, NNRT_EARG, "perm is not a permutation");
+        if (x->dim[p] != out->dim[i])
+            return fail(r, NNRT_EARG, "axis %d size differs from input axis %d", i, p);
         seen |= 1u << p;
         stride[i] = in_stride[p];
     }
@@ -735,7 +749,8 @@ static int eval_broadcast(Run *r, const Node *n, ITensor *out) {
     int rc = need_dtype(r, n, 0, out->dtype);
     if (rc) return rc;
     int lead = out->rank - x->rank;
-    if (lead < 0) return fail(r, NNRT_EARG, "input rank %d exceeds the node's %d", x->rank, out->rank);
+    if (lead < 0)
+        return fail(r, NNRT_EARG, "input rank %d exceeds the node's %d", x->rank, out->rank);
     int64_t in_stride[IR_MAX_RANK], stride[IR_MAX_RANK];
     row_major_strides(x->rank, x->dim, in_stride);
     for (int i = 0; i < out->rank; i++) {
@@ -766,8 +781,10 @@ static int eval_slice(Run *r, const Node *n, ITensor *out) {
             /* first and last read indices in [0, dim); step 0 is malformed (verify.c) */
             if (step == 0 || step == INT64_MIN || start < 0 || start >= x->dim[a] ||
                 (count - 1) > (step > 0 ? (x->dim[a] - 1 - start) / step : start / -step))
-                return fail(r, NNRT_EARG, "axis %d (start %lld, step %lld, count %lld) reads outside [0, %lld)",
-                            a, (long long)start, (long long)step, (long long)count, (long long)x->dim[a]);
+                return fail(r, NNRT_EARG,
+                            "axis %d (start %lld, step %lld, count %lld) reads outside [0, %lld)",
+                            a, (long long)start, (long long)step, (long long)count,
+                            (long long)x->dim[a]);
             base += start * in_stride[a];
         }
         stride[a] = count > 1 ? step * in_stride[a] : 0; /* bounded by the check above */
@@ -797,7 +814,8 @@ static int eval_concat(Run *r, const Node *n, ITensor *out) {
     if (total != out->dim[axis])
         return fail(r, NNRT_EARG, "inputs add up to %lld along axis %d, the node has %lld",
                     (long long)total, axis, (long long)out->dim[axis]);
-    int64_t outer = dims_product(out->dim, 0, axis), inner = dims_product(out->dim, axis + 1, out->rank);
+    int64_t outer = dims_product(out->dim, 0, axis),
+            inner = dims_product(out->dim, axis + 1, out->rank);
     double *dst = out->data;
     for (int64_t o = 0; o < outer; o++)
         for (int i = 0; i < n->nin; i++) {
@@ -826,7 +844,8 @@ static int need_row_dims(Run *r, const ITensor *index, const ITensor *table, con
     return 0;
 }
 
-/* gather (table a[V, D...], i32 indices b[...]): out[j, D...] = a[b[j], D...], 0 when out of range */
+/* gather (table a[V, D...], i32 indices b[...]): out[j, D...] = a[b[j], D...], or 0 when b[j]
+ * is out of range */
 static int eval_gather(Run *r, const Node *n, ITensor *out) {
     const ITensor *table = input(r, n, 0), *index = input(r, n, 1);
     int64_t row;
@@ -837,7 +856,8 @@ static int eval_gather(Run *r, const Node *n, ITensor *out) {
     int64_t v = table->rank ? table->dim[0] : 0;
     for (int64_t j = 0; j < index->numel; j++) {
         int64_t id = as_int(index->data[j]);
-        if (id >= 0 && id < v && row) memcpy(out->data + j * row, table->data + id * row, (size_t)row * sizeof *out->data);
+        if (id >= 0 && id < v && row)
+            memcpy(out->data + j * row, table->data + id * row, (size_t)row * sizeof *out->data);
     }
     return 0;
 }
@@ -903,7 +923,8 @@ static int eval_softmax_grad(Run *r, const Node *n, ITensor *out) {
         double s = 0;
         for (int64_t j = 0; j < c; j++) s += n->op == OP_softmax_grad ? gi[j] * yi[j] : gi[j];
         for (int64_t j = 0; j < c; j++)
-            out->data[i * c + j] = n->op == OP_softmax_grad ? yi[j] * (gi[j] - s) : gi[j] - exp(yi[j]) * s;
+            out->data[i * c + j] =
+                n->op == OP_softmax_grad ? yi[j] * (gi[j] - s) : gi[j] - exp(yi[j]) * s;
     }
     return 0;
 }
@@ -917,7 +938,8 @@ typedef struct CrossEntropy {
 } CrossEntropy;
 
 static int cross_entropy_operands(Run *r, const Node *n, int nin, CrossEntropy *ce) {
-    if (nin != 2 && nin != 3) return fail(r, NNRT_EARG, "takes logits, labels and an optional weight");
+    if (nin != 2 && nin != 3)
+        return fail(r, NNRT_EARG, "takes logits, labels and an optional weight");
     ce->logits = input(r, n, 0);
     ce->labels = input(r, n, 1);
     ce->weight = nin == 3 ? input(r, n, 2) : NULL;
@@ -931,17 +953,21 @@ static int cross_entropy_operands(Run *r, const Node *n, int nin, CrossEntropy *
     want.rank--;
     if (!same_dims(&want, ce->labels)) {
         char b1[96], b2[96];
-        return fail(r, NNRT_EARG, "labels have dims %s, expected %s", dims_str(ce->labels, b1, sizeof b1),
-                    dims_str(&want, b2, sizeof b2));
+        return fail(r, NNRT_EARG, "labels have dims %s, expected %s",
+                    dims_str(ce->labels, b1, sizeof b1), dims_str(&want, b2, sizeof b2));
     }
     ce->classes = x->dim[x->rank - 1];
     ce->positions = ce->labels->numel;
-    if (ce->weight && (ce->weight->rank != 1 || ce->weight->dim[0] != ce->classes || !is_float(ce->weight->dtype)))
-        return fail(r, NNRT_EARG, "weight must be a float vector of %lld classes", (long long)ce->classes);
+    if (ce->weight && (ce->weight->rank != 1 || ce->weight->dim[0] != ce->classes ||
+                       !is_float(ce->weight->dtype)))
+        return fail(r, NNRT_EARG, "weight must be a float vector of %lld classes",
+                    (long long)ce->classes);
     return 0;
 }
 
-static double class_weight(const CrossEntropy *ce, int64_t c) { return ce->weight ? ce->weight->data[c] : 1; }
+static double class_weight(const CrossEntropy *ce, int64_t c) {
+    return ce->weight ? ce->weight->data[c] : 1;
+}
 
 /* The label of position i, or -1 when it is out of [0, C) and therefore ignored. */
 static int64_t label_at(const CrossEntropy *ce, int64_t i) {
@@ -991,8 +1017,10 @@ static int eval_cross_entropy_grad(Run *r, const Node *n, ITensor *out) {
     if (!rc) rc = cross_entropy_operands(r, n, n->nin - 1, &ce);
     if (rc) return rc;
     const ITensor *dloss = input(r, n, n->nin - 1);
-    if (dloss->numel != 1 || !is_float(dloss->dtype)) return fail(r, NNRT_EARG, "dloss must be a float scalar");
-    if (!same_dims(ce.logits, out) || ce.logits->dtype != out->dtype) return fail(r, NNRT_EARG, "the result must have the logits' dims and dtype");
+    if (dloss->numel != 1 || !is_float(dloss->dtype))
+        return fail(r, NNRT_EARG, "dloss must be a float scalar");
+    if (!same_dims(ce.logits, out) || ce.logits->dtype != out->dtype)
+        return fail(r, NNRT_EARG, "the result must have the logits' dims and dtype");
     int64_t c = ce.classes;
     double s = ce.smoothing, scale = dloss->data[0] / weight_total(&ce), weight_sum = 0;
     for (int64_t k = 0; k < c; k++) weight_sum += class_weight(&ce, k);
@@ -1003,7 +1031,8 @@ static int eval_cross_entropy_grad(Run *r, const Node *n, ITensor *out) {
         double lse = log_sum_exp(xi, c), wy = class_weight(&ce, y);
         for (int64_t j = 0; j < c; j++) {
             double p = exp(xi[j] - lse);
-            double g = (1 - s) * wy * (p - (j == y)) + s / (double)c * (p * weight_sum - class_weight(&ce, j));
+            double g = (1 - s) * wy * (p - (j == y)) +
+                       s / (double)c * (p * weight_sum - class_weight(&ce, j));
             out->data[i * c + j] = scale * g;
         }
     }
@@ -1022,8 +1051,9 @@ static int eval_store(Run *r, const Node *n, ITensor *out) {
     const ITensor *x = input(r, n, 0);
     if (!same_dims(x, t) || x->dtype != t->dtype) {
         char b1[96], b2[96];
-        return fail(r, NNRT_EARG, "stores %s%s into @%s: %s%s", dtype_names[x->dtype], dims_str(x, b1, sizeof b1),
-                    r->in->mod->tensors[n->attr.tensor].name, dtype_names[t->dtype], dims_str(t, b2, sizeof b2));
+        return fail(r, NNRT_EARG, "stores %s%s into @%s: %s%s", dtype_names[x->dtype],
+                    dims_str(x, b1, sizeof b1), r->in->mod->tensors[n->attr.tensor].name,
+                    dtype_names[t->dtype], dims_str(t, b2, sizeof b2));
     }
     ITensor value;
     rc = itensor_copy(&value, x);
@@ -1098,14 +1128,16 @@ static int check_structure(Run *r) {
             return fail(r, NNRT_EARG, "has %d inputs, expected %d", n->nin, arity);
         for (int j = 0; j < n->nin; j++)
             if (n->in[j] < 0 || n->in[j] >= i)
-                return fail(r, NNRT_EARG, "input %d refers to %%%d, not an earlier node", j, n->in[j]);
-        if ((unsigned)n->dtype >= DT_COUNT) return fail(r, NNRT_EARG, "bad dtype %d", (int)n->dtype);
+                return fail(r, NNRT_EARG, "input %d refers to %%%d, not an earlier node", j,
+                            n->in[j]);
+        if ((unsigned)n->dtype >= DT_COUNT)
+            return fail(r, NNRT_EARG, "bad dtype %d", (int)n->dtype);
     }
     r->node = -1;
     for (int i = 0; i < f->nouts; i++)
         if (f->outs[i].value < 0 || f->outs[i].value >= f->nnodes)
-            return fail(r, NNRT_EARG, "output '%s' refers to %%%d", f->outs[i].name ? f->outs[i].name : "?",
-                        f->outs[i].value);
+            return fail(r, NNRT_EARG, "output '%s' refers to %%%d",
+                        f->outs[i].name ? f->outs[i].name : "?", f->outs[i].value);
     return 0;
 }
 
@@ -1121,14 +1153,17 @@ static int check_args(Run *r) {
         char b1[96], b2[96];
         if (t->dtype != fa->dtype)
             return fail(r, NNRT_EARG, "argument %d '%s' is %s, expected %s", i, fa->name,
-                        (unsigned)t->dtype < DT_COUNT ? dtype_names[t->dtype] : "?", dtype_names[fa->dtype]);
+                        (unsigned)t->dtype < DT_COUNT ? dtype_names[t->dtype] : "?",
+                        dtype_names[fa->dtype]);
         if (t->rank < 0 || t->rank > IR_MAX_RANK || !same_dims(t, &want))
             return fail(r, NNRT_EARG, "argument %d '%s' has dims %s, expected %s at batch %lld", i,
-                        fa->name, t->rank >= 0 && t->rank <= IR_MAX_RANK ? dims_str(t, b1, sizeof b1) : "(bad rank)",
+                        fa->name,
+                        t->rank >= 0 && t->rank <= IR_MAX_RANK ? dims_str(t, b1, sizeof b1)
+                                                               : "(bad rank)",
                         dims_str(&want, b2, sizeof b2), (long long)r->batch);
         if (t->numel != dims_product(t->dim, 0, t->rank))
-            return fail(r, NNRT_EARG, "argument %d '%s' has numel %lld, its dims say %lld", i, fa->name,
-                        (long long)t->numel, (long long)dims_product(t->dim, 0, t->rank));
+            return fail(r, NNRT_EARG, "argument %d '%s' has numel %lld, its dims say %lld", i,
+                        fa->name, (long long)t->numel, (long long)dims_product(t->dim, 0, t->rank));
         if (!t->data && t->numel)
             return fail(r, NNRT_ENULL, "argument %d '%s' has no data", i, fa->name);
     }
@@ -1178,7 +1213,8 @@ int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *out
     if (n < 1) return fail(&r, NNRT_EBATCH, "batch %lld, expected at least 1", (long long)n);
     if ((f->nargs && !args) || (f->nouts && !outs))
         return fail(&r, NNRT_ENULL, "args or outs is NULL");
-    if (f->nnodes < 0 || (f->nnodes && !f->nodes)) return fail(&r, NNRT_EARG, "malformed node array");
+    if (f->nnodes < 0 || (f->nnodes && !f->nodes))
+        return fail(&r, NNRT_EARG, "malformed node array");
     int rc = sync_tensors(in);
     if (rc) return fail(&r, rc, "cannot allocate the module tensors");
     rc = check_args(&r);
@@ -1204,8 +1240,9 @@ int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *out
         rc = itensor_alloc_shape(&r.vals[i], node->dtype, &node->shape, n);
         if (rc) {
             char b[96];
-            rc = fail(&r, rc, "cannot allocate %s at batch %lld (%s)", shape_str(&node->shape, b, sizeof b),
-                      (long long)n, rc == NNRT_ENOMEM ? "out of memory" : "malformed shape");
+            rc = fail(&r, rc, "cannot allocate %s at batch %lld (%s)",
+                      shape_str(&node->shape, b, sizeof b), (long long)n,
+                      rc == NNRT_ENOMEM ? "out of memory" : "malformed shape");
             break;
         }
         rc = eval_node(&r, node, &r.vals[i]);
@@ -1256,8 +1293,8 @@ int interp_run_init(Interp *in, char *err, size_t errlen) {
 /* The tensors both the interpreter and the module know, with matching element counts. */
 static bool state_tensor_ok(const Interp *in, int i) {
     const ModTensor *t = &in->mod->tensors[i];
-    return i < in->ntensors && in->tensors[i].data && in->tensors[i].numel == shape_numel(&t->shape, 1) &&
-           in->tensors[i].dtype == t->dtype;
+    return i < in->ntensors && in->tensors[i].data &&
+           in->tensors[i].numel == shape_numel(&t->shape, 1) && in->tensors[i].dtype == t->dtype;
 }
 
 void interp_load_state(Interp *in, const void *state) {

@@ -18,7 +18,8 @@ static int tests_run;
 /* Unit tests link every compiler object but main.o, yet cmd_run.c calls the driver pipeline that
  * main.c defines. These weak stand-ins satisfy the linker and give way to a real definition
  * if the pipeline moves out of main.c; no test calls them. */
-__attribute__((weak)) int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
+__attribute__((weak)) int driver_load(const char *path, const DriverOptions *opts,
+                                      DriverResult *out) {
     (void)path, (void)opts, (void)out;
     return 1;
 }
@@ -112,19 +113,25 @@ static void expect_error_line(Interp *in, Func *f, int64_t n, const ITensor *arg
             check_failures++;
         }
 }
-#define EXPECT_ERROR(in, f, n, args, code, needle) expect_error_line(in, f, n, args, code, needle, __LINE__)
+#define EXPECT_ERROR(in, f, n, args, code, needle)                                                 \
+    expect_error_line(in, f, n, args, code, needle, __LINE__)
 
-static void expect_values_line(const ITensor *t, const double *want, int count, double tol, int line) {
+static void expect_values_line(const ITensor *t, const double *want, int count, double tol,
+                               int line) {
     if (t->numel != count) {
-        fprintf(stderr, "%s:%d: %lld values, expected %d\n", __FILE__, line, (long long)t->numel, count);
+        fprintf(stderr, "%s:%d: %lld values, expected %d\n", __FILE__, line, (long long)t->numel,
+                count);
         check_failures++;
         return;
     }
     for (int i = 0; i < count; i++) {
         double got = t->data[i];
-        bool ok = isnan(want[i]) ? isnan(got) : got == want[i] || fabs(got - want[i]) <= tol * (1 + fabs(want[i]));
+        bool ok = isnan(want[i])
+                      ? isnan(got)
+                      : got == want[i] || fabs(got - want[i]) <= tol * (1 + fabs(want[i]));
         if (!ok) {
-            fprintf(stderr, "%s:%d: [%d] = %.12g, expected %.12g\n", __FILE__, line, i, got, want[i]);
+            fprintf(stderr, "%s:%d: [%d] = %.12g, expected %.12g\n", __FILE__, line, i, got,
+                    want[i]);
             check_failures++;
         }
     }
@@ -141,7 +148,8 @@ static void expect_dims_line(const ITensor *t, int rank, const int64_t *dim, int
         check_failures++;
     }
 }
-#define EXPECT_DIMS(t, ...) expect_dims_line(&(t), COUNT_OF(DIMS(__VA_ARGS__)), DIMS(__VA_ARGS__), __LINE__)
+#define EXPECT_DIMS(t, ...)                                                                        \
+    expect_dims_line(&(t), COUNT_OF(DIMS(__VA_ARGS__)), DIMS(__VA_ARGS__), __LINE__)
 
 static double f32(double x) { return (double)(float)x; }
 
@@ -155,7 +163,8 @@ static void test_binary_broadcast(void) {
         Op ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_pow, OP_maximum, OP_minimum};
         for (int k = 0; k < COUNT_OF(ops); k++) output(c.f, ir_binary(c.f, ops[k], x, b));
         output(c.f, ir_binary(c.f, OP_sub, b, x)); /* broadcast on the left operand */
-        ITensor args[2] = {TENSOR(DT_F32, DIMS(n, 3), NULL), TENSOR(DT_F32, DIMS(3), VALS(1.5, -2, 0.25))};
+        ITensor args[2] = {TENSOR(DT_F32, DIMS(n, 3), NULL),
+                           TENSOR(DT_F32, DIMS(3), VALS(1.5, -2, 0.25))};
         for (int i = 0; i < 3 * n; i++) args[0].data[i] = 0.5 * (i + 1);
         for (int k = 0; k <= COUNT_OF(ops); k++) {
             ITensor y = RUN_OUT(c.f, true, n, args, k);
@@ -184,7 +193,8 @@ static void test_binary_broadcast(void) {
     Ref x = arg(c.f, "x", DT_F32, SHAPE(1, 1, 1));
     Ref w = arg(c.f, "w", DT_F32, SHAPE(0, 1, 4));
     output(c.f, ir_binary(c.f, OP_mul, x, w));
-    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 1), VALS(2, 3)), TENSOR(DT_F32, DIMS(1, 4), VALS(1, 2, 3, 4))};
+    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 1), VALS(2, 3)),
+                       TENSOR(DT_F32, DIMS(1, 4), VALS(1, 2, 3, 4))};
     ITensor y = RUN(c.f, false, 2, args);
     EXPECT_DIMS(y, 2, 4);
     EXPECT_VALUES(y, 0, 2, 4, 6, 8, 3, 6, 9, 12);
@@ -200,7 +210,8 @@ static void test_nan_propagation(void) {
     output(c.f, ir_binary(c.f, OP_maximum, a, b));
     output(c.f, ir_binary(c.f, OP_minimum, a, b));
     output(c.f, ir_unary(c.f, OP_relu, a));
-    ITensor args[2] = {TENSOR(DT_F32, DIMS(3), VALS(NAN, 1, 2)), TENSOR(DT_F32, DIMS(3), VALS(0, NAN, -1))};
+    ITensor args[2] = {TENSOR(DT_F32, DIMS(3), VALS(NAN, 1, 2)),
+                       TENSOR(DT_F32, DIMS(3), VALS(0, NAN, -1))};
     for (int k = 0; k < 2; k++) {
         ITensor y = RUN_OUT(c.f, false, 1, args, k);
         EXPECT_VALUES(y, 0, NAN, NAN, k == 0 ? 2 : -1);
@@ -222,9 +233,11 @@ static void test_compare_select(void) {
     for (int k = 0; k < 6; k++) output(c.f, ir_binary(c.f, cmps[k], a, b));
     output(c.f, ir_binary(c.f, OP_lt, ia, ir_const(c.f, DT_I32, shape_scalar(), 2)));
     output(c.f, ir_select(c.f, ir_binary(c.f, OP_gt, a, b), a, b));
-    ITensor args[3] = {TENSOR(DT_F32, DIMS(4), VALS(1, 2, 3, -1)), TENSOR(DT_F32, DIMS(4), VALS(1, 3, 2, -2)),
+    ITensor args[3] = {TENSOR(DT_F32, DIMS(4), VALS(1, 2, 3, -1)),
+                       TENSOR(DT_F32, DIMS(4), VALS(1, 3, 2, -2)),
                        TENSOR(DT_I32, DIMS(4), VALS(0, 2, 5, -7))};
-    double want[6][4] = {{1, 0, 0, 0}, {0, 1, 1, 1}, {0, 1, 0, 0}, {1, 1, 0, 0}, {0, 0, 1, 1}, {1, 0, 1, 1}};
+    double want[6][4] = {{1, 0, 0, 0}, {0, 1, 1, 1}, {0, 1, 0, 0},
+                         {1, 1, 0, 0}, {0, 0, 1, 1}, {1, 0, 1, 1}};
     for (int k = 0; k < 6; k++) {
         ITensor y = RUN_OUT(c.f, false, 1, args, k);
         CHECK(y.dtype == DT_F32);
@@ -252,13 +265,13 @@ static void test_int_ops(void) {
     ITensor args[2] = {TENSOR(DT_I32, DIMS(6), VALS(-7, 7, 2147483647, 65536, -2147483648.0, 5)),
                        TENSOR(DT_I32, DIMS(6), VALS(2, -2, 1, 65536, -1, 0))};
     double want[8][6] = {
-        {-5, 5, -2147483648.0, 131072, 2147483647, 5},             /* add wraps */
-        {-9, 9, 2147483646, 0, -2147483647, 5},                   /* sub */
-        {-14, -14, 2147483647, 0, -2147483648.0, 0},              /* mul wraps: 2^32 -> 0, -(-2^31) */
-        {-3, -3, 2147483647, 1, -2147483648.0, 0},                /* div truncates; x/0 = 0 */
+        {-5, 5, -2147483648.0, 131072, 2147483647, 5}, /* add wraps */
+        {-9, 9, 2147483646, 0, -2147483647, 5},        /* sub */
+        {-14, -14, 2147483647, 0, -2147483648.0, 0},   /* mul wraps: 2^32 -> 0, -(-2^31) */
+        {-3, -3, 2147483647, 1, -2147483648.0, 0},     /* div truncates; x/0 = 0 */
         {2, 7, 2147483647, 65536, -1, 5},
         {-7, -2, 1, 65536, -2147483648.0, 0},
-        {7, -7, -2147483647, -65536, -2147483648.0, -5},          /* neg wraps at INT_MIN */
+        {7, -7, -2147483647, -65536, -2147483648.0, -5}, /* neg wraps at INT_MIN */
         {7, 7, 2147483647, 65536, -2147483648.0, 5},
     };
     for (int k = 0; k < 8; k++) {
@@ -296,7 +309,8 @@ static void test_int_ops(void) {
 static void test_unary(void) {
     Ctx c = context();
     Ref x = arg(c.f, "x", DT_F32, SHAPE(0, 5));
-    Op ops[] = {OP_neg, OP_exp, OP_log, OP_sqrt, OP_abs, OP_sign, OP_floor, OP_cos, OP_erf, OP_stop_gradient};
+    Op ops[] = {OP_neg,  OP_exp,   OP_log, OP_sqrt, OP_abs,
+                OP_sign, OP_floor, OP_cos, OP_erf,  OP_stop_gradient};
     for (int k = 0; k < COUNT_OF(ops); k++) output(c.f, ir_unary(c.f, ops[k], x));
     double xs[5] = {-1.5, 0, 0.25, 2, 3.7};
     ITensor in = TENSOR(DT_F32, DIMS(5), xs);
@@ -480,7 +494,8 @@ static void matmul_reference(const ITensor *a, const ITensor *b, bool ta, bool t
 }
 
 static void fill_pattern(ITensor *t, int seed) {
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (double)((i * 37 + seed * 11) % 23 - 11) / 8;
+    for (int64_t i = 0; i < t->numel; i++)
+        t->data[i] = (double)((i * 37 + seed * 11) % 23 - 11) / 8;
 }
 
 static void check_matmul(int ra, const int64_t *da, int rb, const int64_t *db, bool ta, bool tb,
@@ -511,19 +526,24 @@ static void test_matmul(void) {
     check_matmul(2, DIMS(3, 2), 2, DIMS(4, 3), true, true, 0, 0, 1, __LINE__);
     check_matmul(3, DIMS(2, 2, 3), 3, DIMS(2, 3, 4), false, false, 0, 0, 1, __LINE__); /* batched */
     check_matmul(3, DIMS(2, 3, 2), 3, DIMS(2, 4, 3), true, true, 0, 0, 1, __LINE__);
-    check_matmul(3, DIMS(2, 2, 3), 2, DIMS(3, 4), false, false, 0, 0, 1, __LINE__);    /* shared b */
-    check_matmul(3, DIMS(1, 2, 3), 2, DIMS(4, 3), false, true, 1, 0, 3, __LINE__);     /* [batch, 2, 3] */
+    check_matmul(3, DIMS(2, 2, 3), 2, DIMS(3, 4), false, false, 0, 0, 1, __LINE__); /* shared b */
+    check_matmul(3, DIMS(1, 2, 3), 2, DIMS(4, 3), false, true, 1, 0, 3,
+                 __LINE__); /* [batch, 2, 3] */
     for (int64_t n = 1; n <= 3; n += 2) {
-        check_matmul(2, DIMS(1, 3), 2, DIMS(3, 2), false, false, 1, 0, n, __LINE__);  /* x[batch, 3] @ W */
-        check_matmul(2, DIMS(1, 3), 2, DIMS(5, 3), false, true, 1, 0, n, __LINE__);   /* x @ W^T (dense) */
-        check_matmul(2, DIMS(1, 3), 2, DIMS(1, 5), true, false, 1, 1, n, __LINE__);   /* x^T @ dy (dW) */
+        check_matmul(2, DIMS(1, 3), 2, DIMS(3, 2), false, false, 1, 0, n,
+                     __LINE__); /* x[batch, 3] @ W */
+        check_matmul(2, DIMS(1, 3), 2, DIMS(5, 3), false, true, 1, 0, n,
+                     __LINE__); /* x @ W^T (dense) */
+        check_matmul(2, DIMS(1, 3), 2, DIMS(1, 5), true, false, 1, 1, n,
+                     __LINE__); /* x^T @ dy (dW) */
     }
     /* hand-computed: [[1, 2], [3, 4]] @ [[5, 6], [7, 8]] */
     Ctx c = context();
     Ref a = arg(c.f, "a", DT_F32, SHAPE(0, 2, 2)), b = arg(c.f, "b", DT_F32, SHAPE(0, 2, 2));
     output(c.f, ir_matmul(c.f, a, b, false, false));
     output(c.f, ir_matmul(c.f, a, b, true, false));
-    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 2), VALS(1, 2, 3, 4)), TENSOR(DT_F32, DIMS(2, 2), VALS(5, 6, 7, 8))};
+    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 2), VALS(1, 2, 3, 4)),
+                       TENSOR(DT_F32, DIMS(2, 2), VALS(5, 6, 7, 8))};
     ITensor y = RUN(c.f, false, 1, args);
     EXPECT_VALUES(y, 0, 19, 22, 43, 50);
     itensor_free(&y);
@@ -547,12 +567,14 @@ static void test_matmul_large(void) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ITensor y = RUN(c.f, false, 64, args);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    fprintf(stderr, "matmul 64x784x512: %.3f s\n", (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    fprintf(stderr, "matmul 64x784x512: %.3f s\n",
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
     EXPECT_DIMS(y, 64, 512);
     for (int i = 0; i < 64 && y.data; i += 21)
         for (int j = 0; j < 512; j += 101) {
             double acc = 0;
-            for (int p = 0; p < 784; p++) acc += args[0].data[i * 784 + p] * args[1].data[j * 784 + p];
+            for (int p = 0; p < 784; p++)
+                acc += args[0].data[i * 784 + p] * args[1].data[j * 784 + p];
             CHECK(y.data[i * 512 + j] == f32(acc));
         }
     itensor_free(&y);
@@ -569,13 +591,15 @@ static void test_reshape_transpose(void) {
     output(c.f, ir_reshape(c.f, x, SHAPE(0, 6, 4)));
     Ref xb = arg(c.f, "xb", DT_I32, SHAPE(1, 1, 3));        /* i32 [batch, 3] */
     output(c.f, ir_transpose(c.f, xb, (int[]){1, 0}));
-    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 3, 4), NULL), TENSOR(DT_I32, DIMS(2, 3), VALS(1, 2, 3, 4, 5, 6))};
+    ITensor args[2] = {TENSOR(DT_F32, DIMS(2, 3, 4), NULL),
+                       TENSOR(DT_I32, DIMS(2, 3), VALS(1, 2, 3, 4, 5, 6))};
     for (int i = 0; i < 24; i++) args[0].data[i] = i;
     ITensor y = RUN(c.f, false, 2, args);
     EXPECT_DIMS(y, 4, 2, 3);
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 2; b++)
-            for (int k = 0; k < 3; k++) CHECK(y.data[(a * 2 + b) * 3 + k] == args[0].data[(b * 3 + k) * 4 + a]);
+            for (int k = 0; k < 3; k++)
+                CHECK(y.data[(a * 2 + b) * 3 + k] == args[0].data[(b * 3 + k) * 4 + a]);
     itensor_free(&y);
     y = RUN_OUT(c.f, false, 2, args, 1);
     EXPECT_DIMS(y, 6, 4);
@@ -598,8 +622,8 @@ static void test_broadcast_op(void) {
     output(c.f, ir_broadcast(c.f, x, SHAPE(0, 2, 3, 4)));
     output(c.f, ir_broadcast(c.f, v, SHAPE(1, 1, 4)));
     output(c.f, ir_broadcast(c.f, s, SHAPE(0, 2, 2)));
-    ITensor args[3] = {TENSOR(DT_F32, DIMS(3, 1), VALS(1, 2, 3)), TENSOR(DT_F32, DIMS(4), VALS(5, 6, 7, 8)),
-                       TENSOR(DT_F32, DIMS(1), VALS(9))};
+    ITensor args[3] = {TENSOR(DT_F32, DIMS(3, 1), VALS(1, 2, 3)),
+                       TENSOR(DT_F32, DIMS(4), VALS(5, 6, 7, 8)), TENSOR(DT_F32, DIMS(1), VALS(9))};
     args[2].rank = 0; /* a scalar */
     ITensor y = RUN(c.f, false, 3, args);
     EXPECT_DIMS(y, 2, 3, 4);
@@ -648,9 +672,10 @@ static void test_concat(void) {
     Ref p = arg(c.f, "p", DT_I32, SHAPE(0, 1, 2));
     Ref q = arg(c.f, "q", DT_I32, SHAPE(0, 2, 2));
     output(c.f, ir_concat(c.f, 2, (Ref[]){p, q}, 0));
-    ITensor args[5] = {TENSOR(DT_F32, DIMS(2, 1), VALS(1, 2)), TENSOR(DT_F32, DIMS(2, 2), VALS(3, 4, 5, 6)),
-                       TENSOR(DT_F32, DIMS(2, 3), VALS(7, 8, 9, 10, 11, 12)), TENSOR(DT_I32, DIMS(1, 2), VALS(1, 2)),
-                       TENSOR(DT_I32, DIMS(2, 2), VALS(3, 4, 5, 6))};
+    ITensor args[5] = {
+        TENSOR(DT_F32, DIMS(2, 1), VALS(1, 2)), TENSOR(DT_F32, DIMS(2, 2), VALS(3, 4, 5, 6)),
+        TENSOR(DT_F32, DIMS(2, 3), VALS(7, 8, 9, 10, 11, 12)),
+        TENSOR(DT_I32, DIMS(1, 2), VALS(1, 2)), TENSOR(DT_I32, DIMS(2, 2), VALS(3, 4, 5, 6))};
     ITensor y = RUN(c.f, false, 2, args);
     EXPECT_DIMS(y, 2, 6);
     EXPECT_VALUES(y, 0, 1, 3, 4, 7, 8, 9, 2, 5, 6, 10, 11, 12);
@@ -672,7 +697,8 @@ static void test_gather_scatter(void) {
     Ref dy = arg(c.f, "dy", DT_F32, SHAPE(0, 5, 2));
     output(c.f, node(c.f, OP_scatter_add, DT_F32, SHAPE(0, 3, 2), 2, (Ref[]){ids, dy}, &none));
     ITensor args[4] = {TENSOR(DT_F32, DIMS(4, 2), VALS(0, 1, 10, 11, 20, 21, 30, 31)),
-                       TENSOR(DT_I32, DIMS(2, 3), VALS(3, -1, 0, 4, 2, 2)), TENSOR(DT_I32, DIMS(5), VALS(0, 2, 0, 7, -1)),
+                       TENSOR(DT_I32, DIMS(2, 3), VALS(3, -1, 0, 4, 2, 2)),
+                       TENSOR(DT_I32, DIMS(5), VALS(0, 2, 0, 7, -1)),
                        TENSOR(DT_F32, DIMS(5, 2), VALS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10))};
     ITensor y = RUN(c.f, false, 2, args);
     EXPECT_DIMS(y, 2, 3, 2);
@@ -764,8 +790,8 @@ static Func *cross_entropy_func(int64_t classes, double smoothing, bool weighted
 
 /* torch.nn.functional.cross_entropy(x, y, weight, label_smoothing=s), written out as PyTorch's
  * cross_entropy_loss_label_smoothing computes it: (1-s) * nll_loss + (s/C) * smooth / sum w[y]. */
-static double torch_cross_entropy(const double *x, const double *y, const double *w, int rows, int classes,
-                                  double s) {
+static double torch_cross_entropy(const double *x, const double *y, const double *w, int rows,
+                                  int classes, double s) {
     double nll = 0, smooth = 0, wsum = 0;
     for (int i = 0; i < rows; i++) {
         int label = (int)y[i];
@@ -808,7 +834,8 @@ static void test_cross_entropy_values(void) {
     for (int i = 0; i < 4; i++) {
         double z = 0;
         for (int k = 0; k < 5; k++) z += exp(x[i * 5 + k]);
-        for (int k = 0; k < 5; k++) want -= (0.8 * (k == (int)y[i]) + 0.2 / 5) * (x[i * 5 + k] - log(z)) / 4;
+        for (int k = 0; k < 5; k++)
+            want -= (0.8 * (k == (int)y[i]) + 0.2 / 5) * (x[i * 5 + k] - log(z)) / 4;
     }
     CHECK_NEAR(l.data[0], want, 1e-14);
     CHECK_NEAR(l.data[0], torch_cross_entropy(x, y, NULL, 4, 5, 0.2), 1e-14);
@@ -848,7 +875,8 @@ static void test_cross_entropy_values(void) {
     Ref ly = arg(c.f, "y", DT_I32, SHAPE(1, 1, 2));
     Attr a = {0};
     output(c.f, node(c.f, OP_cross_entropy, DT_F32, shape_scalar(), 2, (Ref[]){lx, ly}, &a));
-    ITensor a3[2] = {TENSOR(DT_F32, DIMS(1, 2, 3), VALS(1, 2, 3, 0, 0, 0)), TENSOR(DT_I32, DIMS(1, 2), VALS(0, 1))};
+    ITensor a3[2] = {TENSOR(DT_F32, DIMS(1, 2, 3), VALS(1, 2, 3, 0, 0, 0)),
+                     TENSOR(DT_I32, DIMS(1, 2), VALS(0, 1))};
     l = RUN(c.f, false, 1, a3);
     CHECK_NEAR(l.data[0], f32(((lse - 1) + log(3)) / 2), 1e-7);
     itensor_free(&l);
@@ -863,7 +891,8 @@ static void test_cross_entropy_grad(void) {
         bool weighted = variant > 0;
         double s = variant == 1 ? 0 : 0.15, dloss = 2.5;
         Func *f = cross_entropy_func(4, s, weighted, dloss);
-        ITensor args[3] = {TENSOR(DT_F64, DIMS(3, 4), x), TENSOR(DT_I32, DIMS(3), y), TENSOR(DT_F64, DIMS(4), w)};
+        ITensor args[3] = {TENSOR(DT_F64, DIMS(3, 4), x), TENSOR(DT_I32, DIMS(3), y),
+                           TENSOR(DT_F64, DIMS(4), w)};
         ITensor g = RUN_OUT(f, true, 3, args, 1);
         EXPECT_DIMS(g, 3, 4);
         const double h = 1e-6;
@@ -895,9 +924,11 @@ typedef struct ActCase {
 static double act_reference(const ActCase *a, double x) {
     switch (a->op) {
     case OP_relu: return x > 0 ? x : 0;
-    case OP_leaky_relu: return x >= 0 ? x : (a->attr.f[0] ? a->attr.f[0] : 0.01) * x;
-    case OP_elu: return x >= 0 ? x : (a->attr.f[0] ? a->attr.f[0] : 1) * (exp(x) - 1);
-    case OP_selu: return 1.0507009873554804934193349852946 * (x >= 0 ? x : 1.6732632423543772848170429916717 * (exp(x) - 1));
+    case OP_leaky_relu: return x >= 0 ? x : a->attr.f[0] * x;
+    case OP_elu: return x >= 0 ? x : a->attr.f[0] * (exp(x) - 1);
+    case OP_selu:
+        return 1.0507009873554804934193349852946 *
+               (x >= 0 ? x : 1.6732632423543772848170429916717 * (exp(x) - 1));
     case OP_gelu:
         if (a->attr.flag) return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * pow(x, 3))));
         return 0.5 * x * erfc(-x / sqrt(2));
@@ -917,16 +948,18 @@ static double act_reference(const ActCase *a, double x) {
 
 static const ActCase act_cases[] = {
     {OP_relu, {0}, "relu"},
-    {OP_leaky_relu, {0}, "leaky_relu default slope"},
+    {OP_leaky_relu, {.f = {0.01}}, "leaky_relu 0.01"},
     {OP_leaky_relu, {.f = {0.2}}, "leaky_relu 0.2"},
-    {OP_elu, {0}, "elu default alpha"},
+    {OP_leaky_relu, {0}, "leaky_relu slope 0 (as written)"},
+    {OP_elu, {.f = {1}}, "elu 1"},
     {OP_elu, {.f = {0.5}}, "elu 0.5"},
     {OP_selu, {0}, "selu"},
     {OP_gelu, {0}, "gelu"},
     {OP_gelu, {.flag = 1}, "gelu tanh"},
     {OP_sigmoid, {0}, "sigmoid"},
     {OP_tanh, {0}, "tanh"},
-    {OP_softplus, {0}, "softplus"},
+    {OP_softplus, {.f = {1, 20}}, "softplus"},
+    {OP_softplus, {0}, "softplus zero attrs (defaults)"},
     {OP_softplus, {.f = {2, 5}}, "softplus beta 2 threshold 5"},
     {OP_silu, {0}, "silu"},
     {OP_mish, {0}, "mish"},
@@ -935,7 +968,8 @@ static const ActCase act_cases[] = {
 };
 
 /* Points away from every kink (0, ±3, the softplus threshold at x = 2.5 for beta 2). */
-static const double act_points[] = {-6, -3.5, -2.2, -1, -0.4, -0.05, 0.05, 0.7, 1.3, 2.4, 2.9, 3.4, 7};
+static const double act_points[] = {-6,  -3.5, -2.2, -1,  -0.4, -0.05, 0.05,
+                                    0.7, 1.3,  2.4,  2.9, 3.4,  7};
 enum { NPOINTS = sizeof act_points / sizeof act_points[0] };
 
 /* Function: x[K] -> act(x), act_grad(x, dy) */
@@ -954,20 +988,26 @@ static void test_activations(void) {
     for (int k = 0; k < COUNT_OF(act_cases); k++) {
         const ActCase *a = &act_cases[k];
         Func *f = act_func(a);
-        ITensor args[2] = {TENSOR(DT_F64, DIMS(NPOINTS), act_points), TENSOR(DT_F64, DIMS(NPOINTS), NULL)};
-        for (int i = 0; i < NPOINTS; i++) args[1].data[i] = 1 + 0.1 * i; /* dy scales the derivative */
+        ITensor args[2] = {TENSOR(DT_F64, DIMS(NPOINTS), act_points),
+                           TENSOR(DT_F64, DIMS(NPOINTS), NULL)};
+        for (int i = 0; i < NPOINTS; i++)
+            args[1].data[i] = 1 + 0.1 * i; /* dy scales the derivative */
         ITensor y = RUN(f, true, 1, args), g = RUN_OUT(f, true, 1, args, 1);
         const double h = 1e-6;
-        ITensor xp = TENSOR(DT_F64, DIMS(NPOINTS), act_points), xm = TENSOR(DT_F64, DIMS(NPOINTS), act_points);
+        ITensor xp = TENSOR(DT_F64, DIMS(NPOINTS), act_points),
+                xm = TENSOR(DT_F64, DIMS(NPOINTS), act_points);
         for (int i = 0; i < NPOINTS; i++) xp.data[i] += h, xm.data[i] -= h;
         ITensor ap[2] = {xp, args[1]}, am[2] = {xm, args[1]};
         ITensor yp = RUN(f, true, 1, ap), ym = RUN(f, true, 1, am);
         for (int i = 0; i < NPOINTS && y.data && g.data && yp.data && ym.data; i++) {
             double x = act_points[i], want = act_reference(a, x);
             double fd = args[1].data[i] * (yp.data[i] - ym.data[i]) / (2 * h);
-            if (!(fabs(y.data[i] - want) <= 1e-13 * (1 + fabs(want))) || !(fabs(g.data[i] - fd) <= 1e-7 * (1 + fabs(fd)))) {
-                fprintf(stderr, "%s:%d: %s at x = %g: f = %.15g (expected %.15g), f' dy = %.12g (fd %.12g)\n",
-                        __FILE__, __LINE__, a->name, x, y.data[i], want, g.data[i], fd);
+            if (!(fabs(y.data[i] - want) <= 1e-13 * (1 + fabs(want))) ||
+                !(fabs(g.data[i] - fd) <= 1e-7 * (1 + fabs(fd)))) {
+                fprintf(
+                    stderr,
+                    "%s:%d: %s at x = %g: f = %.15g (expected %.15g), f' dy = %.12g (fd %.12g)\n",
+                    __FILE__, __LINE__, a->name, x, y.data[i], want, g.data[i], fd);
                 check_failures++;
             }
         }
@@ -1027,8 +1067,10 @@ static void test_activation_kinks(void) {
 
 static void test_store_and_state(void) {
     Module *m = module_new(&arena, "state");
-    int w = module_add_tensor(m, "w", TK_PARAM, DT_F32, SHAPE(0, 2, 2), init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
-    int step = module_add_tensor(m, "step", TK_STEP, DT_I32, shape_scalar(), init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
+    int w = module_add_tensor(m, "w", TK_PARAM, DT_F32, SHAPE(0, 2, 2),
+                              init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
+    int step = module_add_tensor(m, "step", TK_STEP, DT_I32, shape_scalar(),
+                                 init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
     module_layout(m);
     CHECK(m->tensors[step].offset == 64);
     Func *f = module_add_func(m, "f");
@@ -1076,7 +1118,9 @@ static void test_store_and_state(void) {
     ir_store(bad, step, ir_binary(bad, OP_add, st, st));
     Ref wr = ir_tensor(bad, w);
     Attr none = {0};
-    func_add_out(bad, "x", OUT_EXTRA, node(bad, OP_matmul, DT_F32, SHAPE(0, 2, 2), 2, (Ref[]){wr, ir_const(bad, DT_F32, SHAPE(0, 3, 2), 1)}, &none));
+    func_add_out(bad, "x", OUT_EXTRA,
+                 node(bad, OP_matmul, DT_F32, SHAPE(0, 2, 2), 2,
+                      (Ref[]){wr, ir_const(bad, DT_F32, SHAPE(0, 3, 2), 1)}, &none));
     EXPECT_ERROR(&in, bad, 1, NULL, NNRT_EARG, "inner dimensions 2 and 3 differ");
     memset(state, 0, (size_t)m->state_bytes);
     interp_save_state(&in, state);
@@ -1085,7 +1129,8 @@ static void test_store_and_state(void) {
     CHECK(wout[0] == 6 && wout[3] == 12 && sout == 43);
 
     /* tensors added after interp_init (optimizer slots) appear zeroed */
-    int slot = module_add_tensor(m, "w.momentum", TK_SLOT, DT_F32, SHAPE(0, 3), init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
+    int slot = module_add_tensor(m, "w.momentum", TK_SLOT, DT_F32, SHAPE(0, 3),
+                                 init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
     Func *g = module_add_func(m, "g");
     func_add_out(g, "slot", OUT_EXTRA, ir_tensor(g, slot));
     ITensor y = RUN(g, false, 1, NULL); /* a fresh interpreter: zeros */
@@ -1136,7 +1181,8 @@ static void test_init_fill(void) {
         {"orthogonal", SHAPE(0, 4, 6), init_spec(INIT_ORTHOGONAL, 2, 0, 0), DT_F32},
     };
     for (int i = 0; i < COUNT_OF(specs); i++)
-        module_add_tensor(m, specs[i].name, TK_PARAM, specs[i].dt, specs[i].shape, specs[i].init, NOLOC);
+        module_add_tensor(m, specs[i].name, TK_PARAM, specs[i].dt, specs[i].shape, specs[i].init,
+                          NOLOC);
     module_build_init(m);
     module_layout(m);
     Interp in, again, other;
@@ -1203,7 +1249,8 @@ static void test_init_fill(void) {
 
 static void test_rand_uniform(void) {
     Module *m = module_new(&arena, "rng");
-    int step = module_add_tensor(m, "step", TK_STEP, DT_I32, shape_scalar(), init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
+    int step = module_add_tensor(m, "step", TK_STEP, DT_I32, shape_scalar(),
+                                 init_spec(INIT_ZEROS, 0, 0, 0), NOLOC);
     module_layout(m);
     Func *f = module_add_func(m, "f");
     func_add_arg(f, "x", ARG_INPUT, DT_F32, SHAPE(1, 1, 8), NOLOC);
@@ -1281,8 +1328,10 @@ static void test_batch_size_const(void) {
  * transposes together must give the finite-difference gradient of the loss. */
 static void test_logreg_step(void) {
     Module *m = module_new(&arena, "logreg");
-    int w = module_add_tensor(m, "W", TK_PARAM, DT_F64, SHAPE(0, 4, 3), init_spec(INIT_UNIFORM, -1, 1, 0), NOLOC);
-    int b = module_add_tensor(m, "b", TK_PARAM, DT_F64, SHAPE(0, 3), init_spec(INIT_UNIFORM, -1, 1, 0), NOLOC);
+    int w = module_add_tensor(m, "W", TK_PARAM, DT_F64, SHAPE(0, 4, 3),
+                              init_spec(INIT_UNIFORM, -1, 1, 0), NOLOC);
+    int b = module_add_tensor(m, "b", TK_PARAM, DT_F64, SHAPE(0, 3),
+                              init_spec(INIT_UNIFORM, -1, 1, 0), NOLOC);
     module_build_init(m);
     module_layout(m);
     Func *f = module_add_func(m, "train_step");
@@ -1293,7 +1342,8 @@ static void test_logreg_step(void) {
     Attr ce = {.f = {0.1}};
     Ref loss = node(f, OP_cross_entropy, DT_F64, shape_scalar(), 2, (Ref[]){logits, y}, &ce);
     Ref one = ir_const(f, DT_F64, shape_scalar(), 1);
-    Ref dlogits = node(f, OP_cross_entropy_grad, DT_F64, ir_at(f, logits)->shape, 3, (Ref[]){logits, y, one}, &ce);
+    Ref dlogits = node(f, OP_cross_entropy_grad, DT_F64, ir_at(f, logits)->shape, 3,
+                       (Ref[]){logits, y, one}, &ce);
     Ref dW = ir_matmul(f, x, dlogits, true, false);
     Ref db = ir_reduce(f, OP_sum, dlogits, 1, false);
     func_add_out(f, "loss", OUT_LOSS, loss);
@@ -1309,7 +1359,8 @@ static void test_logreg_step(void) {
     in.seed = 5;
     char err[256];
     CHECK(interp_run_init(&in, err, sizeof err) == 0);
-    ITensor args[2] = {TENSOR(DT_F64, DIMS(5, 4), NULL), TENSOR(DT_I32, DIMS(5), VALS(0, 2, 1, 1, 0))};
+    ITensor args[2] = {TENSOR(DT_F64, DIMS(5, 4), NULL),
+                       TENSOR(DT_I32, DIMS(5), VALS(0, 2, 1, 1, 0))};
     for (int i = 0; i < 20; i++) args[0].data[i] = sin(i * 0.9);
     void *state = calloc(1, (size_t)m->state_bytes);
     interp_save_state(&in, state);
@@ -1366,7 +1417,8 @@ static void test_errors(void) {
     no_data.data = NULL;
     EXPECT_ERROR(&in, c.f, 0, &good, NNRT_EBATCH, "batch 0");
     EXPECT_ERROR(&in, c.f, 2, &wrong_type, NNRT_EARG, "argument 0 'x' is i32, expected f32");
-    EXPECT_ERROR(&in, c.f, 2, &wrong_dims, NNRT_EARG, "argument 0 'x' has dims [2, 5], expected [2, 4]");
+    EXPECT_ERROR(&in, c.f, 2, &wrong_dims, NNRT_EARG,
+                 "argument 0 'x' has dims [2, 5], expected [2, 4]");
     EXPECT_ERROR(&in, c.f, 3, &good, NNRT_EARG, "expected [3, 4] at batch 3");
     EXPECT_ERROR(&in, c.f, 2, &no_data, NNRT_ENULL, "'x' has no data");
     EXPECT_ERROR(&in, c.f, 2, NULL, NNRT_ENULL, "NULL");
@@ -1381,7 +1433,8 @@ static void test_errors(void) {
     f = module_add_func(m, "matmul");
     Ref a = ir_const(f, DT_F32, SHAPE(0, 2, 3), 1), b = ir_const(f, DT_F32, SHAPE(0, 4, 2), 1);
     output(f, node(f, OP_matmul, DT_F32, SHAPE(0, 2, 2), 2, (Ref[]){a, b}, &none));
-    EXPECT_ERROR(&in, f, 1, NULL, NNRT_EARG, "matmul: %2 = matmul: inner dimensions 3 and 4 differ");
+    EXPECT_ERROR(&in, f, 1, NULL, NNRT_EARG,
+                 "matmul: %2 = matmul: inner dimensions 3 and 4 differ");
 
     f = module_add_func(m, "forward_ref");
     a = ir_const(f, DT_F32, SHAPE(0, 2), 1);
