@@ -151,7 +151,7 @@ static bool load_inputs(Func *f, RunArgs *ra, nnrt_array *arrays, int64_t *n) {
         }
         *n = rows;
     }
-    for (int j = 0; ok && j < ra->ninputs; j++) {
+    for (int j = 0; j < ra->ninputs; j++) {
         if (ra->inputs[j].used) continue;
         const char *names[64];
         int k = 0;
