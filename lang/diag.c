@@ -7,6 +7,9 @@
  * The echoed line never sends raw control bytes or invalid UTF-8 to the terminal: they are
  * shown as '?'. Tabs are expanded to 8 columns so the caret lines up.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* strdup, fileno, isatty */
+#endif
 #include "ast.h"
 
 #include <errno.h>
