@@ -1541,8 +1541,11 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
         for (int i = 0; i < s->nouts; i++)
             if (s->outs[i].role == OUT_METRIC) {
                 func_add_out(f, s->outs[i].name, OUT_METRIC, s->outs[i].value);
-                /* the label a driver metric's predictions go with, for metric_info */
-                if (s->outs[i].label) f->nodes[s->outs[i].value].name = s->outs[i].label;
+                /* the label a driver metric's predictions go with, for metric_info (needed only
+                 * when the model has several labels; otherwise it is the only one) */
+                int nlabels = 0;
+                for (int j = 0; j < s->nargs; j++) nlabels += s->args[j].role == ARG_LABEL;
+                if (s->outs[i].label && nlabels > 1) f->nodes[s->outs[i].value].name = s->outs[i].label;
             }
     }
     if (pass == PASS_CHECK) {
@@ -1841,7 +1844,8 @@ bool metric_info(const Func *f, int out, MetricInfo *mi) {
     if (!mi->kind) return false;
     mi->label_arg = -1;
     for (int i = 0; i < f->nargs; i++)
-        if (f->args[i].role == ARG_LABEL && n->name && !strcmp(f->args[i].name, n->name)) mi->label_arg = i;
+        if (f->args[i].role == ARG_LABEL && (mi->label_arg < 0 || (n->name && !strcmp(f->args[i].name, n->name))))
+            mi->label_arg = i;
     /* predictions come from argmax(logits) (classes = its input's last axis) or from a
      * single-logit comparison (2 classes) */
     mi->classes = 2;

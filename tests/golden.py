@@ -73,6 +73,8 @@ def check_lines(output, path, input_paths):
     lines = output.split('\n')
     if lines and lines[-1] == '':
         lines.pop()
+    while lines and not lines[0].strip():  # FileCheck cannot start with CHECK-EMPTY
+        lines.pop(0)
     result = []
     for i, line in enumerate(lines):
         line = line.rstrip()
