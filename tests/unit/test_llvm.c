@@ -27,7 +27,7 @@ typedef struct Case {
     Module *m;
     Func *f;
     ArgGen gen[16];
-    const char *name;
+    char name[96];
     int nbatches;
     int64_t batches[4];
     bool skip_init;
@@ -35,7 +35,7 @@ typedef struct Case {
 
 static Case *case_new(const char *name, const char *func) {
     Case *c = calloc(1, sizeof *c);
-    c->name = name;
+    snprintf(c->name, sizeof c->name, "%s", name);
     c->m = module_new(&c->arena, "t");
     c->m->max_batch = 5;
     c->f = module_add_func(c->m, func);
@@ -250,7 +250,7 @@ static void test_binary(void) {
         for (int special = 0; special < 2; special++) {
             char name[64];
             snprintf(name, sizeof name, "binary %s%s", op_info[ops[i]].name, special ? " specials" : "");
-            Case *c = case_new(strdup(name), "infer");
+            Case *c = case_new(name, "infer");
             Ref a = farg(c, shp(2, 1, 7, 0, 1));
             Ref b = farg(c, shp(1, 7, 0, 0, 0)); /* broadcast over the batch */
             c->gen[0].special = special;
@@ -269,7 +269,7 @@ static void test_int(void) {
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "i32 %s", op_info[ops[i]].name);
-        Case *c = case_new(strdup(name), "infer");
+        Case *c = case_new(name, "infer");
         Ref a = arg(c, DT_I32, shp(2, 1, 6, 0, 1), -100, 100);
         Ref b = arg(c, DT_I32, shp(2, 1, 6, 0, 1), -4, 4); /* zeros: division by zero gives 0 */
         out(c, ir_binary(c->f, ops[i], a, b));
@@ -301,7 +301,7 @@ static void test_unary(void) {
         for (int special = 0; special < 2; special++) {
             char name[64];
             snprintf(name, sizeof name, "unary %s%s", op_info[ops[i].op].name, special ? " specials" : "");
-            Case *c = case_new(strdup(name), "infer");
+            Case *c = case_new(name, "infer");
             Ref x = arg(c, DT_F32, shp(3, 1, 3, 5, 1), ops[i].lo, ops[i].hi);
             c->gen[0].special = special;
             out(c, ir_unary(c->f, ops[i].op, x));
@@ -325,7 +325,7 @@ static void test_activations(void) {
         char name[64];
         snprintf(name, sizeof name, "activation %s %g %g %d", op_info[acts[i].op].name, acts[i].f0, acts[i].f1,
                  acts[i].flag);
-        Case *c = case_new(strdup(name), "infer");
+        Case *c = case_new(name, "infer");
         Ref x = arg(c, DT_F32, shp(2, 1, 40, 0, 1), -30, 30);
         Ref dy = farg(c, shp(2, 1, 40, 0, 1));
         Attr a = {.f = {acts[i].f0, acts[i].f1}, .flag = acts[i].flag};
@@ -336,7 +336,7 @@ static void test_activations(void) {
         out(c, node(c, OP_act_grad, DT_F32, ir_at(c->f, x)->shape, 2, in, &g));
         run_case(c);
         /* the interesting range, and the kinks */
-        c = case_new(strdup(name), "infer");
+        c = case_new(name, "infer");
         x = arg(c, DT_F32, shp(2, 1, 40, 0, 1), -4, 4);
         dy = farg(c, shp(2, 1, 40, 0, 1));
         c->gen[0].special = true;
@@ -386,7 +386,7 @@ static void test_reductions(void) {
             for (int keep = 0; keep < 2; keep++) {
                 char name[64];
                 snprintf(name, sizeof name, "%s axes=0x%x keepdims=%d", op_info[ops[i]].name, axes[a], keep);
-                Case *c = case_new(strdup(name), "infer");
+                Case *c = case_new(name, "infer");
                 Ref x = farg(c, shp(3, 1, 4, 5, 1));
                 c->gen[0].special = i == 2 && a == 0;
                 out(c, ir_reduce(c->f, ops[i], x, axes[a], keep));
@@ -396,7 +396,7 @@ static void test_reductions(void) {
         for (int special = 0; special < 2; special++) {
             char name[64];
             snprintf(name, sizeof name, "argmax axis=%d%s", axis, special ? " specials" : "");
-            Case *c = case_new(strdup(name), "infer");
+            Case *c = case_new(name, "infer");
             Ref x = farg(c, shp(3, 1, 4, 5, 1));
             c->gen[0].special = special;
             out(c, ir_argmax(c->f, x, axis));
@@ -416,13 +416,13 @@ static void test_matmul(void) {
         for (int tb = 0; tb < 2; tb++) {
             char name[64];
             snprintf(name, sizeof name, "matmul 2-D ta=%d tb=%d", ta, tb);
-            Case *c = case_new(strdup(name), "infer");
+            Case *c = case_new(name, "infer");
             Ref a = farg(c, ta ? shp(2, 7, 1, 0, 2) : shp(2, 1, 7, 0, 1));
             Ref b = farg(c, tb ? shp(2, 3, 7, 0, 0) : shp(2, 7, 3, 0, 0));
             out(c, ir_matmul(c->f, a, b, ta, tb));
             run_case(c);
             snprintf(name, sizeof name, "matmul 3-D ta=%d tb=%d", ta, tb);
-            c = case_new(strdup(name), "infer");
+            c = case_new(name, "infer");
             a = farg(c, ta ? shp(3, 1, 5, 4, 1) : shp(3, 1, 4, 5, 1));
             b = farg(c, tb ? shp(3, 1, 3, 5, 1) : shp(3, 1, 5, 3, 1));
             Ref b2 = farg(c, tb ? shp(2, 3, 5, 0, 0) : shp(2, 5, 3, 0, 0));
@@ -468,8 +468,8 @@ static void test_shapes(void) {
     Ref table = farg(c, shp(3, 7, 2, 3, 0));
     Ref idx = arg(c, DT_I32, shp(2, 1, 4, 0, 1), -2, 9); /* some out of range */
     Ref in[2] = {table, idx};
-    Shape gs = shp(4, 1, 4, 2, 1);
-    gs.dim[3] = 3;
+    int64_t gd[4] = {1, 4, 2, 3};
+    Shape gs = shape_make(4, gd, 1);
     out(c, node(c, OP_gather, DT_F32, gs, 2, in, NULL));
     Ref dy = farg(c, gs);
     Ref sin[2] = {idx, dy};
@@ -485,7 +485,7 @@ static void test_softmax(void) {
         for (int special = 0; special < 2; special++) {
             char name[64];
             snprintf(name, sizeof name, "%s%s", op_info[ops[i]].name, special ? " specials" : "");
-            Case *c = case_new(strdup(name), "infer");
+            Case *c = case_new(name, "infer");
             Ref x = arg(c, DT_F32, shp(3, 1, 3, 10, 1), -20, 20);
             c->gen[0].special = special;
             Ref y = node(c, ops[i], DT_F32, ir_at(c->f, x)->shape, 1, &x, NULL);
@@ -504,7 +504,7 @@ static void test_cross_entropy(void) {
             for (int ignore = 0; ignore < 2; ignore++) {
                 char name[80];
                 snprintf(name, sizeof name, "cross_entropy weighted=%d smoothing=%d ignore=%d", weighted, smooth, ignore);
-                Case *c = case_new(strdup(name), "evaluate");
+                Case *c = case_new(name, "evaluate");
                 Ref x = arg(c, DT_F32, shp(2, 1, 6, 0, 1), -5, 5);
                 Ref y = arg(c, DT_I32, shp(1, 1, 0, 0, 1), ignore ? -1 : 0, 6);
                 Ref w = weighted ? arg(c, DT_F32, shp(1, 6, 0, 0, 0), 0.2, 2) : REF_NONE;
@@ -537,7 +537,7 @@ static void test_init_and_rng(void) {
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "p%zu", i);
-        param(c, strdup(name), shp(2, 6, 4, 0, 0), kinds[i], 0.5, 1.5);
+        param(c, name, shp(2, 6, 4, 0, 0), kinds[i], 0.5, 1.5);
     }
     InitSpec ones = {INIT_CONSTANT, 7, 0, 0};
     int step = module_add_tensor(c->m, "step", TK_STEP, DT_I32, shape_scalar(), ones, (SrcLoc){0});
