@@ -331,6 +331,131 @@ int ir_verify(const Func *f, FILE *out);
  * Errors go to d. Returns the number of modules in *out (0 when there were errors). */
 int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
 
+/* Metrics the training driver computes itself (precision, recall, f1, confusion, auc) are
+ * OUT_METRIC outputs that are not scalars: predicted classes (i32 [batch], argmax of the
+ * logits) or, for auc, the positive-class score (f32 [batch]). metric_info describes the
+ * metric output number `out` of f; returns false for ordinary scalar metrics. */
+typedef struct MetricInfo {
+    const char *kind;   /* "precision", "recall", "f1", "confusion", "auc" */
+    int label_arg;      /* index in f->args of the label the predictions are compared with */
+    int64_t classes;    /* number of classes (2 for a single logit) */
+} MetricInfo;
+bool metric_info(const Func *f, int out, MetricInfo *mi);
+
+/* ---- internal to sema.c (names, scopes, defs, statements), lower.c (the builtin library)
+ *      and train.c (train blocks) */
+
+typedef enum ValueKind {
+    V_ERROR,    /* poisoned: an error was already reported; propagates silently */
+    V_NONE,     /* an optional argument that was not given */
+    V_NUM,      /* compile-time number (num, is_int) */
+    V_BOOL,     /* num is 0 or 1 */
+    V_STR,      /* str */
+    V_BATCH,    /* the name `batch` (in reshape targets) */
+    V_TENSOR,   /* ref, dtype, shape */
+    V_TUPLE,    /* tuples, lists, split results: items */
+    V_FUNC,     /* a builtin (builtin) or def (def) named as a value: act=tanh */
+    V_UNAVAIL,  /* depends on a label in a function that has none (infer) */
+} ValueKind;
+
+typedef struct Builtin Builtin;
+
+typedef struct Value {
+    ValueKind kind;
+    double num;
+    bool is_int;
+    const char *str;
+    Ref ref;
+    DType dtype;
+    Shape shape;
+    struct Value *items;
+    int nitems;
+    const Builtin *builtin;  /* V_FUNC */
+    const Block *def;        /* V_FUNC */
+    SrcLoc loc;              /* the expression that produced the value */
+    const char *origin;      /* the declaration or binding it comes from (for notes), or NULL */
+    SrcLoc origin_loc;
+    const Stmt *label;       /* the label declaration it depends on, or NULL */
+    int tensor;              /* module tensor id when the value is a plain read of one, else -1 */
+} Value;
+
+typedef struct Sema Sema;
+
+enum { CALL_MAX_ARGS = 16 };
+
+/* A builtin call after argument binding: arg[i] follows the builtin's signature; absent
+ * optional arguments hold their default (V_NONE when the signature gives none). */
+typedef struct Call {
+    const Builtin *builtin;
+    SrcLoc loc;                     /* the whole call */
+    Value arg[CALL_MAX_ARGS];
+    SrcLoc arg_loc[CALL_MAX_ARGS];  /* the call's location for defaulted arguments */
+    bool given[CALL_MAX_ARGS];
+    const char *arg_name[CALL_MAX_ARGS];
+    const char *name;               /* parameter prefix (layers with parameters) / display name */
+    int64_t params;                 /* trainable values declared by this call (LayerInfo) */
+} Call;
+
+typedef enum BuiltinKind {
+    BK_MATH,       /* math and shape functions: no LayerInfo */
+    BK_LAYER,      /* a layer without parameters (activations, pooling, ...): LayerInfo */
+    BK_PARAMS,     /* a layer with parameters: named by the naming rule, LayerInfo */
+    BK_LOSS,       /* losses and regularizers: scalars */
+    BK_METRIC,     /* scalar metrics (accuracy) */
+    BK_DRIVER_METRIC, /* metrics the training driver computes: only in `metric` statements */
+} BuiltinKind;
+
+struct Builtin {
+    const char *name;
+    const char *sig;   /* "x, units, bias=true": defaults are numbers, true/false, 'text', none */
+    BuiltinKind kind;
+    Value (*lower)(Sema *s, Call *c);
+    const char *kind_name;  /* LayerInfo kind when it differs from name (aliases) */
+};
+
+extern const Builtin builtins[];
+extern const int builtin_count;
+const Builtin *builtin_find(const char *name);
+
+/* sema.c services for the builtins */
+Func *sema_func(Sema *s);
+bool sema_training(const Sema *s);
+bool sema_first_pass(const Sema *s);  /* diagnostics, LayerInfo and tensor declarations */
+Arena *sema_arena(Sema *s);
+bool sema_error(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void sema_note(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A note "'x' declared here" at v's origin when it has one. */
+void sema_note_origin(Sema *s, const Value *v);
+/* Declares (first pass) or finds the module tensor "<c->name>.<suffix>" and returns a read. */
+Value sema_param(Sema *s, Call *c, const char *suffix, TensorKind kind, Shape shape, InitSpec init);
+Ref sema_read_tensor(Sema *s, int tensor);
+int sema_step_tensor(Sema *s);        /* the "step" counter (created on first use) */
+int sema_next_stream(Sema *s);        /* a fresh random stream number for dropout */
+void sema_layer(Sema *s, const Call *c, const char *kind, Shape out, int64_t macs, int64_t flops);
+/* A LayerInfo row for an operator (`@`), named after the statement's binding. */
+void sema_layer_op(Sema *s, SrcLoc loc, const char *kind, Shape out, int64_t macs, int64_t flops);
+/* Evaluates a compile-time expression (train blocks). */
+Value sema_eval(Sema *s, const Expr *e);
+/* Binds the arguments of `call` (an E_CALL, or an E_NAME meaning no arguments) to sig,
+ * evaluating them (a bare name becomes a V_STR symbol when `symbols`); false after reporting. */
+bool sema_bind_call(Sema *s, const char *fname, const char *sig, const Expr *call, bool symbols, Call *c);
+
+Value value_error(void);
+Value value_num(double v);
+Value value_tensor(Func *f, Ref r);
+const char *value_type_str(Sema *s, const Value *v);  /* "f32[batch, 784]", "a number", ... */
+const char *shape_text(Sema *s, const Shape *shape);
+/* Values per sample of a shape: the batch axis counts its coefficient, others their size. */
+int64_t shape_per_sample(const Shape *shape);
+
+/* lower.c helpers shared with sema.c (operators) */
+Value lower_binary(Sema *s, SrcLoc loc, int op, Value a, Value b);  /* + - * / ^ @ */
+Value lower_neg(Sema *s, SrcLoc loc, Value a);
+
+/* train.c */
+void train_block(Sema *s, const Block *b, Module *m);
+void train_config_defaults(TrainConfig *t);
+
 /* ================================================================ grad.c */
 
 /* Builds `grad` (inputs, labels) -> loss, metrics, one OUT_GRAD per param, from `loss`.
@@ -442,11 +567,15 @@ JitFn jit_lookup(Jit *j, const char *func_name);
 int64_t jit_work_bytes(Jit *j, const char *func_name);
 void jit_free(Jit *j);
 
-/* ================================================================ main.c: the shared pipeline */
+/* ================================================================ driver.c: the shared pipeline */
 
 typedef struct DriverOptions {
     bool train_functions;  /* build grad and train_step too */
     bool verify;           /* run ir_verify on every function */
+    int opt_level;         /* 0..3: the pass pipeline of passes_run (default 2 when set_opt is false) */
+    bool set_opt;          /* opt_level was given (-O0..-O3) */
+    const char *dump_after;/* print the module after this pass (nnc dump --dump-after=PASS) */
+    FILE *dump;            /* where to print it */
 } DriverOptions;
 
 typedef struct DriverResult {
@@ -474,6 +603,14 @@ int cmd_run(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
+
+/* ================================================================ passes.c: the optimization pipeline */
+
+/* Runs the pass pipeline of opt_level on every function of m: the plain list of calls per -O
+ * level lives in passes.c. With dump_after naming a pass, prints the module after that pass
+ * to dump ("lower" = before any pass). Returns 0, or 2 when dump_after names no pass (the
+ * message lists the valid names). */
+int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
 
 /* ================================================================ exec.c */
 
@@ -523,7 +660,7 @@ bool opt_value(int argc, char **argv, int *i, const char *name, const char **val
 bool parse_int_arg(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
 int unknown_option(const char *cmd, const char *arg, const char *const *known, int nknown);
 
-/* ================================================================ train.c: dataset-mode training */
+/* ================================================================ cmd_train.c: dataset-mode training, eval, sample */
 
 int train_dataset(int argc, char **argv);
 

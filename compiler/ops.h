@@ -95,3 +95,16 @@ OP(cross_entropy_grad, -1, 0,      "inputs (logits, labels[, weight], dloss scal
 
 /* ---- effects */
 OP(store, 1, OPF_EFFECT, "write the input into module tensor attr.tensor (visible to later reads in this function)")
+
+/* ---- layers with kernels of their own
+ * Spatial ops work on NCHW f32 tensors; the batch may only be axis 0. Window positions:
+ * out[y] reads in[y*stride - pad_before + k*dilation], k = 0..K-1; positions outside
+ * [0, in) are padding. Output size = (in + pad_before + pad_after - dilation*(K-1) - 1) / stride + 1
+ * (floor). Attr usage: step[0], step[1] = stride (H, W); start[0], start[1] = padding before
+ * (top, left), start[2], start[3] = padding after (bottom, right); perm[] as noted per op.
+ * conv1d, maxpool/avgpool on [N, C, L] are lowered through these with H = 1. */
+OP(conv2d,     -1, OPF_GRAD, "inputs x[N,C,H,W], w[O,C/g,KH,KW][, b[O]]: out[n,o,y,x] = b[o] + sum over c in o's group (C/g channels), ky, kx of x[n, c, y*sh - pt + ky*dh, x*sw - pl + kx*dw] * w[o, c, ky, kx]; zero padding; perm[0], perm[1] = dilation (H, W), perm[2] = groups g (input channel group of o = o / (O/g)); output [N, O, Ho, Wo]")
+OP(maxpool2d,   1, OPF_GRAD, "x[N,C,H,W] -> [N,C,Ho,Wo]: max over the window perm[0] x perm[1] (KH, KW), stride step[0..1], padding start[0..3] (padded positions never win, as -inf); gradient to the first maximum in row-major window order")
+OP(avgpool2d,   1, OPF_GRAD, "x[N,C,H,W] -> [N,C,Ho,Wo]: sum over the window perm[0] x perm[1], stride step[0..1], zero padding start[0..3], divided by KH*KW always (PyTorch's count_include_pad=True)")
+OP(upsample2d,  1, OPF_GRAD, "x[N,C,H,W] -> [N,C,H*perm[0],W*perm[1]]: attr.flag=0 nearest: out[y,x] = in[y/sh, x/sw]; flag=1 bilinear with align_corners=False: source coordinate (y+0.5)/sh - 0.5 clamped below at 0, linear interpolation between floor and floor+1 (clamped to H-1), the same along W (PyTorch's F.interpolate)")
+OP(lrn,         1, OPF_GRAD, "local response norm over channels (axis 1) of x[N,C,...], size n = perm[0], alpha = f[0], beta = f[1], k = f[2]: out[c] = x[c] / (k + alpha/n * sum_{c' = c - n/2}^{c + (n-1)/2} x[c']^2)^beta, channels outside [0, C) count as 0 (torch.nn.LocalResponseNorm)")

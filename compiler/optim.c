@@ -42,6 +42,7 @@ typedef struct Opt {
     Ref stepf;        /* step as f32 */
     Ref u;            /* f32 optimizer update index 0, 1, ... */
     Ref t;            /* f32 torch.optim step number u + 1 */
+    Ref first;        /* f32 scalar: 1 on the first update (t == 1) */
     Ref apply;        /* f32 scalar: 1 when this batch applies the update; REF_NONE if k == 1 */
     Ref spe;          /* steps_per_epoch (f32 hyper tensor) */
     Ref lr;           /* scheduled learning rate (f32 scalar) */
@@ -60,6 +61,8 @@ static Ref minimum(Opt *o, Ref a, Ref b) { return ir_binary(o->f, OP_minimum, a,
 static Ref maximum(Opt *o, Ref a, Ref b) { return ir_binary(o->f, OP_maximum, a, b); }
 static Ref floor_(Opt *o, Ref a) { return ir_unary(o->f, OP_floor, a); }
 static Ref sqrt_(Opt *o, Ref a) { return ir_unary(o->f, OP_sqrt, a); }
+/* a * c, without the multiplication when c is 1 */
+static Ref scale(Opt *o, Ref a, double c) { return c == 1 ? a : mul(o, a, c32(o, c)); }
 static Ref named(Opt *o, Ref r, const char *name) {
     o->f->nodes[r].name = name;
     return r;
@@ -121,7 +124,7 @@ static Ref schedule_lr(Opt *o) {
     const ScheduleSpec *s = &o->sched;
     double lr0 = o->opt.lr;
     Ref epoch = named(o, floor_(o, dvd(o, o->stepf, o->spe)), "epoch");
-    Ref updates_per_epoch = mul(o, o->spe, c32(o, 1.0 / (double)o->k));
+    Ref updates_per_epoch = scale(o, o->spe, 1.0 / (double)o->k);
     Ref lr;
     switch (s->kind) {
     case SCHED_STEP: /* StepLR: lr0 * gamma^floor(e / step_size) */
@@ -183,8 +186,8 @@ static Ref schedule_lr(Opt *o) {
          * else:    anneal_cos(max_lr -> min, (u - e1) / (e2 - e1))  (held at min after e2,
          *          where PyTorch raises an error) */
         double initial = s->max_lr / s->div_factor, lowest = initial / s->final_div_factor;
-        Ref total = mul(o, hyper(o, "total_steps", (double)(o->m->train.epochs > 0 ? o->m->train.epochs : 1)),
-                        c32(o, 1.0 / (double)o->k));
+        Ref total = scale(o, hyper(o, "total_steps", (double)(o->m->train.epochs > 0 ? o->m->train.epochs : 1)),
+                          1.0 / (double)o->k);
         Ref e1 = sub(o, mul(o, c32(o, s->pct_start), total), c32(o, 1));
         Ref e2 = sub(o, total, c32(o, 1));
         Ref up = anneal_cos(o, c32(o, initial), c32(o, s->max_lr), dvd(o, o->u, e1));
@@ -198,7 +201,7 @@ static Ref schedule_lr(Opt *o) {
     }
     if (s->warmup > 0) {
         /* linear warmup: lr * min(1, (u + 1) / W), W = warmup epochs in updates */
-        Ref w = mul(o, c32(o, s->warmup), updates_per_epoch);
+        Ref w = scale(o, updates_per_epoch, s->warmup);
         lr = mul(o, lr, minimum(o, c32(o, 1), dvd(o, add(o, o->u, c32(o, 1)), w)));
     }
     return named(o, lr, "lr");
@@ -225,10 +228,9 @@ static Ref optimizer_update(Opt *o, int p, Ref w, Ref g) {
         if (op->weight_decay != 0) g = add(o, g, mul(o, cst(o, dt, op->weight_decay), w));
         if (op->momentum != 0) {
             Ref buf = slot_read(o, p, "momentum_buffer", 0, &id);
-            Ref first = ir_binary(o->f, OP_eq, o->t, c32(o, 1));
-            Ref b = ir_select(o->f, first, g,
-                              add(o, mul(o, cst(o, dt, op->momentum), buf),
-                                  mul(o, cst(o, dt, 1 - op->dampening), g)));
+            if (o->first == REF_NONE) o->first = ir_binary(o->f, OP_eq, o->u, c32(o, 0));
+            Ref damped = op->dampening != 0 ? mul(o, cst(o, dt, 1 - op->dampening), g) : g;
+            Ref b = ir_select(o->f, o->first, g, add(o, mul(o, cst(o, dt, op->momentum), buf), damped));
             store_later(o, id, buf, b);
             g = op->nesterov ? add(o, g, mul(o, cst(o, dt, op->momentum), b)) : b;
         }
@@ -359,6 +361,7 @@ Func *optim_build_train_step(Module *m) {
         o.u = o.stepf;
     }
     o.t = add(&o, o.u, c32(&o, 1));
+    o.first = REF_NONE;  /* made by the first update that needs it */
     o.lr = schedule_lr(&o);
 
     /* the gradient of every param the loss depends on (others are left alone, as torch.optim
