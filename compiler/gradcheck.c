@@ -25,13 +25,6 @@
 
 enum { GRADCHECK_SAMPLE = 64 };
 
-/* The interpreter is weak while the branches land (as in exec.c): without it, gradcheck says
- * so instead of failing the build. */
-__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
-__attribute__((weak)) void interp_free(Interp *in);
-__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
-                                     char *err, size_t errlen);
-__attribute__((weak)) void itensor_free(ITensor *t);
 
 typedef struct Options {
     const char *path, *model;
@@ -290,10 +283,6 @@ int cmd_gradcheck(int argc, char **argv) {
         return 0;
     }
 
-    if (!interp_run) {
-        fprintf(stderr, "nnc gradcheck: error: this build lacks the interpreter that gradcheck needs\n");
-        return 1;
-    }
     DriverOptions dopts = {.train_functions = true, .verify = true};
     DriverResult r;
     if (driver_load(opt.path, &dopts, &r)) {
