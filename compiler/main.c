@@ -3,9 +3,11 @@
  * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c); this file holds
  * what they share: loading a .nn file into checked, lowered, differentiated modules. */
 #include "nnc.h"
+#include "nnrt.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Commands are weak while the tree is assembled piece by piece: a command whose file is not
  * linked in reports that instead of failing the build. */
@@ -117,7 +119,20 @@ Module *driver_pick_model(DriverResult *r, const char *name) {
     return NULL;
 }
 
+/* Debian's OpenBLAS does not recognise some AVX-512 CPUs and falls back to its AVX2 kernels
+ * unless OPENBLAS_CORETYPE is set before the library loads; it is loaded before main runs, so
+ * set the variable and start again (once: the variable is then set). NNC_NO_REEXEC=1 opts out. */
+static void select_blas_kernels(char **argv) {
+    const char *name = NULL;
+    const char *opt_out = getenv("NNC_NO_REEXEC");
+    if ((opt_out && *opt_out == '1') || !nnrt_blas_wants_coretype(&name) || !name) return;
+    setenv("OPENBLAS_CORETYPE", name, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernels we have */
+}
+
 int main(int argc, char **argv) {
+    select_blas_kernels(argv);
     if (argc < 2) {
         print_usage(stderr);
         return 2;
@@ -128,7 +143,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(name, "--version")) {
-        printf("nnc 0.1 (LLVM 19)\n");
+        printf("nnc 0.1 (LLVM 19)\nBLAS: %s\n", nnrt_blas_info());
         return 0;
     }
     const char *names[sizeof commands / sizeof commands[0]];

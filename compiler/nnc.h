@@ -430,6 +430,58 @@ int cmd_grad(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
 
+/* ================================================================ exec.c */
+
+/* Runs a module's functions on compiled code (JIT) or the interpreter. The state buffer
+ * (module_layout's layout) is authoritative between calls for checkpoint I/O. */
+typedef struct Exec {
+    Module *m;
+    bool use_interp;
+    Interp interp;
+    Jit *jit;
+    uint8_t *state;
+    void *work;
+    int64_t work_bytes;
+    uint64_t seed;
+} Exec;
+
+bool exec_jit_available(void);
+int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed);
+void exec_close(Exec *e);
+int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
+/* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
+ * buffer may be NULL when not wanted). Returns 0 or a negative NNRT_E* code (err filled). */
+int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen);
+void *exec_state(Exec *e);          /* the up-to-date state buffer */
+void exec_state_changed(Exec *e);   /* call after writing into exec_state()'s buffer */
+/* The runtime descriptor of a module (names, shapes, offsets), allocated in its arena. */
+struct nnrt_model_info;
+const struct nnrt_model_info *module_info(Module *m);
+
+/* ================================================================ cmd_run.c: shared by the execution commands */
+
+typedef struct Session {
+    DriverResult dr;
+    Module *m;
+    const struct nnrt_model_info *info;
+    Exec exec;
+    bool exec_open;
+} Session;
+
+int session_open(Session *s, const char *file, const char *model, bool interp, int64_t seed,
+                 const char *weights, unsigned required_kinds);
+void session_close(Session *s);
+int save_checkpoint(Session *s, const char *path, int64_t step, int64_t epoch);
+void set_hyper(Exec *e, const char *name, double value);
+/* "--name VALUE" or "--name=VALUE" at argv[*i] (advances *i); *value NULL when missing. */
+bool opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+bool parse_int_arg(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
+int unknown_option(const char *cmd, const char *arg, const char *const *known, int nknown);
+
+/* ================================================================ train.c: dataset-mode training */
+
+int train_dataset(int argc, char **argv);
+
 /* ================================================================ header.c */
 
 int header_emit(const Module *m, const char *path);
