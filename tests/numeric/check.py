@@ -2,6 +2,7 @@
 """check.py — compare nnc's numbers with the PyTorch references in tests/ref/.
 
     python3 tests/numeric/check.py [--nnc build/nnc] [--case NAME]... [--rtol 1e-4] [--atol 1e-5]
+                                   [--nnc-arg=--interp] [--keep] [-v] [--list]
 
 Standard library only. For every case directory tests/ref/<case>/ it runs each command of its
 `cmd` file (from the case directory, `nnc` replaced by the binary, `$OUT` by a scratch
@@ -233,7 +234,7 @@ class CaseRun:
         label = sub
         if sub == 'train':
             label = 'train%s' % argv[argv.index('--steps') + 1] if '--steps' in argv else 'train'
-        real = [self.opts.nnc] + [a.replace('$OUT', out) for a in argv[1:]]
+        real = [self.opts.nnc] + [a.replace('$OUT', out) for a in argv[1:]] + self.opts.nnc_arg
         try:
             p = subprocess.run(real, cwd=case_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                timeout=self.opts.timeout)
@@ -290,6 +291,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description='nnc numeric reference tests (PyTorch data).')
     ap.add_argument('--nnc', default=os.environ.get('NNC') or os.path.join(ROOT, 'build', 'nnc'),
                     help='the nnc binary (default: $NNC or build/nnc)')
+    ap.add_argument('--nnc-arg', action='append', default=[], metavar='ARG',
+                    help='extra argument for every nnc command, e.g. --nnc-arg=--interp')
     ap.add_argument('--case', action='append', default=[], help='run only this case (repeatable)')
     ap.add_argument('--rtol', type=float, default=1e-4)
     ap.add_argument('--atol', type=float, default=1e-5)

@@ -644,6 +644,25 @@ train train_clip_value {{
                                 optimizer=lambda p: torch.optim.SGD(p, lr=0.5)))
 
 
+@case
+def train_accumulate():
+    # 5 batches with accumulate = 2: updates after batches 2 and 4 with the mean of the two
+    # gradients; batch 5 is only accumulated. Not Adam: it would not see mean versus sum.
+    src = mlp_src('train_accumulate', f"""
+train train_accumulate {{
+  batch      = {B}
+  epochs     = 1
+  optimizer  = sgd(lr=0.2, momentum=0.9)
+  accumulate = 2
+}}
+""")
+    m = mlp()
+    return Case('train_accumulate', src, m, {'x': randn(B, 6)}, {'y': labels(3, B)},
+                run=False, grad=False,
+                train=cls_train(steps=[5], accumulate=2,
+                                optimizer=lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9)))
+
+
 # -- schedules: one batch per epoch (dataset size == batch), 6 steps = 6 epochs, plain SGD so
 #    every step's change is lr * gradient.
 
@@ -941,18 +960,22 @@ def train(c, dtype, K, schedule):
     opt = t['optimizer'](m.parameters())
     sched = schedule(opt) if schedule else None
     in_names = set(c.inputs)
+    k = t.get('accumulate', 1)   # an update every k batches, with the mean of their gradients
+    opt.zero_grad()
     for step in range(K):
         lo = (step % steps_per_epoch) * B
-        batch = {k: v[lo:lo + B] for k, v in data.items()}
-        opt.zero_grad()
-        _, loss = m.fwd(m, {k: v for k, v in batch.items() if k in in_names},
-                        {k: v for k, v in batch.items() if k not in in_names})
-        loss.backward()
-        if t.get('clip_norm'):
-            torch.nn.utils.clip_grad_norm_(m.parameters(), t['clip_norm'])
+        batch = {n: v[lo:lo + B] for n, v in data.items()}
+        _, loss = m.fwd(m, {n: v for n, v in batch.items() if n in in_names},
+                        {n: v for n, v in batch.items() if n not in in_names})
+        (loss / k).backward()
+        if (step + 1) % k:
+            continue
         if t.get('clip_value'):
             torch.nn.utils.clip_grad_value_(m.parameters(), t['clip_value'])
+        if t.get('clip_norm'):
+            torch.nn.utils.clip_grad_norm_(m.parameters(), t['clip_norm'])
         opt.step()
+        opt.zero_grad()
         if sched is not None and (step + 1) % steps_per_epoch == 0:
             sched.step()
     return state_of(m)
