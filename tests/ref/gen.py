@@ -326,6 +326,28 @@ def prim_unary():
     return Case('prim_unary', src, m, {'x': randn(B, 6)}, {'t': randn(B, 6)})
 
 
+@case
+def prim_shape():
+    src = """model prim_shape {
+  input  x: f32[batch, 6]
+  label  t: f32[batch, 14]
+  param  W: f32[3, 4] = xavier_uniform
+  a = reshape(x, [batch, 2, 3])
+  b = a @ W                            # [batch, 2, 4]: a 2-D right operand is shared
+  c = transpose(b, [0, 2, 1])          # [batch, 4, 2]
+  output o = concat([flatten(c), x * 0.5], axis=1)   # [batch, 14]
+  loss   mse(o, t)
+}
+"""
+
+    def fwd(m, x, y):
+        c = (x['x'].reshape(-1, 2, 3) @ m.W).permute(0, 2, 1)
+        o = torch.cat([c.flatten(1), x['x'] * 0.5], 1)
+        return {'o': o}, F.mse_loss(o, y['t'])
+    m = net(fwd, W=nn.Parameter(torch.randn(3, 4) * 0.5))
+    return Case('prim_shape', src, m, {'x': randn(B, 6)}, {'t': randn(B, 14)})
+
+
 # -- activations: z = dense(x, 8); output a = act(z); loss mse(dense(a, 2), t)
 
 ACTIVATIONS = [
@@ -909,6 +931,92 @@ train char_lstm {{
     return Case('char_lstm', src, m, {'ids': labels(12, B, T)}, {'y': labels(12, B, T)},
                 train=dict(data={'ids': labels(12, 3 * B, T), 'y': labels(12, 3 * B, T)},
                            steps=[3], optimizer=lambda p: torch.optim.Adam(p, lr=0.01)))
+
+
+# -- convolution and pooling (NCHW, weights OIHW)
+
+@case
+def conv2d():
+    src = """model conv2d {
+  input  x: f32[batch, 2, 6, 6]
+  label  y: i32[batch]
+  c      = conv2d(x, 4, kernel=3, pad=1) |> relu
+  p      = maxpool(c, 2)                  # [batch, 4, 3, 3]
+  logits = dense(flatten(p), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        p = F.max_pool2d(F.relu(m.c(x['x'])), 2)
+        logits = m.logits(p.flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv2d(2, 4, 3, padding=1), logits=nn.Linear(36, 3))
+    return Case('conv2d', src, m, {'x': randn(B, 2, 6, 6)}, {'y': labels(3, B)})
+
+
+@case
+def conv2d_options():
+    src = """model conv2d_options {
+  input  x: f32[batch, 4, 9, 9]
+  label  y: i32[batch]
+  a      = conv2d(x, 6, kernel=3, stride=2, pad=1) |> tanh      # [batch, 6, 5, 5]
+  b      = conv2d(a, 6, kernel=3, dilation=2, groups=2, bias=false) |> tanh   # [batch, 6, 1, 1]
+  s      = avgpool(a, 2)                                        # [batch, 6, 2, 2]
+  logits = dense(flatten(s), 3) + dense(flatten(b), 3, name="skip")
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        a = torch.tanh(m.a(x['x']))
+        b = torch.tanh(m.b(a))
+        s_ = F.avg_pool2d(a, 2)
+        logits = m.logits(s_.flatten(1)) + m.skip(b.flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, a=nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            b=nn.Conv2d(6, 6, 3, dilation=2, groups=2, bias=False),
+            logits=nn.Linear(24, 3), skip=nn.Linear(6, 3))
+    return Case('conv2d_options', src, m, {'x': randn(B, 4, 9, 9)}, {'y': labels(3, B)})
+
+
+@case
+def conv_bn():
+    # W2's block: conv without bias, batchnorm over channels, relu, global average pooling.
+    src = f"""model conv_bn {{
+  input  x: f32[batch, 2, 6, 6]
+  label  y: i32[batch]
+  c      = conv2d(x, 4, kernel=3, pad=1, bias=false)
+  bn     = batchnorm(c)
+  g      = global_avgpool(relu(bn))       # [batch, 4]
+  logits = dense(g, 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}}
+
+train conv_bn {{
+  batch     = {B}
+  epochs    = 1
+  optimizer = sgd(lr=0.1, momentum=0.9)
+}}
+"""
+
+    def fwd(m, x, y):
+        g = F.relu(m.bn(m.c(x['x']))).mean((2, 3))
+        logits = m.logits(g)
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv2d(2, 4, 3, padding=1, bias=False), bn=nn.BatchNorm2d(4),
+            logits=nn.Linear(4, 3))
+    with torch.no_grad():
+        m.bn.weight.copy_(1 + 0.3 * torch.randn(4))
+        m.bn.bias.copy_(0.2 * torch.randn(4))
+        m.bn.running_mean.copy_(0.5 * torch.randn(4))
+        m.bn.running_var.copy_(0.5 + torch.rand(4))
+    return Case('conv_bn', src, m, {'x': randn(B, 2, 6, 6)}, {'y': labels(3, B)},
+                train=dict(data={'x': randn(3 * B, 2, 6, 6), 'y': labels(3, 3 * B)}, steps=[1, 3],
+                           optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)))
 
 
 # ---------------------------------------------------------------- reference computation
