@@ -335,8 +335,13 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
 
 /* Builds `grad` (inputs, labels) -> loss, metrics, one OUT_GRAD per param, from `loss`.
  * Reverse mode, one rule per op; contributions summed; no work for values that do not
- * reach a parameter. Returns NULL only on an internal error (printed). */
+ * reach a parameter. Returns the existing `grad` when there is one. Returns NULL when the
+ * model has no loss or on an internal error (printed). */
 Func *grad_build(Module *m);
+/* True when value `out` of f depends on module tensor `tensor` through ops with gradient
+ * rules (OPF_GRAD): false means its gradient is identically zero. The optimizer leaves such
+ * params alone, as torch.optim skips parameters whose .grad is None. */
+bool grad_depends_on(const Func *f, Ref out, int tensor);
 
 /* ================================================================ optim.c */
 
