@@ -76,17 +76,24 @@ typedef struct Diag {
     int warnings;
     bool color;         /* ANSI colors when out is a terminal */
     bool stopped;       /* DIAG_MAX_ERRORS reached: further errors are dropped */
+    bool dropped_last;  /* the last error/warning was dropped, so its notes are dropped too */
 } Diag;
 
 void diag_init(Diag *d, const Source *src, FILE *out);
 
 /* "file:line:col: error: message", the source line, "^~~~" under the range.
- * Returns false once the error cap is reached (callers may stop early). */
+ * Returns false once the error cap is reached (callers may stop early): errors 1 to
+ * DIAG_MAX_ERRORS are printed; the next one prints "nnc: fatal: too many errors emitted,
+ * stopping now" instead and sets stopped; later ones are dropped. errors counts them all. */
 bool diag_error(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_warning(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A note attached to the previous error or warning (dropped if that one was dropped). */
 void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap);
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is invalid
+ * (overlong forms, surrogates and values above U+10FFFF are invalid); *cp gets the code point. */
+int utf8_decode(const char *s, size_t n, uint32_t *cp);
 
 /* Closest candidate to name by edit distance (at most max(1, len/3) edits), or NULL. */
 const char *diag_closest(const char *name, const char *const *candidates, int n);
@@ -132,7 +139,12 @@ struct Expr {
     int nargs, args_cap;
     Expr **items;      /* E_INDEX, E_LIST, E_TUPLE */
     int nitems, items_cap;
+    int depth;         /* height of the tree below (a leaf is 1); kept by expr_new/expr_add_* */
 };
+
+/* The parser rejects deeper expressions ("expression nested too deeply"), so recursive
+ * walks over any parsed Expr need at most this many frames. */
+enum { AST_MAX_DEPTH = 256 };
 
 typedef struct TypeExpr {
     const char *dtype;  /* "f32", "i32", "f64" as written (sema validates) */
@@ -197,7 +209,9 @@ SrcLoc loc_span(SrcLoc from, SrcLoc to);
 
 /* Prints the AST as an S-expression, one block per line group (nnc dump --ast). */
 void ast_print(FILE *out, const Program *p);
+void ast_print_expr(FILE *out, const Expr *e); /* one expression, same notation, no newline */
 const char *expr_kind_name(ExprKind k);
+const char *stmt_kind_name(StmtKind k);         /* "input", "let", ... as in the printer */
 
 /* ---------------------------------------------------------------- nn.y: parser */
 
