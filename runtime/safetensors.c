@@ -72,8 +72,9 @@ static int json_fail(json *j, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return nnrti_fail(j->err, code, "%s: malformed header at byte offset %llu: %s", j->file,
-                      (unsigned long long)(j->base + j->pos), what);
+    return nnrti_fail(j->err, code, "%s: malformed header at byte offset %llu: %s%s", j->file,
+                      (unsigned long long)(j->base + j->pos),
+                      j->pos >= j->n ? "unexpected end of header: " : "", what);
 }
 
 static void json_ws(json *j) {
@@ -89,12 +90,8 @@ static int json_peek(json *j) { return j->pos < j->n ? (unsigned char)j->s[j->po
 /* Skips whitespace, then requires the character c. */
 static int json_expect(json *j, char c, const char *context) {
     json_ws(j);
-    if (json_peek(j) != (unsigned char)c) {
-        if (j->pos >= j->n)
-            return json_fail(j, NNRT_EFORMAT, "header ends where '%c' was expected %s", c,
-                             context);
+    if (json_peek(j) != (unsigned char)c)
         return json_fail(j, NNRT_EFORMAT, "expected '%c' %s", c, context);
-    }
     j->pos++;
     return NNRT_OK;
 }
