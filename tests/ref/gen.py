@@ -552,14 +552,36 @@ def reg_case(name, term, fn):
     return Case(name, src, m, {'x': randn(B, 6)}, {'y': labels(3, B)})
 
 
+def reg_param_case(name, term, fn):
+    """The regularizer on a declared param (reg_l1_l2 uses a layer's parameter by name)."""
+    src = f"""model {name} {{
+  input  x: f32[batch, 6]
+  label  y: i32[batch]
+  param  W: f32[6, 8] = xavier_uniform
+  param  b: f32[8]    = zeros
+  h      = tanh(x @ W + b)
+  logits = dense(h, 3)
+  output p = softmax(logits)
+  loss   cross_entropy(logits, y) + {term}
+}}
+"""
+
+    def fwd(m, x, y):
+        logits = m.logits(torch.tanh(x['x'] @ m.W + m.b))
+        return {'p': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y'])) + fn(m)
+    m = net(fwd, W=nn.Parameter(torch.randn(6, 8) * 0.5), b=nn.Parameter(torch.randn(8) * 0.1),
+            logits=nn.Linear(8, 3))
+    return Case(name, src, m, {'x': randn(B, 6)}, {'y': labels(3, B)})
+
+
 @case
 def reg_l1():
-    return reg_case('reg_l1', '0.01 * l1(h.weight)', lambda m: 0.01 * m.h.weight.abs().sum())
+    return reg_param_case('reg_l1', '0.01 * l1(W)', lambda m: 0.01 * m.W.abs().sum())
 
 
 @case
 def reg_l2():
-    return reg_case('reg_l2', '0.01 * l2(h.weight)', lambda m: 0.01 * (m.h.weight ** 2).sum())
+    return reg_param_case('reg_l2', '0.01 * l2(W)', lambda m: 0.01 * (m.W ** 2).sum())
 
 
 @case
