@@ -352,8 +352,13 @@ Func *optim_build_train_step(Module *m);
 
 /* ================================================================ interp.c */
 
-/* A concrete tensor for the interpreter: values are always held as double; in f32 mode every
- * op's result is rounded to float, so f32 runs match compiled code. */
+/* The reference evaluator, the oracle of the project (docs/architecture.md, "The reference
+ * interpreter"). It runs any IR function node by node with the semantics of ops.h.
+ *
+ * A concrete tensor: values are always held as double, row-major; i32 values are integers in
+ * [-2^31, 2^31). In f32 mode every f32 op's result is rounded to float, so f32 runs match
+ * compiled code; in f64 mode nothing is rounded (gradient checks). An ITensor owns its data
+ * (malloc); release it with itensor_free. */
 typedef struct ITensor {
     DType dtype;
     int rank;
@@ -365,17 +370,29 @@ typedef struct ITensor {
 typedef struct Interp {
     Module *mod;
     bool f64;            /* evaluate in double precision (gradcheck) */
-    uint64_t seed;       /* init seed */
+    uint64_t seed;       /* init seed; also seeds rand_uniform */
     ITensor *tensors;    /* module tensors, indexed like mod->tensors */
+    int ntensors;        /* entries of `tensors`; grows when the module gains tensors */
 } Interp;
 
+/* Sets up an interpreter for m: every module tensor zeroed, seed 0 (set in->seed, then run
+ * `init` with interp_run_init, or interp_load_state). Owns in->tensors until interp_free. */
 void interp_init(Interp *in, Module *m, bool f64);
 void interp_free(Interp *in);
 /* Runs f with batch n. args[i] must match f->args[i] (dims with batch = n). Outputs are
- * allocated into outs[0..f->nouts). Returns 0 or a negative NNRT_E* code with a message in err. */
+ * allocated into outs[0..f->nouts); the caller frees them with itensor_free. Returns 0 or a
+ * negative NNRT_E* code with a message in err (NNRT_EBATCH: n < 1; NNRT_ENULL: missing
+ * data; NNRT_EARG: mismatched args or malformed IR; NNRT_ENOMEM). On error outs are zeroed
+ * and the module tensors are left as they were before the call. */
 int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs, char *err,
                size_t errlen);
+/* Runs the module's `init` function (init_fill + store for every tensor) with in->seed. */
+int interp_run_init(Interp *in, char *err, size_t errlen);
 void itensor_free(ITensor *t);
+/* A zeroed tensor (data is never NULL, even when empty). 0, NNRT_EARG or NNRT_ENOMEM. */
+int itensor_alloc(ITensor *t, DType dt, int rank, const int64_t *dim);
+/* A zeroed tensor of shape s at batch n, e.g. for f->args[i]. */
+int itensor_alloc_shape(ITensor *t, DType dt, const Shape *s, int64_t n);
 /* State buffer (the compiled layout, module_layout offsets) <-> interpreter tensors. */
 void interp_load_state(Interp *in, const void *state);
 void interp_save_state(const Interp *in, void *state);
