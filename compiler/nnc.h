@@ -407,8 +407,31 @@ typedef struct CodegenOptions {
     const void *embed_weights;/* state buffer to bake into .rodata (inference-only), or NULL */
 } CodegenOptions;
 
-/* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails. */
+/* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails.
+ * With o->embed_weights (llvm_state_bytes(m) bytes), only the functions that neither
+ * initialize nor store are emitted, and they read the weights from .rodata. */
 int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path);
+
+/* The state block of compiled code: the module tensors (module_layout offsets), then the u64
+ * init seed at llvm_seed_offset(m), written by init and read by rand_uniform. Allocate
+ * llvm_state_bytes(m) bytes (STATE_BYTES of the header), not m->state_bytes. */
+int64_t llvm_seed_offset(const Module *m);
+int64_t llvm_state_bytes(const Module *m);
+/* Bytes of work one call of f needs (WORK_BYTES is the max over the functions). */
+int64_t llvm_work_bytes(const Func *f);
+int64_t llvm_max_work_bytes(const Module *m);
+
+/* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
+ * init(seed); infer(args..., outputs...); train_step(args..., loss);
+ * evaluate(args..., loss, metrics). Names are C identifiers, distinct from m, n and each
+ * other. Returns the count (arena memory in *params), or -1 when f has no public entry. */
+typedef enum PubParamKind { PP_SEED, PP_ARG, PP_OUT, PP_METRICS } PubParamKind;
+typedef struct PubParam {
+    PubParamKind kind;
+    int index;        /* PP_ARG: f->args index; PP_OUT: f->outs index */
+    const char *name;
+} PubParam;
+int llvm_public_params(const Func *f, PubParam **params);
 
 /* In-process JIT. Each function gets the packed entry
  *   int fn(void *state, void *work, int n, void **args)   args = inputs, then outputs.  */
@@ -506,6 +529,9 @@ int train_dataset(int argc, char **argv);
 
 /* ================================================================ header.c */
 
+/* Writes the C header of docs/c-api.md for m. embedded: the object was compiled with
+ * --embed-weights (inference entries only, the state pointer may be NULL). 0 or prints, 1. */
 int header_emit(const Module *m, const char *path);
+int header_emit_embedded(const Module *m, const char *path, bool embedded);
 
 #endif
