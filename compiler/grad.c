@@ -46,8 +46,8 @@ static void mark_dependents(const Func *f, int tensor, bool *mark) {
         const Node *n = &f->nodes[i];
         mark[i] = false;
         if (n->op == OP_tensor) {
-            mark[i] = tensor < 0 ? m->tensors[n->attr.tensor].kind == TK_PARAM
-                                 : n->attr.tensor == tensor;
+            mark[i] = n->dtype != DT_I32 && (tensor < 0 ? m->tensors[n->attr.tensor].kind == TK_PARAM
+                                                         : n->attr.tensor == tensor);
         } else if (flows(n)) {
             for (int j = 0; j < n->nin && !mark[i]; j++) mark[i] = mark[n->in[j]];
         }

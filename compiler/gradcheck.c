@@ -25,6 +25,14 @@
 
 enum { GRADCHECK_SAMPLE = 64 };
 
+/* The interpreter is weak while the branches land (as in exec.c): without it, gradcheck says
+ * so instead of failing the build. */
+__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
+__attribute__((weak)) void interp_free(Interp *in);
+__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
+                                     char *err, size_t errlen);
+__attribute__((weak)) void itensor_free(ITensor *t);
+
 typedef struct Options {
     const char *path, *model;
     uint64_t seed;
@@ -51,61 +59,56 @@ static void usage(FILE *out) {
             GRADCHECK_SAMPLE, GRADCHECK_SAMPLE);
 }
 
-/* "--name value" or "--name=value"; advances *i past a separate value. */
-static const char *option_value(int argc, char **argv, int *i, const char *name) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "nnc: error: %s needs a value\n", name);
-        exit(2);
-    }
-    return argv[++*i];
-}
-
-static double parse_number(const char *name, const char *s, double lo) {
+/* A number >= lo, or a message and false. */
+static bool parse_number(const char *name, const char *s, double lo, double *out) {
     char *end;
     errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo) || !isfinite(v)) {
-        fprintf(stderr, "nnc: error: bad value '%s' for %s\n", s, name);
-        exit(2);
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo) || !isfinite(v)) {
+        if (s) fprintf(stderr, "nnc gradcheck: error: bad value '%s' for %s\n", s, name);
+        return false;
     }
-    return v;
+    *out = v;
+    return true;
 }
 
-/* Returns 0, or 2 after a usage message; --help prints usage and sets *help. */
+/* Returns 0, or 2 after a message; --help sets *help. */
 static int parse_options(int argc, char **argv, Options *o, bool *help) {
+    static const char *const known[] = {"--seed", "--model", "--batch", "--eps", "--tol", "--help"};
     *o = (Options){.batch = 2, .eps = 1e-6, .tol = 1e-4};
     *help = false;
     for (int i = 0; i < argc; i++) {
         const char *v;
+        double x;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             *help = true;
             return 0;
-        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
-            o->seed = (uint64_t)parse_number("--seed", v, 0);
-        } else if ((v = option_value(argc, argv, &i, "--model"))) {
+        } else if (opt_value(argc, argv, &i, "--seed", &v)) {
+            int64_t seed;
+            if (!v || !parse_int_arg("--seed", v, 0, INT64_MAX, &seed)) return 2;
+            o->seed = (uint64_t)seed;
+        } else if (opt_value(argc, argv, &i, "--model", &v)) {
+            if (!v) return 2;
             o->model = v;
-        } else if ((v = option_value(argc, argv, &i, "--batch"))) {
-            o->batch = (int64_t)parse_number("--batch", v, 1);
-        } else if ((v = option_value(argc, argv, &i, "--eps"))) {
-            o->eps = parse_number("--eps", v, 1e-300);
-        } else if ((v = option_value(argc, argv, &i, "--tol"))) {
-            o->tol = parse_number("--tol", v, 0);
+        } else if (opt_value(argc, argv, &i, "--batch", &v)) {
+            if (!v || !parse_int_arg("--batch", v, 1, 1 << 20, &o->batch)) return 2;
+        } else if (opt_value(argc, argv, &i, "--eps", &v)) {
+            if (!parse_number("--eps", v, 1e-300, &x)) return 2;
+            o->eps = x;
+        } else if (opt_value(argc, argv, &i, "--tol", &v)) {
+            if (!parse_number("--tol", v, 0, &x)) return 2;
+            o->tol = x;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "nnc: error: unknown option '%s'\n", argv[i]);
-            return 2;
+            return unknown_option("gradcheck", argv[i], known, (int)(sizeof known / sizeof known[0]));
         } else if (o->path) {
-            fprintf(stderr, "nnc: error: more than one input file ('%s', '%s')\n", o->path, argv[i]);
+            fprintf(stderr, "nnc gradcheck: error: more than one input file ('%s', '%s')\n", o->path, argv[i]);
             return 2;
         } else {
             o->path = argv[i];
         }
     }
     if (!o->path) {
-        fprintf(stderr, "nnc: error: no input file\n");
+        fprintf(stderr, "nnc gradcheck: error: no input file\n");
         usage(stderr);
         return 2;
     }
@@ -224,7 +227,7 @@ static int run(Checker *c, Func *f, ITensor *outs) {
     char err[256] = "";
     restore_state(c);
     int rc = interp_run(&c->in, f, c->batch, c->args, outs, err, sizeof err);
-    if (rc) fprintf(stderr, "nnc: error: running '%s' failed: %s\n", f->name, err);
+    if (rc) fprintf(stderr, "nnc gradcheck: error: running '%s' failed: %s\n", f->name, err);
     return rc;
 }
 
@@ -287,6 +290,10 @@ int cmd_gradcheck(int argc, char **argv) {
         return 0;
     }
 
+    if (!interp_run) {
+        fprintf(stderr, "nnc gradcheck: error: this build lacks the interpreter that gradcheck needs\n");
+        return 1;
+    }
     DriverOptions dopts = {.train_functions = true, .verify = true};
     DriverResult r;
     if (driver_load(opt.path, &dopts, &r)) {
@@ -301,7 +308,7 @@ int cmd_gradcheck(int argc, char **argv) {
     }
     Func *init = m ? module_find_func(m, "init") : NULL;
     if (!m || !c.loss || !c.grad || !init) {
-        if (m) fprintf(stderr, "nnc: error: model '%s' has no loss to check\n", m->name);
+        if (m) fprintf(stderr, "nnc gradcheck: error: model '%s' has no loss to check\n", m->name);
         driver_free(&r);
         return 1;
     }
@@ -316,7 +323,7 @@ int cmd_gradcheck(int argc, char **argv) {
     if (!grads || !c.snapshot) abort();
     ITensor no_outs[1] = {{0}};
     if (interp_run(&c.in, init, c.batch, NULL, no_outs, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: running 'init' failed: %s\n", err);
+        fprintf(stderr, "nnc gradcheck: error: running 'init' failed: %s\n", err);
         status = 1;
         goto done;
     }
@@ -346,7 +353,7 @@ int cmd_gradcheck(int argc, char **argv) {
         if (mt->kind != TK_PARAM) continue;
         int gi = out_index(c.grad, OUT_GRAD, mt->name);
         if (gi < 0) {
-            fprintf(stderr, "nnc: internal error: no gradient output for '%s'\n", mt->name);
+            fprintf(stderr, "nnc gradcheck: internal error: no gradient output for '%s'\n", mt->name);
             status = 1;
             continue;
         }
@@ -375,7 +382,7 @@ int cmd_gradcheck(int argc, char **argv) {
         if (worst.element >= 0 && !(worst.error <= opt.tol)) {
             char buf[128];
             fprintf(stderr,
-                    "nnc: error: gradient of '%s' is wrong at element %" PRId64 " %s: "
+                    "nnc gradcheck: error: gradient of '%s' is wrong at element %" PRId64 " %s: "
                     "symbolic %.9g, numeric %.9g (error %.1e > tol %.1e)\n",
                     mt->name, worst.element, element_str(&mt->shape, worst.element, buf, sizeof buf),
                     worst.symbolic, worst.numeric, worst.error, opt.tol);
