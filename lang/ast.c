@@ -141,8 +141,9 @@ const char *stmt_kind_name(StmtKind k) {
     return "?";
 }
 
-/* Shortest decimal form that reads back as the same double, always with a '.' or an
- * exponent so floats stay distinguishable from integers in the dump. */
+/* Shortest decimal form that reads back as the same double, positional unless the
+ * exponent is extreme (like Python's repr), always with a '.' or an exponent so floats stay
+ * distinguishable from integers in the dump: 0.0001, 1500.0, 1e+20. */
 static void print_double(FILE *out, double v) {
     char buf[64];
     if (isnan(v)) {
@@ -153,9 +154,18 @@ static void print_double(FILE *out, double v) {
         fputs(v < 0 ? "-inf" : "inf", out);
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*e", prec - 1, v);
         if (strtod(buf, NULL) == v) break;
+    }
+    snprintf(buf, sizeof buf, "%.*e", prec - 1, v);
+    int exponent = atoi(strchr(buf, 'e') + 1);
+    if (exponent >= -5 && exponent < 16) {
+        int decimals = prec - 1 - exponent;
+        snprintf(buf, sizeof buf, "%.*f", decimals > 0 ? decimals : 0, v);
+    } else {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
     }
     fputs(buf, out);
     if (!strpbrk(buf, ".e")) fputs(".0", out);

@@ -70,6 +70,9 @@ struct Parser {
 
     long nodes;          /* AST nodes allocated so far */
     bool fatal;          /* stop: the scanner returns end of file from now on */
+    bool bad_ends_line;  /* bytes were skipped after the last token, on its line */
+    int lex_error_line;  /* line of the last skipped bytes: syntax errors there are
+                            consequences and are not reported */
     bool body_error;     /* the body just reduced ended in a syntax error */
 };
 
@@ -762,16 +765,10 @@ static const char *token_display(yysymbol_kind_t k) {
     case YYSYMBOL_TERM: return "end of statement";
     default: break;
     }
-    /* the others are declared with their spelling as alias: "(" -> '(' */
+    /* the others are declared with their spelling as alias: "(" is shown as '(' */
     static char buf[YYNTOKENS][16];
-    const char *name = yysymbol_name(k);
-    char *out = buf[k];
-    if (name[0] == '"') {
-        size_t n = strlen(name);
-        snprintf(out, sizeof buf[k], "'%.*s'", (int)(n - 2), name + 1);
-        return out;
-    }
-    return name;
+    snprintf(buf[k], sizeof buf[k], "'%s'", yysymbol_name(k));
+    return buf[k];
 }
 
 /* The lookahead as the user wrote it: "identifier 'foo'", "end of line", "')'". */
@@ -811,6 +808,7 @@ static char closer_of(char open) { return open == '(' ? ')' : open == '[' ? ']' 
 static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p) {
     if (p->fatal || p->diag->stopped) return 0;
     SrcLoc loc = *yypcontext_location(ctx);
+    if (loc.first_line == p->lex_error_line) return 0;
     yysymbol_kind_t expected[YYNTOKENS];
     int n = yypcontext_expected_tokens(ctx, expected, YYNTOKENS);
     if (n < 0) n = 0;
@@ -868,14 +866,16 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p) {
         want[YYSYMBOL_TERM] = false;
     }
     if (ALL_IN(block_start)) {
-        items[nitems++] = "'model', 'def' or 'train'";
+        /* inside a body they are only accepted as the end of a block missing its '}' */
+        if (!want[YYSYMBOL_TERM] && !want[YYSYMBOL_RBRACE])
+            items[nitems++] = "'model', 'def' or 'train'";
         CLEAR(block_start);
         want[YYSYMBOL_YYEOF] = false;
     }
     if (want[YYSYMBOL_RPAREN]) want[YYSYMBOL_ASSIGN] = false; /* keyword argument */
     if (want[YYSYMBOL_TERM]) want[YYSYMBOL_RBRACE] = false;   /* the statement may end */
     bool stmt_over = look == YYSYMBOL_YYEOF || look == YYSYMBOL_TERM || look == YYSYMBOL_LBRACE ||
-                     is_keyword(look);
+                     look == YYSYMBOL_RBRACE || is_keyword(look);
     bool closer = want[YYSYMBOL_RPAREN] || want[YYSYMBOL_RBRACKET] || want[YYSYMBOL_RBRACE];
     if (closer && stmt_over) {
         /* the statement is over: the bracket, not another list item, is missing */
@@ -901,6 +901,12 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p) {
 
     char msg[512];
     size_t len = 0;
+    if (nitems == 1 && !strcmp(items[0], "identifier") && p->prev.kind >= TOK_DEF &&
+        p->prev.kind <= TOK_RETURN) {
+        diag_error(p->diag, loc, "expected a name after '%s', found %s",
+                   yysymbol_name(YYTRANSLATE(p->prev.kind)), found);
+        return 0;
+    }
     if (nitems == 0) {
         len = (size_t)snprintf(msg, sizeof msg, "unexpected %s", found);
     } else {
