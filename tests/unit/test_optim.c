@@ -44,8 +44,9 @@ static Ref sum_all(Func *f, Ref x) {
     return ir_reduce(f, OP_sum, x, (1u << ir_at(f, x)->shape.rank) - 1, false);
 }
 
-/* Builds the model with train config tc (NULL: no train block) and runs init. */
-static bool trainer_open(Trainer *t, const TrainConfig *tc, double steps_per_epoch) {
+/* Builds the model with train config tc (NULL: no train block) and runs init, in f64 or in
+ * f32 (every op rounded to float, as compiled code). */
+static bool trainer_open(Trainer *t, const TrainConfig *tc, double steps_per_epoch, bool f64) {
     memset(t, 0, sizeof *t);
     Module *m = t->m = module_new(&t->arena, "opt");
     if (tc) m->train = *tc;
@@ -68,7 +69,7 @@ static bool trainer_open(Trainer *t, const TrainConfig *tc, double steps_per_epo
     for (int i = 0; i < m->nfuncs; i++) CHECK(ir_verify(m->funcs[i], stderr) == 0);
     module_layout(m);
     Func *init = module_build_init(m);
-    interp_init(&t->in, m, true);
+    interp_init(&t->in, m, f64);
     ITensor none[1] = {{0}};
     char err[256] = "";
     CHECK(interp_run(&t->in, init, 1, NULL, none, err, sizeof err) == 0);
@@ -214,10 +215,12 @@ static void reference_batch(Reference *r, const TrainConfig *tc, const double *x
     }
 }
 
-/* Trains `steps` batches with a constant learning rate and compares after each. */
-static void check_optimizer(const char *name, const TrainConfig *tc, int steps) {
+/* Trains `steps` batches with a constant learning rate and compares after each: to 1e-10 in
+ * f64, to 1e-5 in f32. */
+static void check_optimizer_in(const char *name, const TrainConfig *tc, int steps, bool f64) {
     Trainer t;
-    if (!trainer_open(&t, tc, 1)) return;
+    double tol = f64 ? 1e-10 : 1e-5;
+    if (!trainer_open(&t, tc, 1, f64)) return;
     Reference r = {0};
     memcpy(r.p, W0, sizeof W0);
     memcpy(r.p + 3, V0, sizeof V0);
@@ -229,13 +232,13 @@ static void check_optimizer(const char *name, const TrainConfig *tc, int steps) 
         input_at(s, x);
         double expect_loss = loss_at(r.p, x);
         double loss = trainer_step(&t, x);
-        CHECK_NEAR(loss, expect_loss, 1e-12);
+        CHECK_NEAR(loss, expect_loss, f64 ? 1e-12 : 1e-5);
         reference_batch(&r, &eff, x, eff.opt.lr);
         params_now(&t, p);
         for (int i = 0; i < NP; i++) {
             double e = fabs(p[i] - r.p[i]) / fmax(1, fabs(r.p[i]));
             worst = fmax(worst, e);
-            if (!(e <= 1e-10)) {
+            if (!(e <= tol)) {
                 fprintf(stderr, "%s: step %d, param %d: %.15g, expected %.15g\n", name, s + 1, i, p[i], r.p[i]);
                 check_failures++;
             }
@@ -243,8 +246,12 @@ static void check_optimizer(const char *name, const TrainConfig *tc, int steps) 
         for (int i = 0; i < 2; i++) CHECK(t.in.tensors[t.z].data[i] == Z0[i]);
     }
     CHECK(t.in.tensors[module_find_tensor(t.m, "step")].data[0] == steps);
-    printf("%-40s max error %.1e\n", name, worst);
+    printf("%-40s max error %.1e%s\n", name, worst, f64 ? "" : " (f32)");
     trainer_close(&t);
+}
+
+static void check_optimizer(const char *name, const TrainConfig *tc, int steps) {
+    check_optimizer_in(name, tc, steps, true);
 }
 
 static TrainConfig config(OptimizerSpec o) {
@@ -312,6 +319,14 @@ static void test_optimizers(void) {
     check_optimizer("adagrad accumulate 2", &tc, 7);
     TrainConfig absent = {0};
     check_optimizer("no train block: sgd(lr=0.01)", &absent, 3);
+
+    /* f32, as compiled code runs */
+    check_optimizer_in("sgd nesterov weight_decay", (tc = config(sgd(0.05, 0.9, 0, 5e-4, true)), &tc), 6, false);
+    tc = config(adam(OPT_ADAM, 0.05, 0.9, 0.999, 1e-8, 0.01, true));
+    tc.accumulate = 2;
+    tc.clip_norm = 0.5;
+    check_optimizer_in("adam amsgrad accumulate clip_norm", &tc, 9, false);
+    check_optimizer_in("rmsprop centered momentum wd", (tc = config(rmsprop(0.01, 0.9, 1e-6, 0.01, 0.5, true)), &tc), 5, false);
 }
 
 /* The slots are named and owned as documented. */
@@ -319,7 +334,7 @@ static void test_slot_names(void) {
     TrainConfig tc = config(adam(OPT_ADAM, 1e-3, 0.9, 0.999, 1e-8, 0, true));
     tc.accumulate = 2;
     Trainer t;
-    if (!trainer_open(&t, &tc, 1)) return;
+    if (!trainer_open(&t, &tc, 1, true)) return;
     static const char *const names[] = {"w.exp_avg", "w.exp_avg_sq", "w.max_exp_avg_sq", "w.grad_sum",
                                         "v.exp_avg", "v.exp_avg_sq", "v.max_exp_avg_sq", "v.grad_sum"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -414,7 +429,7 @@ static void check_schedule(const char *name, ScheduleSpec s, int steps) {
     tc.epochs = epochs;
     tc.sched = s;
     Trainer t;
-    if (!trainer_open(&t, &tc, spe)) return;
+    if (!trainer_open(&t, &tc, spe, true)) return;
     RefSched r;
     ref_sched_init(&r, &s, tc.opt.lr, epochs * spe);
     double worst = 0;
