@@ -284,6 +284,27 @@ def prim_reduce():
 
 
 @case
+def prim_max():
+    src = """model prim_max {
+  input  x: f32[batch, 6]
+  param  W: f32[6, 5] = xavier_uniform
+  a = x @ W
+  output m = max(a, axis=1)                       # [batch]
+  output c = max(a, axis=0, keepdims=true)        # [1, 5]
+  loss   mean(m * m) + sum(c) + max(a)
+}
+"""
+
+    def fwd(m, x, y):
+        a = x['x'] @ m.W
+        mx = a.max(1).values
+        c = a.max(0, keepdim=True).values
+        return {'m': mx, 'c': c}, (mx * mx).mean() + c.sum() + a.max()
+    m = net(fwd, W=nn.Parameter(torch.randn(6, 5) * 0.5))
+    return Case('prim_max', src, m, {'x': randn(B, 6)}, {})
+
+
+@case
 def prim_slice():
     src = """model prim_slice {
   input  x: f32[batch, 6]
@@ -510,6 +531,12 @@ def loss_cross_entropy_seq():
 def loss_hinge():
     return classifier_loss('loss_hinge', 'hinge(logits, y)', F.multi_margin_loss,
                            labels(4, B), C=4)
+
+
+@case
+def loss_hinge_margin():
+    return classifier_loss('loss_hinge_margin', 'hinge(logits, y, margin=0.5)',
+                           lambda l, y: F.multi_margin_loss(l, y, margin=0.5), labels(4, B), C=4)
 
 
 @case
@@ -834,6 +861,61 @@ train batchnorm {{
 
 
 @case
+def batchnorm_options():
+    src = f"""model batchnorm_options {{
+  input  x: f32[batch, 6]
+  label  y: i32[batch]
+  h      = dense(x, 8, bias=false)
+  bn     = batchnorm(h, momentum=0.3, eps=1e-3)
+  logits = dense(tanh(bn), 3)
+  output p = softmax(logits)
+  loss   cross_entropy(logits, y)
+}}
+
+train batchnorm_options {{
+  batch     = {B}
+  epochs    = 1
+  optimizer = sgd(lr=0.1)
+}}
+"""
+
+    def fwd(m, x, y):
+        logits = m.logits(torch.tanh(m.bn(m.h(x['x']))))
+        return {'p': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, h=nn.Linear(6, 8, bias=False), bn=nn.BatchNorm1d(8, eps=1e-3, momentum=0.3),
+            logits=nn.Linear(8, 3))
+    with torch.no_grad():
+        m.bn.running_mean.copy_(0.5 * torch.randn(8))
+        m.bn.running_var.copy_(0.5 + torch.rand(8))
+    return Case('batchnorm_options', src, m, {'x': randn(B, 6)}, {'y': labels(3, B)},
+                train=cls_train(steps=[2], optimizer=lambda p: torch.optim.SGD(p, lr=0.1)))
+
+
+@case
+def layernorm_3d():
+    # layernorm over the last axis of [batch, T, F] with a custom eps
+    src = f"""model layernorm_3d {{
+  input  x: f32[batch, {T}, 6]
+  label  y: i32[batch, {T}]
+  n      = layernorm(x, eps=1e-3)
+  logits = dense(n, 3)
+  output p = softmax(logits)
+  loss   cross_entropy(logits, y)
+}}
+"""
+
+    def fwd(m, x, y):
+        logits = m.logits(m.n(x['x']))
+        return ({'p': F.softmax(logits, -1)},
+                F.cross_entropy(logits.transpose(1, 2), long(y['y'])))
+    m = net(fwd, n=nn.LayerNorm(6, eps=1e-3), logits=nn.Linear(6, 3))
+    with torch.no_grad():
+        m.n.weight.copy_(1 + 0.3 * torch.randn(6))
+        m.n.bias.copy_(0.2 * torch.randn(6))
+    return Case('layernorm_3d', src, m, {'x': randn(B, T, 6, scale=2)}, {'y': labels(3, B, T)})
+
+
+@case
 def dropout():
     # Only inference: training-mode masks come from nnc's own RNG, not PyTorch's.
     src = """model dropout {
@@ -914,15 +996,73 @@ def rnn():
 
 
 @case
-def attention():
-    c = seq_head_case('attention',
-                      seq_src('attention', f'x: f32[batch, {T}, 8]',
-                              'h      = attention(x, heads=2, causal=true)'),
+def multi_head_attention():
+    c = seq_head_case('multi_head_attention',
+                      seq_src('multi_head_attention', f'x: f32[batch, {T}, 8]',
+                              'h      = multi_head_attention(x, heads=2, causal=true)'),
                       'h', nn.MultiheadAttention(8, 2, batch_first=True), in_arr=randn(B, T, 8))
     with torch.no_grad():   # PyTorch starts these biases at zero; make them matter
         c.module.h.in_proj_bias.copy_(0.1 * torch.randn(24))
         c.module.h.out_proj.bias.copy_(0.1 * torch.randn(8))
     return c
+
+
+@case
+def attention():
+    # parameter-free scaled dot-product attention on projections made by dense layers
+    src = f"""model attention {{
+  input  x: f32[batch, {T}, 8]
+  label  y: i32[batch, {T}]
+  q      = dense(x, 8)
+  k      = dense(x, 8)
+  v      = dense(x, 6)
+  h      = attention(q, k, v, heads=2, causal=true)     # [batch, T, 6]
+  logits = dense(h, 3)
+  output p = softmax(logits)
+  loss   cross_entropy(logits, y)
+}}
+"""
+
+    def heads(t):   # [B, T, D] -> [B, 2, T, D/2]
+        return t.reshape(t.shape[0], t.shape[1], 2, -1).transpose(1, 2)
+
+    def fwd(m, x, y):
+        xx = x['x']
+        q, k, v = heads(m.q(xx)), heads(m.k(xx)), heads(m.v(xx))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        scores = scores.masked_fill(mask, -math.inf)
+        h = (F.softmax(scores, -1) @ v).transpose(1, 2).reshape(xx.shape[0], T, -1)
+        logits = m.logits(h)
+        return ({'p': F.softmax(logits, -1)},
+                F.cross_entropy(logits.transpose(1, 2), long(y['y'])))
+    m = net(fwd, q=nn.Linear(8, 8), k=nn.Linear(8, 8), v=nn.Linear(8, 6),
+            logits=nn.Linear(6, 3))
+    with torch.no_grad():
+        m.q.weight.mul_(2.0)   # sharper attention than the default init gives
+    return Case('attention', src, m, {'x': randn(B, T, 8)}, {'y': labels(3, B, T)})
+
+
+@case
+def lstm_layers():
+    return seq_head_case('lstm_layers',
+                         seq_src('lstm_layers', f'x: f32[batch, {T}, 4]', 'h      = lstm(x, 8, layers=2)'),
+                         'h', nn.LSTM(4, 8, num_layers=2, batch_first=True), in_arr=randn(B, T, 4))
+
+
+@case
+def gru_layers():
+    return seq_head_case('gru_layers',
+                         seq_src('gru_layers', f'x: f32[batch, {T}, 4]', 'h      = gru(x, 8, layers=2)'),
+                         'h', nn.GRU(4, 8, num_layers=2, batch_first=True), in_arr=randn(B, T, 4))
+
+
+@case
+def rnn_relu():
+    return seq_head_case('rnn_relu',
+                         seq_src('rnn_relu', f'x: f32[batch, {T}, 4]', "h      = rnn(x, 8, act='relu')"),
+                         'h', nn.RNN(4, 8, nonlinearity='relu', batch_first=True),
+                         in_arr=randn(B, T, 4))
 
 
 @case
@@ -1004,6 +1144,80 @@ def conv2d_options():
             b=nn.Conv2d(6, 6, 3, dilation=2, groups=2, bias=False),
             logits=nn.Linear(24, 3), skip=nn.Linear(6, 3))
     return Case('conv2d_options', src, m, {'x': randn(B, 4, 9, 9)}, {'y': labels(3, B)})
+
+
+@case
+def conv1d():
+    src = """model conv1d {
+  input  x: f32[batch, 3, 10]
+  label  y: i32[batch]
+  c      = conv1d(x, 4, kernel=3, stride=1, pad=1) |> relu     # [batch, 4, 10]
+  p      = maxpool(c, 2)                                       # [batch, 4, 5]
+  logits = dense(flatten(p), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        p = F.max_pool1d(F.relu(m.c(x['x'])), 2)
+        logits = m.logits(p.flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv1d(3, 4, 3, padding=1), logits=nn.Linear(20, 3))
+    return Case('conv1d', src, m, {'x': randn(B, 3, 10)}, {'y': labels(3, B)})
+
+
+@case
+def pool_options():
+    # overlapping windows with stride and padding; avgpool counts the padding (PyTorch default)
+    src = """model pool_options {
+  input  x: f32[batch, 2, 7, 7]
+  label  y: i32[batch]
+  c      = conv2d(x, 3, kernel=3, pad=1)
+  a      = maxpool(c, 3, stride=2, pad=1)                      # [batch, 3, 4, 4]
+  b      = avgpool(c, 3, stride=2, pad=1)                      # [batch, 3, 4, 4]
+  logits = dense(flatten(a - b), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        c = m.c(x['x'])
+        a = F.max_pool2d(c, 3, stride=2, padding=1)
+        b = F.avg_pool2d(c, 3, stride=2, padding=1)
+        logits = m.logits((a - b).flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv2d(2, 3, 3, padding=1), logits=nn.Linear(48, 3))
+    return Case('pool_options', src, m, {'x': randn(B, 2, 7, 7)}, {'y': labels(3, B)})
+
+
+@case
+def upsample_lrn():
+    src = """model upsample_lrn {
+  input  x: f32[batch, 3, 3, 3]
+  label  y: i32[batch]
+  c      = conv2d(x, 4, kernel=1)
+  n      = upsample(c, 2)                                      # nearest, [batch, 4, 6, 6]
+  b      = upsample(c, 2, mode='bilinear')                     # align_corners=False
+  l      = lrn(n + b, size=3, alpha=0.1, beta=0.75, k=1)
+  logits = dense(global_avgpool(l * l), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        c = m.c(x['x'])
+        n = F.interpolate(c, scale_factor=2, mode='nearest')
+        b = F.interpolate(c, scale_factor=2, mode='bilinear', align_corners=False)
+        l_ = F.local_response_norm(n + b, 3, alpha=0.1, beta=0.75, k=1.0)
+        logits = m.logits((l_ * l_).mean((2, 3)))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv2d(3, 4, 1), logits=nn.Linear(4, 3))
+    with torch.no_grad():
+        m.c.weight.mul_(3.0)
+    return Case('upsample_lrn', src, m, {'x': randn(B, 3, 3, 3)}, {'y': labels(3, B)})
 
 
 @case
