@@ -1060,7 +1060,7 @@ def gru_layers():
 @case
 def rnn_relu():
     return seq_head_case('rnn_relu',
-                         seq_src('rnn_relu', f'x: f32[batch, {T}, 4]', "h      = rnn(x, 8, act='relu')"),
+                         seq_src('rnn_relu', f'x: f32[batch, {T}, 4]', "h      = rnn(x, 8, act=\"relu\")"),
                          'h', nn.RNN(4, 8, nonlinearity='relu', batch_first=True),
                          in_arr=randn(B, T, 4))
 
@@ -1199,7 +1199,7 @@ def upsample_lrn():
   label  y: i32[batch]
   c      = conv2d(x, 4, kernel=1)
   n      = upsample(c, 2)                                      # nearest, [batch, 4, 6, 6]
-  b      = upsample(c, 2, mode='bilinear')                     # align_corners=False
+  b      = upsample(c, 2, mode="bilinear")                     # align_corners=False
   l      = lrn(n + b, size=3, alpha=0.1, beta=0.75, k=1)
   logits = dense(global_avgpool(l * l), 3)
   output probs = softmax(logits)
