@@ -1,13 +1,17 @@
 /* nn.y — the grammar of the .nn language (bison, pure, LALR(1) with LAC, %expect 0).
  *
- * Statements end at a newline or ';'. The scanner (nn.l) turns a newline into a TERM token
- * only where a statement can end and the next one begin: when the last token of the line
- * can end an expression (a name, literal, ')' or ']') and the first token of the next line
- * can start a statement (a name or a keyword). So `a +`, `f(a,` or a next line starting
- * with `|>` continue the statement, and no bracket depth is tracked to decide it. That
- * keeps a missing ')' from swallowing the following lines: the newline still ends the
- * broken statement, and error recovery (the `error` rules in stmts, body and program)
- * resumes at the next statement, so one typo gives one error.
+ * Statements end at a newline or ';'. The scanner (yylex in nn.l) turns a newline into a
+ * TERM token only where a statement can end and the next one begin:
+ *   - the last token of the line can end an expression (a name, literal, ')' or ']') and
+ *     the next line starts with a name or a keyword; or
+ *   - the next line starts with a statement keyword (`input`, `loss`, ...) or with
+ *     `name =`, which can never continue an expression, unless the line ended with
+ *     '(', '[', ',' (where `name =` is a keyword argument), '{', '}' or ';'.
+ * So `a +`, `f(a,` or a next line starting with `|>` continue the statement, and no
+ * bracket depth is tracked to decide it. That keeps a missing ')' from swallowing the
+ * following lines: the newline still ends the broken statement, and error recovery (the
+ * `error` rules in stmts, body and program) resumes at the next statement, so one typo
+ * gives one error, at the line that has it.
  *
  * The parser builds the AST only. The few checks done here are syntactic: keyword
  * arguments after positional ones, def parameter lists, which statements a block may hold,
@@ -36,6 +40,7 @@ typedef struct Token {
     bool from_newline; /* a TERM made from a newline (not ';') */
     bool unmatched;    /* a closing bracket that matched no open one */
     bool pushed;       /* an opening bracket that was pushed on the bracket stack */
+    bool before_assign; /* a name followed by '=' (a new `name = ...` statement may start) */
 } Token;
 
 enum {
@@ -183,6 +188,7 @@ program
     | program block
         {
             if ($2) VEC_PUSH(p->arena, p->prog->blocks, p->prog->nblocks, p->prog->blocks_cap, $2);
+            yyerrok; /* a whole block parsed: errors after it are new ones */
         }
     | program error
         {
@@ -820,9 +826,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p) {
     describe_lookahead(p, found, sizeof found);
     yysymbol_kind_t look = yypcontext_token(ctx);
 
-    /* A closing bracket nothing opened: say so rather than list what was expected. */
+    /* A closing bracket nothing opened, where no '(' or '[' is due to close: say so
+     * rather than list what was expected. */
     if ((look == YYSYMBOL_RPAREN || look == YYSYMBOL_RBRACKET || look == YYSYMBOL_RBRACE) &&
-        p->look.unmatched && !want[look]) {
+        p->look.unmatched && !want[look] && !want[YYSYMBOL_RPAREN] && !want[YYSYMBOL_RBRACKET]) {
         char c = p->src->text[p->look.offset];
         diag_error(p->diag, loc, "unmatched '%c'", c);
         return 0;

@@ -3,7 +3,7 @@
 #   python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv tests/parse tests/parse-errors
 #   ... --param nnc=build/asan/nnc      (test another build of the compiler)
 #
-# RUN lines may use: nnc (the compiler under test), FileCheck, not, %python (python3).
+# RUN lines may use: nnc (the compiler under test), FileCheck, not, count, %python.
 # Output/ directories go under build/lit, never into the source tree.
 import os
 import shutil
@@ -35,6 +35,7 @@ def tool(name):
 config.substitutions.append((tool('nnc'), nnc))
 config.substitutions.append((tool('FileCheck'), os.path.join(llvm_bin, 'FileCheck')))
 config.substitutions.append((tool('not'), os.path.join(llvm_bin, 'not')))
+config.substitutions.append((tool('count'), os.path.join(llvm_bin, 'count')))
 config.substitutions.append(('%python', shutil.which('python3') or 'python3'))
 
 # Diagnostics are compared as plain text.
