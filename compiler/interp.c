@@ -458,9 +458,10 @@ static int eval_cast(Run *r, const Node *n, ITensor *out) {
 
 /* ================================================================ activations */
 
-/* Parameters: a zero attribute means the PyTorch default (the IR has no "unset"). */
-static double leaky_slope(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 0.01; }
-static double elu_alpha(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
+/* leaky_relu's slope and elu's alpha are attr.f[0] as written (sema always sets them).
+ * softplus: a zero beta (invalid) or threshold means PyTorch's default, 1 and 20. */
+static double leaky_slope(const Attr *a) { return a->f[0]; }
+static double elu_alpha(const Attr *a) { return a->f[0]; }
 static double softplus_beta(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
 static double softplus_threshold(const Attr *a) { return a->f[1] != 0 ? a->f[1] : 20.0; }
 

@@ -895,8 +895,8 @@ typedef struct ActCase {
 static double act_reference(const ActCase *a, double x) {
     switch (a->op) {
     case OP_relu: return x > 0 ? x : 0;
-    case OP_leaky_relu: return x >= 0 ? x : (a->attr.f[0] ? a->attr.f[0] : 0.01) * x;
-    case OP_elu: return x >= 0 ? x : (a->attr.f[0] ? a->attr.f[0] : 1) * (exp(x) - 1);
+    case OP_leaky_relu: return x >= 0 ? x : a->attr.f[0] * x;
+    case OP_elu: return x >= 0 ? x : a->attr.f[0] * (exp(x) - 1);
     case OP_selu: return 1.0507009873554804934193349852946 * (x >= 0 ? x : 1.6732632423543772848170429916717 * (exp(x) - 1));
     case OP_gelu:
         if (a->attr.flag) return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * pow(x, 3))));
@@ -917,16 +917,18 @@ static double act_reference(const ActCase *a, double x) {
 
 static const ActCase act_cases[] = {
     {OP_relu, {0}, "relu"},
-    {OP_leaky_relu, {0}, "leaky_relu default slope"},
+    {OP_leaky_relu, {.f = {0.01}}, "leaky_relu 0.01"},
     {OP_leaky_relu, {.f = {0.2}}, "leaky_relu 0.2"},
-    {OP_elu, {0}, "elu default alpha"},
+    {OP_leaky_relu, {0}, "leaky_relu slope 0 (as written)"},
+    {OP_elu, {.f = {1}}, "elu 1"},
     {OP_elu, {.f = {0.5}}, "elu 0.5"},
     {OP_selu, {0}, "selu"},
     {OP_gelu, {0}, "gelu"},
     {OP_gelu, {.flag = 1}, "gelu tanh"},
     {OP_sigmoid, {0}, "sigmoid"},
     {OP_tanh, {0}, "tanh"},
-    {OP_softplus, {0}, "softplus"},
+    {OP_softplus, {.f = {1, 20}}, "softplus"},
+    {OP_softplus, {0}, "softplus zero attrs (defaults)"},
     {OP_softplus, {.f = {2, 5}}, "softplus beta 2 threshold 5"},
     {OP_silu, {0}, "silu"},
     {OP_mish, {0}, "mish"},
