@@ -12,12 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak while the interpreter's branch lands: without it the test reports a skip. */
-__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
-__attribute__((weak)) void interp_free(Interp *in);
-__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
-                                     char *err, size_t errlen);
-__attribute__((weak)) void itensor_free(ITensor *t);
+/* Unit tests link every compiler object but main.o, yet cmd_run.c and gradcheck.c call the
+ * driver pipeline main.c defines: weak stand-ins satisfy the linker (never called here). */
+__attribute__((weak)) int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
+    (void)path, (void)opts, (void)out;
+    return 1;
+}
+__attribute__((weak)) void driver_free(DriverResult *r) { (void)r; }
+__attribute__((weak)) Module *driver_pick_model(DriverResult *r, const char *name) {
+    (void)r, (void)name;
+    return NULL;
+}
 
 enum { BATCH = 3 };
 static const double EPS = 1e-6, TOL = 1e-6;
@@ -633,10 +638,6 @@ static void test_no_loss(void) {
 }
 
 int main(void) {
-    if (!interp_run) {
-        printf("skipped: this build has no interpreter\n");
-        return 0;
-    }
     test_binary_broadcast();
     test_pow();
     test_select();

@@ -13,12 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak while the interpreter's branch lands: without it the test reports a skip. */
-__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
-__attribute__((weak)) void interp_free(Interp *in);
-__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
-                                     char *err, size_t errlen);
-__attribute__((weak)) void itensor_free(ITensor *t);
+/* Unit tests link every compiler object but main.o, yet cmd_run.c and gradcheck.c call the
+ * driver pipeline main.c defines: weak stand-ins satisfy the linker (never called here). */
+__attribute__((weak)) int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
+    (void)path, (void)opts, (void)out;
+    return 1;
+}
+__attribute__((weak)) void driver_free(DriverResult *r) { (void)r; }
+__attribute__((weak)) Module *driver_pick_model(DriverResult *r, const char *name) {
+    (void)r, (void)name;
+    return NULL;
+}
 
 enum { NP = 5 };  /* w (3) then v (2), as one flat vector in the reference */
 static const double A[3] = {0.5, 1.0, 2.0}, D[2] = {0.3, -0.7};
@@ -481,10 +486,6 @@ static void test_schedules(void) {
 }
 
 int main(void) {
-    if (!interp_run) {
-        printf("skipped: this build has no interpreter\n");
-        return 0;
-    }
     test_optimizers();
     test_slot_names();
     test_schedules();
