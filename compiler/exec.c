@@ -33,7 +33,8 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed) {
     e->state = calloc(1, (size_t)m->state_bytes + 64);
     if (!e->state) return NNRT_ENOMEM;
     if (!use_interp && exec_jit_available()) {
-        e->jit = jit_compile(m, 2);
+        const char *lvl = getenv("NNC_JIT_OPT");
+        e->jit = jit_compile(m, lvl && *lvl >= '0' && *lvl <= '3' ? *lvl - '0' : 2);
         if (!e->jit) return NNRT_EARG;
         for (int i = 0; i < m->nfuncs; i++) {
             int64_t w = jit_work_bytes(e->jit, m->funcs[i]->name);
