@@ -1591,10 +1591,8 @@ static Module *lower_model(Sema *s, const Block *b, Module *m) {
     bool has_loss = lossf->nouts > 0 && lossf->outs[0].role == OUT_LOSS;
     if (s->d->errors > errors) return NULL;
     push_func(m, run_pass(s, b, PASS_INFER));
-    if (has_loss) {
-        push_func(m, run_pass(s, b, PASS_EVALUATE));
-        push_func(m, lossf);
-    }
+    if (lossf->nouts) push_func(m, run_pass(s, b, PASS_EVALUATE)); /* a loss or metrics */
+    if (has_loss) push_func(m, lossf);
     move_tensor_last(m, s->step_tensor);
     return m;
 }
