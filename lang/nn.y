@@ -1,13 +1,17 @@
 /* nn.y — the grammar of the .nn language (bison, pure, LALR(1) with LAC, %expect 0).
  *
- * Statements end at a newline or ';'. The scanner (nn.l) turns a newline into a TERM token
- * only where a statement can end and the next one begin: when the last token of the line
- * can end an expression (a name, literal, ')' or ']') and the first token of the next line
- * can start a statement (a name or a keyword). So `a +`, `f(a,` or a next line starting
- * with `|>` continue the statement, and no bracket depth is tracked to decide it. That
- * keeps a missing ')' from swallowing the following lines: the newline still ends the
- * broken statement, and error recovery (the `error` rules in stmts, body and program)
- * resumes at the next statement, so one typo gives one error.
+ * Statements end at a newline or ';'. The scanner (yylex in nn.l) turns a newline into a
+ * TERM token only where a statement can end and the next one begin:
+ *   - the last token of the line can end an expression (a name, literal, ')' or ']') and
+ *     the next line starts with a name or a keyword; or
+ *   - the next line starts with a statement keyword (`input`, `loss`, ...) or with
+ *     `name =`, which can never continue an expression, unless the line ended with
+ *     '(', '[', ',' (where `name =` is a keyword argument), '{', '}' or ';'.
+ * So `a +`, `f(a,` or a next line starting with `|>` continue the statement, and no
+ * bracket depth is tracked to decide it. That keeps a missing ')' from swallowing the
+ * following lines: the newline still ends the broken statement, and error recovery (the
+ * `error` rules in stmts, body and program) resumes at the next statement, so one typo
+ * gives one error, at the line that has it.
  *
  * The parser builds the AST only. The few checks done here are syntactic: keyword
  * arguments after positional ones, def parameter lists, which statements a block may hold,
@@ -36,6 +40,7 @@ typedef struct Token {
     bool from_newline; /* a TERM made from a newline (not ';') */
     bool unmatched;    /* a closing bracket that matched no open one */
     bool pushed;       /* an opening bracket that was pushed on the bracket stack */
+    bool before_assign; /* a name followed by '=' (a new `name = ...` statement may start) */
 } Token;
 
 enum {
@@ -63,6 +68,9 @@ struct Parser {
     bool have_pending;
     Token pending;       /* a token held back while a TERM is returned before it */
     YYSTYPE pending_value;
+
+    Token stmt_first, stmt_second; /* the first tokens of the current statement, to name */
+    int stmt_ntokens;              /* the S_ERROR left when it does not parse */
 
     Bracket brackets[PARSE_MAX_BRACKETS];
     int nbrackets;       /* entries of brackets[] in use */
@@ -125,6 +133,7 @@ static Block *finish_block(Parser *p, BlockKind kind, SrcLoc loc, const char *na
                            SrcLoc name_loc, Block *params, Block *body, SrcLoc open_loc,
                            bool closed);
 static void describe_lookahead(Parser *p, char *out, size_t size);
+static void add_error_stmt(Parser *p, Block *b, SrcLoc error_loc);
 }
 
 %define api.pure full
@@ -180,9 +189,13 @@ static void describe_lookahead(Parser *p, char *out, size_t size);
 /* program = { block } */
 program
     : %empty
+        {
+            (void)yynerrs; /* diag counts the errors; this keeps clang's -Wunused-but-set quiet */
+        }
     | program block
         {
             if ($2) VEC_PUSH(p->arena, p->prog->blocks, p->prog->nblocks, p->prog->blocks_cap, $2);
+            yyerrok; /* a whole block parsed: errors after it are new ones */
         }
     | program error
         {
@@ -231,7 +244,8 @@ param_list
     ;
 
 /* body = { stmt TERM } [ stmt ]      (empty statements are allowed)
- * A statement with a syntax error is skipped up to the end of its line (or ';'). */
+ * A statement with a syntax error is skipped up to the end of its line (or ';') and
+ * leaves an S_ERROR, named after the binding it would have made when that is known. */
 body
     : stmts %prec BODY_END  { $$ = $1; p->body_error = false; }
     | stmts stmt %prec BODY_END
@@ -240,7 +254,8 @@ body
             if ($2) VEC_PUSH(p->arena, $$->stmts, $$->nstmts, $$->stmts_cap, $2);
             p->body_error = false;
         }
-    | stmts error %prec BODY_END { $$ = $1; p->body_error = true; if (p->diag->stopped) YYABORT; }
+    | stmts error %prec BODY_END {
+                            add_error_stmt(p, $1, @2); $$ = $1; p->body_error = true; if (p->diag->stopped) YYABORT; }
     ;
 
 stmts
@@ -257,6 +272,7 @@ stmts
              * report its errors at once. Otherwise it may be the rest of the broken
              * statement, and bison's usual three-token grace period applies. */
             $$ = $1;
+            add_error_stmt(p, $$, @2);
             if (!$3) yyerrok;
             lexer_drop_brackets(p, false);
             if (p->diag->stopped) YYABORT;
@@ -668,6 +684,27 @@ static Block *mk_block(Parser *p) {
     return b;
 }
 
+/* The S_ERROR left by a statement that did not parse: it keeps the name the statement
+ * would have bound (`h1 = ...`, `input x ...`), so later phases can tell an unknown name
+ * from one whose definition was broken. */
+static void add_error_stmt(Parser *p, Block *b, SrcLoc error_loc) {
+    const Token *first = &p->stmt_first, *second = &p->stmt_second;
+    const Token *name = NULL;
+    if (p->stmt_ntokens >= 1 && first->kind == TOK_NAME && first->before_assign)
+        name = first;
+    else if (p->stmt_ntokens >= 2 && second->kind == TOK_NAME &&
+             (first->kind == TOK_INPUT || first->kind == TOK_LABEL || first->kind == TOK_PARAM ||
+              first->kind == TOK_STATE || first->kind == TOK_CONST || first->kind == TOK_OUTPUT))
+        name = second;
+    SrcLoc loc = p->stmt_ntokens ? loc_span(first->loc, error_loc) : error_loc;
+    Stmt *s = mk_stmt(p, S_ERROR, loc, NULL, loc, NULL, NULL);
+    if (name) {
+        s->name = arena_strndup(p->arena, p->src->text + name->offset, name->len);
+        s->name_loc = name->loc;
+    }
+    VEC_PUSH(p->arena, b->stmts, b->nstmts, b->stmts_cap, s);
+}
+
 /* The keyword of a statement (for statements that have one). */
 static SrcLoc keyword_loc(const Stmt *s) {
     SrcLoc k = s->loc;
@@ -820,9 +857,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p) {
     describe_lookahead(p, found, sizeof found);
     yysymbol_kind_t look = yypcontext_token(ctx);
 
-    /* A closing bracket nothing opened: say so rather than list what was expected. */
+    /* A closing bracket nothing opened, where no '(' or '[' is due to close: say so
+     * rather than list what was expected. */
     if ((look == YYSYMBOL_RPAREN || look == YYSYMBOL_RBRACKET || look == YYSYMBOL_RBRACE) &&
-        p->look.unmatched && !want[look]) {
+        p->look.unmatched && !want[look] && !want[YYSYMBOL_RPAREN] && !want[YYSYMBOL_RBRACKET]) {
         char c = p->src->text[p->look.offset];
         diag_error(p->diag, loc, "unmatched '%c'", c);
         return 0;

@@ -3,7 +3,7 @@
 #   python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv tests/parse tests/parse-errors
 #   ... --param nnc=build/asan/nnc      (test another build of the compiler)
 #
-# RUN lines may use: nnc (the compiler under test), FileCheck, not, %python (python3).
+# RUN lines may use: nnc (the compiler under test), FileCheck, not, count, %python.
 # Output/ directories go under build/lit, never into the source tree.
 import os
 import shutil
@@ -35,10 +35,17 @@ def tool(name):
 config.substitutions.append((tool('nnc'), nnc))
 config.substitutions.append((tool('FileCheck'), os.path.join(llvm_bin, 'FileCheck')))
 config.substitutions.append((tool('not'), os.path.join(llvm_bin, 'not')))
+config.substitutions.append((tool('count'), os.path.join(llvm_bin, 'count')))
 config.substitutions.append(('%python', shutil.which('python3') or 'python3'))
 
 # Diagnostics are compared as plain text.
 config.environment['NO_COLOR'] = '1'
-for var in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'HOME', 'TMPDIR'):
+for var in ('LSAN_OPTIONS', 'HOME', 'TMPDIR'):
     if var in os.environ:
         config.environment[var] = os.environ[var]
+# With a sanitizer build (--param nnc=build/asan/nnc), a report must fail the test even
+# under `not`, which accepts any non-zero exit: make sanitizers abort instead.
+config.environment['ASAN_OPTIONS'] = os.environ.get(
+    'ASAN_OPTIONS', 'abort_on_error=1:detect_leaks=1')
+config.environment['UBSAN_OPTIONS'] = os.environ.get(
+    'UBSAN_OPTIONS', 'abort_on_error=1:print_stacktrace=1:halt_on_error=1')
