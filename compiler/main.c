@@ -1,11 +1,11 @@
-/* main.c — the nnc driver: command dispatch and the pass pipeline as a plain list of calls.
- *
- * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c); this file holds
- * what they share: loading a .nn file into checked, lowered, differentiated modules. */
+/* main.c — the nnc driver: command dispatch. The pipeline is in driver.c.
+ * Each command lives in the file that owns its work (cmd_*.c, gradcheck.c). */
 #include "nnc.h"
+#include "nnrt.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Commands are weak while the tree is assembled piece by piece: a command whose file is not
  * linked in reports that instead of failing the build. */
@@ -21,9 +21,6 @@ COMMAND(cmd_grad)
 COMMAND(cmd_gradcheck)
 COMMAND(cmd_sample)
 #undef COMMAND
-__attribute__((weak)) int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
-__attribute__((weak)) Func *grad_build(Module *m);
-__attribute__((weak)) Func *optim_build_train_step(Module *m);
 
 typedef struct Command {
     const char *name;
@@ -52,72 +49,20 @@ static void print_usage(FILE *out) {
                  "Exit status: 0 success, 1 errors in the input, 2 usage errors.\n");
 }
 
-/* ---------------------------------------------------------------- the pipeline */
-
-/* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
- * and train_step; lays out the state and builds init. Diagnostics go to stderr.
- * Returns 0 with the modules in *out, 1 on errors in the input. */
-int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
-    memset(out, 0, sizeof *out);
-    out->arena = calloc(1, sizeof *out->arena);
-    out->src = source_read(path);
-    if (!out->src) return 1;
-    diag_init(&out->diag, out->src, stderr);
-    out->program = parse_program(out->arena, out->src, &out->diag);
-    if (out->diag.errors) return 1;
-    if (!lower_program || (opts->train_functions && (!grad_build || !optim_build_train_step))) {
-        fprintf(stderr, "nnc: error: this build lacks the compiler's middle end\n");
-        return 1;
-    }
-    out->nmodules = lower_program(out->arena, out->program, &out->diag, &out->modules);
-    if (out->diag.errors) return 1;
-    for (int i = 0; i < out->nmodules; i++) {
-        Module *m = out->modules[i];
-        if (opts->train_functions) {
-            if (!grad_build(m)) return 1;
-            if (!optim_build_train_step(m)) return 1;
-        }
-        module_layout(m);
-        module_build_init(m);
-        if (opts->verify) {
-            int problems = 0;
-            for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);
-            if (problems) {
-                fprintf(stderr, "nnc: internal error: the IR of '%s' failed verification\n", m->name);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-void driver_free(DriverResult *r) {
-    if (r->arena) {
-        arena_free(r->arena);
-        free(r->arena);
-    }
-    if (r->src) source_free(r->src);
-    memset(r, 0, sizeof *r);
-}
-
-Module *driver_pick_model(DriverResult *r, const char *name) {
-    if (r->nmodules == 0) {
-        fprintf(stderr, "%s: error: the file defines no model\n", r->src->path);
-        return NULL;
-    }
-    if (!name) {
-        if (r->nmodules > 1)
-            fprintf(stderr, "nnc: note: %s defines %d models; using '%s' (choose with --model)\n",
-                    r->src->path, r->nmodules, r->modules[0]->name);
-        return r->modules[0];
-    }
-    for (int i = 0; i < r->nmodules; i++)
-        if (!strcmp(r->modules[i]->name, name)) return r->modules[i];
-    fprintf(stderr, "%s: error: no model named '%s'\n", r->src->path, name);
-    return NULL;
+/* Debian's OpenBLAS does not recognise some AVX-512 CPUs and falls back to its AVX2 kernels
+ * unless OPENBLAS_CORETYPE is set before the library loads; it is loaded before main runs, so
+ * set the variable and start again (once: the variable is then set). NNC_NO_REEXEC=1 opts out. */
+static void select_blas_kernels(char **argv) {
+    const char *name = NULL;
+    const char *opt_out = getenv("NNC_NO_REEXEC");
+    if ((opt_out && *opt_out == '1') || !nnrt_blas_wants_coretype(&name) || !name) return;
+    setenv("OPENBLAS_CORETYPE", name, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernels we have */
 }
 
 int main(int argc, char **argv) {
+    select_blas_kernels(argv);
     if (argc < 2) {
         print_usage(stderr);
         return 2;
@@ -128,7 +73,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(name, "--version")) {
-        printf("nnc 0.1 (LLVM 19)\n");
+        printf("nnc 0.1 (LLVM 19)\nBLAS: %s\n", nnrt_blas_info());
         return 0;
     }
     const char *names[sizeof commands / sizeof commands[0]];

@@ -460,8 +460,13 @@ void train_config_defaults(TrainConfig *t);
 
 /* Builds `grad` (inputs, labels) -> loss, metrics, one OUT_GRAD per param, from `loss`.
  * Reverse mode, one rule per op; contributions summed; no work for values that do not
- * reach a parameter. Returns NULL only on an internal error (printed). */
+ * reach a parameter. Returns the existing `grad` when there is one. Returns NULL when the
+ * model has no loss or on an internal error (printed). */
 Func *grad_build(Module *m);
+/* True when value `out` of f depends on module tensor `tensor` through ops with gradient
+ * rules (OPF_GRAD): false means its gradient is identically zero. The optimizer leaves such
+ * params alone, as torch.optim skips parameters whose .grad is None. */
+bool grad_depends_on(const Func *f, Ref out, int tensor);
 
 /* ================================================================ optim.c */
 
@@ -472,8 +477,13 @@ Func *optim_build_train_step(Module *m);
 
 /* ================================================================ interp.c */
 
-/* A concrete tensor for the interpreter: values are always held as double; in f32 mode every
- * op's result is rounded to float, so f32 runs match compiled code. */
+/* The reference evaluator, the oracle of the project (docs/architecture.md, "The reference
+ * interpreter"). It runs any IR function node by node with the semantics of ops.h.
+ *
+ * A concrete tensor: values are always held as double, row-major; i32 values are integers in
+ * [-2^31, 2^31). In f32 mode every f32 op's result is rounded to float, so f32 runs match
+ * compiled code; in f64 mode nothing is rounded (gradient checks). An ITensor owns its data
+ * (malloc); release it with itensor_free. */
 typedef struct ITensor {
     DType dtype;
     int rank;
@@ -485,17 +495,29 @@ typedef struct ITensor {
 typedef struct Interp {
     Module *mod;
     bool f64;            /* evaluate in double precision (gradcheck) */
-    uint64_t seed;       /* init seed */
+    uint64_t seed;       /* init seed; also seeds rand_uniform */
     ITensor *tensors;    /* module tensors, indexed like mod->tensors */
+    int ntensors;        /* entries of `tensors`; grows when the module gains tensors */
 } Interp;
 
+/* Sets up an interpreter for m: every module tensor zeroed, seed 0 (set in->seed, then run
+ * `init` with interp_run_init, or interp_load_state). Owns in->tensors until interp_free. */
 void interp_init(Interp *in, Module *m, bool f64);
 void interp_free(Interp *in);
 /* Runs f with batch n. args[i] must match f->args[i] (dims with batch = n). Outputs are
- * allocated into outs[0..f->nouts). Returns 0 or a negative NNRT_E* code with a message in err. */
+ * allocated into outs[0..f->nouts); the caller frees them with itensor_free. Returns 0 or a
+ * negative NNRT_E* code with a message in err (NNRT_EBATCH: n < 1; NNRT_ENULL: missing
+ * data; NNRT_EARG: mismatched args or malformed IR; NNRT_ENOMEM). On error outs are zeroed
+ * and the module tensors are left as they were before the call. */
 int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs, char *err,
                size_t errlen);
+/* Runs the module's `init` function (init_fill + store for every tensor) with in->seed. */
+int interp_run_init(Interp *in, char *err, size_t errlen);
 void itensor_free(ITensor *t);
+/* A zeroed tensor (data is never NULL, even when empty). 0, NNRT_EARG or NNRT_ENOMEM. */
+int itensor_alloc(ITensor *t, DType dt, int rank, const int64_t *dim);
+/* A zeroed tensor of shape s at batch n, e.g. for f->args[i]. */
+int itensor_alloc_shape(ITensor *t, DType dt, const Shape *s, int64_t n);
 /* State buffer (the compiled layout, module_layout offsets) <-> interpreter tensors. */
 void interp_load_state(Interp *in, const void *state);
 void interp_save_state(const Interp *in, void *state);
@@ -510,8 +532,31 @@ typedef struct CodegenOptions {
     const void *embed_weights;/* state buffer to bake into .rodata (inference-only), or NULL */
 } CodegenOptions;
 
-/* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails. */
+/* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails.
+ * With o->embed_weights (llvm_state_bytes(m) bytes), only the functions that neither
+ * initialize nor store are emitted, and they read the weights from .rodata. */
 int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path);
+
+/* The state block of compiled code: the module tensors (module_layout offsets), then the u64
+ * init seed at llvm_seed_offset(m), written by init and read by rand_uniform. Allocate
+ * llvm_state_bytes(m) bytes (STATE_BYTES of the header), not m->state_bytes. */
+int64_t llvm_seed_offset(const Module *m);
+int64_t llvm_state_bytes(const Module *m);
+/* Bytes of work one call of f needs (WORK_BYTES is the max over the functions). */
+int64_t llvm_work_bytes(const Func *f);
+int64_t llvm_max_work_bytes(const Module *m);
+
+/* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
+ * init(seed); infer(args..., outputs...); train_step(args..., loss);
+ * evaluate(args..., loss, metrics). Names are C identifiers, distinct from m, n and each
+ * other. Returns the count (arena memory in *params), or -1 when f has no public entry. */
+typedef enum PubParamKind { PP_SEED, PP_ARG, PP_OUT, PP_METRICS } PubParamKind;
+typedef struct PubParam {
+    PubParamKind kind;
+    int index;        /* PP_ARG: f->args index; PP_OUT: f->outs index */
+    const char *name;
+} PubParam;
+int llvm_public_params(const Func *f, PubParam **params);
 
 /* In-process JIT. Each function gets the packed entry
  *   int fn(void *state, void *work, int n, void **args)   args = inputs, then outputs.  */
@@ -522,11 +567,15 @@ JitFn jit_lookup(Jit *j, const char *func_name);
 int64_t jit_work_bytes(Jit *j, const char *func_name);
 void jit_free(Jit *j);
 
-/* ================================================================ main.c: the shared pipeline */
+/* ================================================================ driver.c: the shared pipeline */
 
 typedef struct DriverOptions {
     bool train_functions;  /* build grad and train_step too */
     bool verify;           /* run ir_verify on every function */
+    int opt_level;         /* 0..3: the pass pipeline of passes_run (default 2 when set_opt is false) */
+    bool set_opt;          /* opt_level was given (-O0..-O3) */
+    const char *dump_after;/* print the module after this pass (nnc dump --dump-after=PASS) */
+    FILE *dump;            /* where to print it */
 } DriverOptions;
 
 typedef struct DriverResult {
@@ -555,8 +604,71 @@ int cmd_grad(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
 
+/* ================================================================ passes.c: the optimization pipeline */
+
+/* Runs the pass pipeline of opt_level on every function of m: the plain list of calls per -O
+ * level lives in passes.c. With dump_after naming a pass, prints the module after that pass
+ * to dump ("lower" = before any pass). Returns 0, or 2 when dump_after names no pass (the
+ * message lists the valid names). */
+int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
+
+/* ================================================================ exec.c */
+
+/* Runs a module's functions on compiled code (JIT) or the interpreter. The state buffer
+ * (module_layout's layout) is authoritative between calls for checkpoint I/O. */
+typedef struct Exec {
+    Module *m;
+    bool use_interp;
+    Interp interp;
+    Jit *jit;
+    uint8_t *state;
+    void *work;
+    int64_t work_bytes;
+    uint64_t seed;
+} Exec;
+
+bool exec_jit_available(void);
+int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed);
+void exec_close(Exec *e);
+int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
+/* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
+ * buffer may be NULL when not wanted). Returns 0 or a negative NNRT_E* code (err filled). */
+int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen);
+void *exec_state(Exec *e);          /* the up-to-date state buffer */
+void exec_state_changed(Exec *e);   /* call after writing into exec_state()'s buffer */
+/* The runtime descriptor of a module (names, shapes, offsets), allocated in its arena. */
+struct nnrt_model_info;
+const struct nnrt_model_info *module_info(Module *m);
+
+/* ================================================================ cmd_run.c: shared by the execution commands */
+
+typedef struct Session {
+    DriverResult dr;
+    Module *m;
+    const struct nnrt_model_info *info;
+    Exec exec;
+    bool exec_open;
+} Session;
+
+int session_open(Session *s, const char *file, const char *model, bool interp, int64_t seed,
+                 const char *weights, unsigned required_kinds);
+void session_close(Session *s);
+int save_checkpoint(Session *s, const char *path, int64_t step, int64_t epoch);
+void set_hyper(Exec *e, const char *name, double value);
+/* "--name VALUE" or "--name=VALUE" at argv[*i] (advances *i); *value NULL when missing. */
+bool opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+bool parse_int_arg(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
+int unknown_option(const char *cmd, const char *arg, const char *const *known, int nknown);
+
+/* ================================================================ cmd_train.c: dataset-mode training, eval, sample */
+
+int train_dataset(int argc, char **argv);
+
 /* ================================================================ header.c */
 
+/* Writes the C header of docs/c-api.md for m. embedded: the object was compiled with
+ * --embed-weights (inference entries only, the state pointer may be NULL). 0 or prints, 1. */
 int header_emit(const Module *m, const char *path);
+int header_emit_embedded(const Module *m, const char *path, bool embedded);
 
 #endif

@@ -1,0 +1,83 @@
+/* driver.c — the pipeline every command starts from: parse, check and lower a .nn file,
+ * build the training functions, lay out the state and build init. A plain list of calls. */
+#include "nnc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Weak while the middle end is assembled piece by piece. */
+__attribute__((weak)) int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
+__attribute__((weak)) Func *grad_build(Module *m);
+__attribute__((weak)) Func *optim_build_train_step(Module *m);
+__attribute__((weak)) int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
+
+/* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
+ * and train_step; lays out the state and builds init. Diagnostics go to stderr.
+ * Returns 0 with the modules in *out, 1 on errors in the input. */
+int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
+    memset(out, 0, sizeof *out);
+    out->arena = calloc(1, sizeof *out->arena);
+    out->src = source_read(path);
+    if (!out->src) return 1;
+    diag_init(&out->diag, out->src, stderr);
+    out->program = parse_program(out->arena, out->src, &out->diag);
+    if (out->diag.errors) return 1;
+    if (!lower_program || (opts->train_functions && (!grad_build || !optim_build_train_step))) {
+        fprintf(stderr, "nnc: error: this build lacks the compiler's middle end\n");
+        return 1;
+    }
+    out->nmodules = lower_program(out->arena, out->program, &out->diag, &out->modules);
+    if (out->diag.errors) return 1;
+    for (int i = 0; i < out->nmodules; i++) {
+        Module *m = out->modules[i];
+        if (opts->train_functions) {
+            if (!grad_build(m)) return 1;
+            if (!optim_build_train_step(m)) return 1;
+        }
+        module_layout(m);
+        module_build_init(m);
+        if (passes_run) {
+            int rc = passes_run(m, opts->set_opt ? opts->opt_level : 2, opts->dump_after, opts->dump);
+            if (rc) return rc;
+        } else if (opts->dump_after && strcmp(opts->dump_after, "lower")) {
+            fprintf(stderr, "nnc: error: unknown pass '%s' (this build has only 'lower')\n", opts->dump_after);
+            return 2;
+        }
+        if (opts->verify) {
+            int problems = 0;
+            for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);
+            if (problems) {
+                fprintf(stderr, "nnc: internal error: the IR of '%s' failed verification\n", m->name);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+void driver_free(DriverResult *r) {
+    if (r->arena) {
+        arena_free(r->arena);
+        free(r->arena);
+    }
+    if (r->src) source_free(r->src);
+    memset(r, 0, sizeof *r);
+}
+
+Module *driver_pick_model(DriverResult *r, const char *name) {
+    if (r->nmodules == 0) {
+        fprintf(stderr, "%s: error: the file defines no model\n", r->src->path);
+        return NULL;
+    }
+    if (!name) {
+        if (r->nmodules > 1)
+            fprintf(stderr, "nnc: note: %s defines %d models; using '%s' (choose with --model)\n",
+                    r->src->path, r->nmodules, r->modules[0]->name);
+        return r->modules[0];
+    }
+    for (int i = 0; i < r->nmodules; i++)
+        if (!strcmp(r->modules[i]->name, name)) return r->modules[i];
+    fprintf(stderr, "%s: error: no model named '%s'\n", r->src->path, name);
+    return NULL;
+}
+

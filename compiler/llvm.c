@@ -1,0 +1,2397 @@
+/* llvm.c — IR functions to native code through the LLVM C API (the only file that includes
+ * <llvm-c/...>): object/assembly/IR/bitcode files for `nnc compile`, and an ORC LLJIT for the
+ * commands that run models in-process.
+ *
+ * Every IR function F of model M becomes (docs/c-api.md is the contract):
+ *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   the computation; noalias buffers
+ *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
+ *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
+ *   external  M_info()                                             constant model descriptor
+ *
+ * Code generation in three steps per function:
+ *   1. plan_func decides where every node's value lives (see Storage): recomputed inside its
+ *      consumers' loops (elementwise fusion, strided views), aliased (reshape, tensors, args),
+ *      in its own region of the caller's work buffer, directly in an output buffer, or directly
+ *      in the state of the tensor it is stored to. plan_assign_offsets packs the work regions
+ *      (liveness over the schedule, first-fit reuse of dead regions).
+ *   2. emit_func walks the nodes in order and emits one loop nest or runtime call per
+ *      materialized node.
+ *   3. the wrappers validate arguments (NNRT_EBATCH, NNRT_ENULL) and call the body.
+ *
+ * Store commit protocol (train_step must leave the state unchanged on a non-finite loss):
+ *   - the loss is checked right after the node computing it; a non-finite loss returns
+ *     NNRT_ENONFINITE before any byte of the state has been written;
+ *   - a store whose value is computed after that check, into a tensor that nothing reads
+ *     afterwards in its old version, computes its value directly into the state ("in place":
+ *     optimizer updates cost no copy);
+ *   - every other store is deferred: its value stays in work (copied there first when it is
+ *     itself a state tensor) and is copied into the state at the very end, after the check.
+ *   Reads of a tensor after a store to it see the stored value (ops.h).
+ *
+ * The init seed lives in a u64 slot just after the module tensors, at offset
+ * Module.state_bytes; llvm_state_bytes() (STATE_BYTES in the header) includes it. M_init
+ * writes it; rand_uniform nodes read it.
+ */
+#include "nnc.h"
+#include "nnrt.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/BitWriter.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include <assert.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The IR enums are numbered like the runtime's, so descriptors need no translation. */
+_Static_assert((int)DT_F32 == (int)NNRT_F32 && (int)DT_I32 == (int)NNRT_I32 &&
+                   (int)DT_F64 == (int)NNRT_F64,
+               "dtype numbering");
+_Static_assert((int)TK_PARAM == (int)NNRT_PARAM && (int)TK_STATE == (int)NNRT_STATE &&
+                   (int)TK_SLOT == (int)NNRT_SLOT && (int)TK_STEP == (int)NNRT_STEP &&
+                   (int)TK_HYPER == (int)NNRT_HYPER,
+               "tensor kind numbering");
+_Static_assert((int)INIT_ZEROS == (int)NNRT_INIT_ZEROS &&
+                   (int)INIT_XAVIER_UNIFORM == (int)NNRT_INIT_XAVIER_UNIFORM &&
+                   (int)INIT_ORTHOGONAL == (int)NNRT_INIT_ORTHOGONAL &&
+                   (int)INIT_TORCH_DEFAULT == (int)NNRT_INIT_TORCH_DEFAULT,
+               "initializer numbering");
+_Static_assert((int)IR_MAX_RANK == (int)NNRT_MAX_RANK, "rank limit");
+
+enum { WORK_ALIGN = 64 };
+
+static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+int64_t llvm_seed_offset(const Module *m) { return m->state_bytes; }
+int64_t llvm_state_bytes(const Module *m) { return m->state_bytes + 8; }
+
+/* ================================================================ public signatures */
+
+static bool is_c_keyword(const char *s) {
+    static const char *const words[] = {
+        "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+        "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+        "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
+        "typedef", "union", "unsigned", "void", "volatile", "while", "bool", "true", "false",
+        "class", "new", "delete", "this", "template", "private", "public", "operator"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (!strcmp(s, words[i])) return true;
+    return false;
+}
+
+/* A C parameter name for `want`, distinct from the fixed parameters (m, n) and the ones taken. */
+static const char *param_name(Arena *a, const char *want, PubParam *taken, int ntaken) {
+    char *name = arena_strdup(a, want);
+    for (char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            *c = '_';
+    for (;;) {
+        bool clash = !strcmp(name, "m") || !strcmp(name, "n") || is_c_keyword(name) ||
+                     (name[0] >= '0' && name[0] <= '9');
+        for (int i = 0; i < ntaken && !clash; i++) clash = !strcmp(taken[i].name, name);
+        if (!clash) return name;
+        name = arena_printf(a, "%s_", name);
+    }
+}
+
+static int count_role(const Func *f, OutRole role) {
+    int k = 0;
+    for (int i = 0; i < f->nouts; i++) k += f->outs[i].role == role;
+    return k;
+}
+
+int llvm_public_params(const Func *f, PubParam **out) {
+    Arena *a = f->mod->arena;
+    bool infer = !strcmp(f->name, "infer"), train = !strcmp(f->name, "train_step"),
+         eval = !strcmp(f->name, "evaluate"), init = !strcmp(f->name, "init");
+    *out = NULL;
+    if (!infer && !train && !eval && !init) return -1;
+    PubParam *p = arena_alloc(a, (size_t)(f->nargs + f->nouts + 2) * sizeof *p);
+    int np = 0;
+    if (init) {
+        p[np] = (PubParam){PP_SEED, -1, "seed"};
+        *out = p;
+        return 1;
+    }
+    for (int i = 0; i < f->nargs; i++) {
+        p[np].kind = PP_ARG;
+        p[np].index = i;
+        p[np].name = param_name(a, f->args[i].name, p, np);
+        np++;
+    }
+    for (int i = 0; i < f->nouts; i++) {
+        const FuncOut *o = &f->outs[i];
+        bool keep = (infer && o->role == OUT_OUTPUT) || ((train || eval) && o->role == OUT_LOSS);
+        if (!keep) continue;
+        p[np].kind = PP_OUT;
+        p[np].index = i;
+        p[np].name = param_name(a, o->role == OUT_LOSS ? "loss" : o->name, p, np);
+        np++;
+    }
+    if (eval) {
+        p[np].kind = PP_METRICS;
+        p[np].index = -1;
+        p[np].name = param_name(a, "metrics", p, np);
+        np++;
+    }
+    *out = p;
+    return np;
+}
+
+/* Whether output o of f reaches the caller of the public entry (else it goes to work). */
+static bool public_keeps_output(const Func *f, const PubParam *pp, int np, int o) {
+    for (int i = 0; i < np; i++) {
+        if (pp[i].kind == PP_OUT && pp[i].index == o) return true;
+        if (pp[i].kind == PP_METRICS && f->outs[o].role == OUT_METRIC) return true;
+    }
+    return false;
+}
+
+/* ================================================================ plan: where values live */
+
+typedef enum Storage {
+    ST_DEAD,    /* not needed by any output or effect */
+    ST_INLINE,  /* recomputed inside each consumer's loop (elementwise, views, splat consts) */
+    ST_ARG,     /* the function argument's buffer */
+    ST_STATE,   /* a module tensor's bytes in the state, as they were on entry */
+    ST_CONST,   /* non-splat constant: a private constant global */
+    ST_ALIAS,   /* the memory of NodePlan.alias_of (reshape, stop_gradient, stores, tensor reads
+                   after a store) */
+    ST_WORK,    /* its own region of the work buffer */
+    ST_OUT,     /* computed directly into output buffer NodePlan.out */
+    ST_INPLACE, /* computed directly into the state of module tensor NodePlan.tensor */
+} Storage;
+
+typedef struct NodePlan {
+    Storage storage;
+    int uses;          /* live consumers, outputs and stores reading the value */
+    Ref user;          /* the consumer when there is exactly one node consumer */
+    bool needs_contig; /* some consumer needs the value in contiguous memory */
+    int eval_pos;      /* node index where the value is computed */
+    int read_pos;      /* last node index where the value's memory is read (nnodes = the end) */
+    Ref alias_of;      /* ST_ALIAS: the node whose memory this is */
+    int out;           /* ST_OUT: output index */
+    int tensor;        /* ST_INPLACE: module tensor */
+    bool commit;       /* stores: copy into the state at the end (deferred) */
+    int64_t offset;    /* ST_WORK: byte offset in work */
+    int64_t scratch;   /* bytes of temporary scratch while the node runs */
+    int64_t scratch_offset;
+} NodePlan;
+
+typedef struct Plan {
+    NodePlan *nodes;
+    Ref check_after;        /* emit the loss check after this node; REF_NONE: no check */
+    int loss_out;           /* output index of the loss, -1 */
+    int64_t arena_bytes;    /* planned intermediates */
+    int64_t *discard_offset;/* per output: where the public entry sends outputs it drops, or -1 */
+    int64_t work_bytes;     /* arena + discard area */
+    bool needs_seed;
+} Plan;
+
+static bool is_view(Op op) { return op == OP_broadcast || op == OP_transpose || op == OP_slice; }
+static bool is_elementwise(Op op) {
+    return (op_info[op].flags & OPF_ELEM) && op != OP_stop_gradient;
+}
+
+static int64_t node_bytes(const Node *n, int64_t batch) {
+    return shape_numel(&n->shape, batch) * dtype_size(n->dtype);
+}
+
+/* The first axis of the trailing block of reduced axes (rank when the last axis is kept). */
+static int reduce_inner_start(const Shape *in, uint32_t axes) {
+    int k = in->rank;
+    while (k > 0 && (axes >> (k - 1) & 1)) k--;
+    return k;
+}
+
+/* Reductions over an axis before the trailing reduced block accumulate into scratch. */
+static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
+    if (n->op != OP_sum && n->op != OP_mean && n->op != OP_max) return 0;
+    const Shape *in = &f->nodes[n->in[0]].shape;
+    int k = reduce_inner_start(in, n->attr.axes);
+    if (!(n->attr.axes & ((1u << k) - 1))) return 0;
+    return shape_numel(&n->shape, batch) * 8;
+}
+
+static Ref alias_root(const Plan *p, Ref r) {
+    while (p->nodes[r].storage == ST_ALIAS) r = p->nodes[r].alias_of;
+    return r;
+}
+
+/* Whether the read of the value by consumer u happens at the same element index as the
+ * write of x: u is x, or an elementwise chain fused into x's loop leads from u to x. */
+static bool same_index_path(const Func *f, const Plan *p, Ref u, Ref x) {
+    for (;;) {
+        if (!is_elementwise(f->nodes[u].op)) return false;
+        if (u == x) return true;
+        if (p->nodes[u].storage != ST_INLINE || p->nodes[u].uses != 1) return false;
+        u = p->nodes[u].user;
+        if (u == REF_NONE) return false;
+    }
+}
+
+/* Whether every read of the entry value of tensor t through node r (a tensor read or an alias
+ * of one) happens before x is computed, or at x's own element index inside x's loop. */
+static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool direct) {
+    const NodePlan *np = &p->nodes[r];
+    int px = p->nodes[x].eval_pos;
+    for (int o = 0; o < f->nouts; o++)
+        if (f->outs[o].value == r) return false;  /* copied out at the end */
+    for (Ref u = r + 1; u < f->nnodes; u++) {
+        const Node *un = &f->nodes[u];
+        const NodePlan *up = &p->nodes[u];
+        if (up->storage == ST_DEAD) continue;
+        bool uses_r = false;
+        for (int i = 0; i < un->nin; i++) uses_r |= un->in[i] == r;
+        if (up->storage == ST_ALIAS && up->alias_of == r) uses_r = true;
+        if (!uses_r) continue;
+        if (un->op == OP_store) return false;  /* conservatively: read at the commit */
+        if (up->storage == ST_ALIAS) {
+            if (!reads_done_before(f, p, u, x, false)) return false;
+            continue;
+        }
+        if (up->eval_pos < px) continue;
+        if (up->eval_pos == px && direct && same_index_path(f, p, u, x)) continue;
+        return false;
+    }
+    (void)np;
+    return true;
+}
+
+/* Store s writes x into tensor t: may x be computed directly into t's state? */
+static bool can_store_in_place(const Func *f, const Plan *p, Ref s) {
+    const Node *sn = &f->nodes[s];
+    int t = sn->attr.tensor;
+    Ref x = sn->in[0];
+    const NodePlan *xp = &p->nodes[x];
+    if (xp->storage != ST_WORK || xp->scratch) return false;
+    if (f->nodes[x].op == OP_store) return false;
+    if (p->check_after != REF_NONE && xp->eval_pos <= p->check_after) return false;
+    for (Ref r = 0; r < f->nnodes; r++) {
+        const Node *rn = &f->nodes[r];
+        if (r != s && rn->op == OP_store && rn->attr.tensor == t) return false;  /* one store */
+        if (p->nodes[r].storage == ST_DEAD) continue;
+        if (rn->op == OP_rand_uniform && rn->attr.tensor == t && r < s && r >= xp->eval_pos)
+            return false;
+        if (rn->op == OP_tensor && rn->attr.tensor == t && p->nodes[r].storage == ST_STATE &&
+            !reads_done_before(f, p, r, x, true))
+            return false;
+    }
+    return true;
+}
+
+/* Packs the ST_WORK regions (and per-node scratch) into one arena: a region is taken when its
+ * node runs and returned after the last node that reads it; first fit, neighbours merged.
+ * This is the one place offsets are assigned (the memory planner of DESIGN.md section 5 can
+ * replace it). Returns the arena size in bytes at max batch. */
+typedef struct FreeBlock {
+    int64_t offset, size;
+} FreeBlock;
+
+typedef struct FreeList {
+    FreeBlock *blocks;
+    int n, cap;
+    int64_t top;
+} FreeList;
+
+static int64_t freelist_take(FreeList *fl, int64_t size) {
+    size = align_up(size ? size : 1, WORK_ALIGN);
+    for (int i = 0; i < fl->n; i++) {
+        FreeBlock *b = &fl->blocks[i];
+        if (b->size < size) continue;
+        int64_t off = b->offset;
+        b->offset += size;
+        b->size -= size;
+        if (!b->size) memmove(b, b + 1, (size_t)(fl->n - i - 1) * sizeof *b), fl->n--;
+        return off;
+    }
+    /* grow the arena, absorbing a free block that ends at the top */
+    if (fl->n && fl->blocks[fl->n - 1].offset + fl->blocks[fl->n - 1].size == fl->top) {
+        int64_t off = fl->blocks[fl->n - 1].offset;
+        fl->n--;
+        fl->top = off + size;
+        return off;
+    }
+    int64_t off = fl->top;
+    fl->top += size;
+    return off;
+}
+
+static void freelist_give(FreeList *fl, int64_t offset, int64_t size) {
+    size = align_up(size ? size : 1, WORK_ALIGN);
+    int i = 0;
+    while (i < fl->n && fl->blocks[i].offset < offset) i++;
+    if (fl->n == fl->cap) {
+        fl->cap = fl->cap ? 2 * fl->cap : 16;
+        fl->blocks = realloc(fl->blocks, (size_t)fl->cap * sizeof *fl->blocks);
+        if (!fl->blocks) abort();
+    }
+    memmove(&fl->blocks[i + 1], &fl->blocks[i], (size_t)(fl->n - i) * sizeof *fl->blocks);
+    fl->blocks[i] = (FreeBlock){offset, size};
+    fl->n++;
+    if (i + 1 < fl->n && fl->blocks[i].offset + fl->blocks[i].size == fl->blocks[i + 1].offset) {
+        fl->blocks[i].size += fl->blocks[i + 1].size;
+        memmove(&fl->blocks[i + 1], &fl->blocks[i + 2], (size_t)(fl->n - i - 2) * sizeof *fl->blocks);
+        fl->n--;
+    }
+    if (i > 0 && fl->blocks[i - 1].offset + fl->blocks[i - 1].size == fl->blocks[i].offset) {
+        fl->blocks[i - 1].size += fl->blocks[i].size;
+        memmove(&fl->blocks[i], &fl->blocks[i + 1], (size_t)(fl->n - i - 1) * sizeof *fl->blocks);
+        fl->n--;
+    }
+}
+
+static int64_t plan_assign_offsets(const Func *f, Plan *p) {
+    int64_t batch = f->mod->max_batch;
+    int n = f->nnodes;
+    /* free_at[i]: nodes whose region is returned after node i */
+    int *count = calloc((size_t)n + 1, sizeof *count);
+    int *start = calloc((size_t)n + 2, sizeof *start);
+    int *list = calloc((size_t)n + 1, sizeof *list);
+    if (!count || !start || !list) abort();
+    for (Ref v = 0; v < n; v++)
+        if (p->nodes[v].storage == ST_WORK && p->nodes[v].read_pos < n) count[p->nodes[v].read_pos]++;
+    for (int i = 0; i < n; i++) start[i + 1] = start[i] + count[i];
+    memset(count, 0, ((size_t)n + 1) * sizeof *count);
+    for (Ref v = 0; v < n; v++) {
+        int r = p->nodes[v].read_pos;
+        if (p->nodes[v].storage == ST_WORK && r < n) list[start[r] + count[r]++] = v;
+    }
+    FreeList fl = {0};
+    for (Ref v = 0; v < n; v++) {
+        NodePlan *np = &p->nodes[v];
+        if (np->storage == ST_WORK) np->offset = freelist_take(&fl, node_bytes(&f->nodes[v], batch));
+        if (np->scratch) np->scratch_offset = freelist_take(&fl, np->scratch);
+        if (np->scratch) freelist_give(&fl, np->scratch_offset, np->scratch);
+        for (int k = start[v]; k < start[v + 1]; k++)
+            freelist_give(&fl, p->nodes[list[k]].offset, node_bytes(&f->nodes[list[k]], batch));
+    }
+    free(fl.blocks);
+    free(count);
+    free(start);
+    free(list);
+    return fl.top;
+}
+
+static void plan_free(Plan *p) {
+    free(p->nodes);
+    free(p->discard_offset);
+    memset(p, 0, sizeof *p);
+}
+
+static bool func_has_stores(const Func *f) {
+    for (int i = 0; i < f->nnodes; i++)
+        if (f->nodes[i].op == OP_store) return true;
+    return false;
+}
+
+/* Decides the storage of every node of f, the loss check, the store commits and the work
+ * layout. `embedded`: the state is read-only constant data (no stores may remain). */
+static void plan_func(const Func *f, Plan *p) {
+    int n = f->nnodes;
+    memset(p, 0, sizeof *p);
+    p->nodes = calloc((size_t)n + 1, sizeof *p->nodes);
+    p->discard_offset = calloc((size_t)f->nouts + 1, sizeof *p->discard_offset);
+    if (!p->nodes || !p->discard_offset) abort();
+    p->check_after = REF_NONE;
+    p->loss_out = -1;
+    for (Ref v = 0; v < n; v++) {
+        p->nodes[v].user = REF_NONE;
+        p->nodes[v].alias_of = REF_NONE;
+        p->nodes[v].out = -1;
+        p->nodes[v].tensor = -1;
+        p->nodes[v].read_pos = -1;
+    }
+    /* tensor reads after a store see the stored value */
+    int nt = f->mod->ntensors;
+    Ref *last_store = malloc(((size_t)nt + 1) * sizeof *last_store);
+    if (!last_store) abort();
+    for (int t = 0; t < nt; t++) last_store[t] = REF_NONE;
+    for (Ref v = 0; v < n; v++) {
+        const Node *nd = &f->nodes[v];
+        if (nd->op == OP_tensor && last_store[nd->attr.tensor] != REF_NONE)
+            p->nodes[v].alias_of = last_store[nd->attr.tensor];
+        if (nd->op == OP_store) last_store[nd->attr.tensor] = v;
+        if (nd->op == OP_rand_uniform) p->needs_seed = true;
+    }
+    free(last_store);
+
+    for (int o = 0; o < f->nouts; o++) {
+        NodePlan *np = &p->nodes[f->outs[o].value];
+        np->uses++;
+        np->needs_contig = true;
+        np->read_pos = n;
+        if (f->outs[o].role == OUT_LOSS) p->loss_out = o;
+    }
+
+    /* Pass 1, consumers before producers: liveness, storage class, evaluation positions. */
+    for (Ref v = n - 1; v >= 0; v--) {
+        const Node *nd = &f->nodes[v];
+        NodePlan *np = &p->nodes[v];
+        Op op = nd->op;
+        if (op != OP_store && np->uses == 0) {
+            np->storage = ST_DEAD;
+            continue;
+        }
+        if (op == OP_input) np->storage = ST_ARG;
+        else if (op == OP_tensor) np->storage = np->alias_of != REF_NONE ? ST_ALIAS : ST_STATE;
+        else if (op == OP_const && nd->attr.data) np->storage = ST_CONST;
+        else if (op == OP_const || op == OP_batch_size || is_view(op))
+            np->storage = np->needs_contig ? ST_WORK : ST_INLINE;
+        else if (op == OP_reshape || op == OP_stop_gradient || op == OP_store) {
+            np->storage = ST_ALIAS;
+            np->alias_of = nd->in[0];
+        } else if (is_elementwise(op)) {
+            bool fuse = !np->needs_contig && np->uses == 1 && np->user != REF_NONE &&
+                        is_elementwise(f->nodes[np->user].op);
+            np->storage = fuse ? ST_INLINE : ST_WORK;
+        } else {
+            np->storage = ST_WORK;
+        }
+        np->eval_pos = np->storage == ST_INLINE ? np->read_pos : v;
+        if (np->storage == ST_WORK) np->scratch = node_scratch_bytes(f, nd, f->mod->max_batch);
+        /* this node reads its inputs (and its alias target) at read_pos if it only aliases
+           them, else where it is evaluated */
+        int at = np->storage == ST_ALIAS ? (np->read_pos > v ? np->read_pos : v) : np->eval_pos;
+        bool contig = !(is_elementwise(op) || is_view(op));
+        Ref targets[IR_MAX_INPUTS + 1];
+        int nt2 = 0;
+        for (int i = 0; i < nd->nin; i++) targets[nt2++] = nd->in[i];
+        if (op == OP_tensor && np->alias_of != REF_NONE) targets[nt2++] = np->alias_of;
+        for (int i = 0; i < nt2; i++) {
+            NodePlan *xp = &p->nodes[targets[i]];
+            xp->uses++;
+            xp->user = xp->uses == 1 ? v : REF_NONE;
+            if (contig) xp->needs_contig = true;
+            if (at > xp->read_pos) xp->read_pos = at;
+        }
+    }
+    /* a node used twice by the same consumer has no single user */
+    for (Ref v = 0; v < n; v++) {
+        const Node *nd = &f->nodes[v];
+        for (int i = 0; i < nd->nin; i++)
+            for (int j = 0; j < i; j++)
+                if (nd->in[i] == nd->in[j]) p->nodes[nd->in[i]].user = REF_NONE;
+    }
+
+    /* The loss check guards the state: only in functions that write it. */
+    if (p->loss_out >= 0 && func_has_stores(f)) p->check_after = f->outs[p->loss_out].value;
+
+    /* Pass 2: stores, in place when safe, else deferred to the end. */
+    for (Ref s = 0; s < n; s++) {
+        const Node *sn = &f->nodes[s];
+        if (sn->op != OP_store) continue;
+        NodePlan *sp = &p->nodes[s];
+        Ref x = sn->in[0];
+        if (can_store_in_place(f, p, s)) {
+            p->nodes[x].storage = ST_INPLACE;
+            p->nodes[x].tensor = sn->attr.tensor;
+            continue;  /* the store stays an alias of x, which now is the state */
+        }
+        sp->commit = true;
+        Storage root = p->nodes[alias_root(p, x)].storage;
+        if (root == ST_STATE || root == ST_INPLACE) {
+            /* a copy taken now: the state it comes from may change before the commit */
+            sp->storage = ST_WORK;
+            sp->alias_of = REF_NONE;
+            sp->eval_pos = s;
+        }
+        sp->read_pos = n;
+        for (Ref r = s; p->nodes[r].storage == ST_ALIAS; r = p->nodes[r].alias_of)
+            p->nodes[p->nodes[r].alias_of].read_pos = n;
+    }
+
+    /* Pass 3: outputs computed directly into the caller's buffer. */
+    for (int o = 0; o < f->nouts; o++) {
+        NodePlan *vp = &p->nodes[f->outs[o].value];
+        if (vp->storage == ST_WORK && vp->out < 0) {
+            vp->storage = ST_OUT;
+            vp->out = o;
+        }
+    }
+
+    p->arena_bytes = plan_assign_offsets(f, p);
+
+    /* Outputs the public entry drops go to a discard area after the arena. */
+    PubParam *pp;
+    int np = llvm_public_params(f, &pp);
+    int64_t top = p->arena_bytes;
+    for (int o = 0; o < f->nouts; o++) {
+        p->discard_offset[o] = -1;
+        if (np < 0 || public_keeps_output(f, pp, np, o)) continue;
+        p->discard_offset[o] = top;
+        top += align_up(node_bytes(&f->nodes[f->outs[o].value], f->mod->max_batch), WORK_ALIGN);
+    }
+    p->work_bytes = top;
+}
+
+int64_t llvm_work_bytes(const Func *f) {
+    Plan p;
+    plan_func(f, &p);
+    int64_t bytes = p.work_bytes;
+    plan_free(&p);
+    return bytes;
+}
+
+/* ================================================================ code generation context */
+
+/* Runtime and libm functions the generated code calls. The JIT resolves them to these
+ * addresses, which also keeps them linked into nnc. */
+typedef enum RuntimeFn {
+    RT_SGEMM, RT_SGEMM_BATCHED, RT_INIT_TENSOR, RT_RNG_UNIFORM, RT_RNG_FILL_UNIFORM, RT_COUNT
+} RuntimeFn;
+
+typedef void (*AnyFn)(void);
+static const struct {
+    const char *name;
+    AnyFn addr;
+} runtime_symbols[] = {
+    {"nnrt_sgemm", (AnyFn)nnrt_sgemm},
+    {"nnrt_sgemm_batched", (AnyFn)nnrt_sgemm_batched},
+    {"nnrt_init_tensor", (AnyFn)nnrt_init_tensor},
+    {"nnrt_rng_uniform", (AnyFn)nnrt_rng_uniform},
+    {"nnrt_rng_fill_uniform", (AnyFn)nnrt_rng_fill_uniform},
+    {"expf", (AnyFn)expf}, {"exp", (AnyFn)exp},
+    {"expm1f", (AnyFn)expm1f}, {"expm1", (AnyFn)expm1},
+    {"logf", (AnyFn)logf}, {"log", (AnyFn)log},
+    {"log1pf", (AnyFn)log1pf}, {"log1p", (AnyFn)log1p},
+    {"cosf", (AnyFn)cosf}, {"cos", (AnyFn)cos},
+    {"powf", (AnyFn)powf}, {"pow", (AnyFn)pow},
+    {"erff", (AnyFn)erff}, {"erf", (AnyFn)erf},
+    {"erfcf", (AnyFn)erfcf}, {"erfc", (AnyFn)erfc},
+    {"tanhf", (AnyFn)tanhf}, {"tanh", (AnyFn)tanh},
+};
+
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    Module *m;
+    const void *embedded;    /* state bytes baked into .rodata, or NULL */
+    LLVMValueRef weights;    /* the embedded state global */
+    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    LLVMValueRef rt[RT_COUNT];
+    LLVMTypeRef rt_type[RT_COUNT];
+    /* the function being emitted */
+    Func *f;
+    Plan plan;
+    LLVMValueRef fn;
+    LLVMBasicBlockRef alloca_block;
+    LLVMValueRef state, work, n64, seed;
+    LLVMValueRef *argp;      /* nargs inputs, then nouts outputs */
+    LLVMValueRef *ptr;       /* per node: its memory, when it has some */
+    LLVMValueRef *tensor_ptr;/* per module tensor: where its current value is */
+    int errors;
+} Cg;
+
+__attribute__((format(printf, 2, 3))) static void cg_error(Cg *cg, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nnc: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    cg->errors++;
+}
+
+static LLVMTypeRef ty(Cg *cg, DType dt) {
+    switch (dt) {
+    case DT_F32: return cg->t_f32;
+    case DT_I32: return cg->t_i32;
+    case DT_F64: return cg->t_f64;
+    default: return cg->t_f32;
+    }
+}
+
+static bool is_float(DType dt) { return dt != DT_I32; }
+
+static LLVMValueRef i64c(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1); }
+static LLVMValueRef i32c(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i32, (unsigned long long)v, 1); }
+static LLVMValueRef fpc(Cg *cg, DType dt, double v) {
+    return dt == DT_I32 ? i32c(cg, (int64_t)v) : LLVMConstReal(ty(cg, dt), v);
+}
+
+static LLVMValueRef add64(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(cg->b, a, b, ""); }
+static LLVMValueRef mul64(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(cg->b, a, b, ""); }
+
+/* dimension `axis` of s at run time (k*n for the batch axis) */
+static LLVMValueRef dim_value(Cg *cg, const Shape *s, int axis) {
+    if (s->batch_mask >> axis & 1) return s->dim[axis] == 1 ? cg->n64 : mul64(cg, cg->n64, i64c(cg, s->dim[axis]));
+    return i64c(cg, s->dim[axis]);
+}
+
+static LLVMValueRef dims_product(Cg *cg, const Shape *s, int from, int to) {
+    LLVMValueRef p = i64c(cg, 1);
+    for (int i = from; i < to; i++) p = mul64(cg, p, dim_value(cg, s, i));
+    return p;
+}
+
+static LLVMValueRef numel_value(Cg *cg, const Shape *s) { return dims_product(cg, s, 0, s->rank); }
+
+static LLVMValueRef byte_ptr(Cg *cg, LLVMValueRef base, int64_t offset) {
+    if (!offset) return base;
+    LLVMValueRef idx = i64c(cg, offset);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, base, &idx, 1, "");
+}
+
+static LLVMValueRef elem_ptr(Cg *cg, DType dt, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildInBoundsGEP2(cg->b, ty(cg, dt), base, &idx, 1, "");
+}
+
+static LLVMValueRef load_at(Cg *cg, DType dt, LLVMValueRef base, LLVMValueRef idx) {
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, ty(cg, dt), elem_ptr(cg, dt, base, idx), "");
+    LLVMSetAlignment(v, (unsigned)dtype_size(dt));
+    return v;
+}
+
+static void store_at(Cg *cg, DType dt, LLVMValueRef val, LLVMValueRef base, LLVMValueRef idx) {
+    LLVMValueRef s = LLVMBuildStore(cg->b, val, elem_ptr(cg, dt, base, idx));
+    LLVMSetAlignment(s, (unsigned)dtype_size(dt));
+}
+
+/* A stack slot in the entry block (promoted to a register by SROA). */
+static LLVMValueRef entry_alloca(Cg *cg, LLVMTypeRef t, const char *name) {
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    LLVMValueRef a = LLVMBuildAlloca(cg->b, t, name);
+    LLVMPositionBuilderAtEnd(cg->b, here);
+    return a;
+}
+
+static LLVMValueRef load_var(Cg *cg, LLVMTypeRef t, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, t, var, ""); }
+
+/* for (iv = 0; iv < count; iv++) — open with loop_begin, close with loop_end */
+typedef struct Loop {
+    LLVMBasicBlockRef head, exit;
+    LLVMValueRef iv;
+} Loop;
+
+static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
+    Loop l;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    LLVMBuildBr(cg->b, l.head);
+    LLVMPositionBuilderAtEnd(cg->b, l.head);
+    l.iv = LLVMBuildPhi(cg->b, cg->t_i64, "");
+    LLVMValueRef zero = i64c(cg, 0);
+    LLVMAddIncoming(l.iv, &zero, &pre, 1);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l.iv, count, ""), body, l.exit);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    return l;
+}
+
+static void loop_end(Cg *cg, Loop *l) {
+    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, i64c(cg, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMAddIncoming(l->iv, &next, &latch, 1);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+/* if (cond) { ... } — close with if_end */
+static LLVMBasicBlockRef if_begin(Cg *cg, LLVMValueRef cond) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    LLVMBuildCondBr(cg->b, cond, then, join);
+    LLVMPositionBuilderAtEnd(cg->b, then);
+    return join;
+}
+
+static void if_end(Cg *cg, LLVMBasicBlockRef join) {
+    LLVMBuildBr(cg->b, join);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+}
+
+static LLVMValueRef declare_fn(Cg *cg, const char *name, LLVMTypeRef fty) {
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn) {
+        fn = LLVMAddFunction(cg->mod, name, fty);
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                                LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+    }
+    return fn;
+}
+
+static LLVMValueRef call(Cg *cg, LLVMTypeRef fty, LLVMValueRef fn, LLVMValueRef *args, unsigned n) {
+    return LLVMBuildCall2(cg->b, fty, fn, args, n, "");
+}
+
+/* libm function of one argument (`name` is the double version; f32 calls name + "f") */
+static LLVMValueRef libm1(Cg *cg, const char *name, DType dt, LLVMValueRef x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s%s", name, dt == DT_F32 ? "f" : "");
+    LLVMTypeRef t = ty(cg, dt);
+    LLVMTypeRef fty = LLVMFunctionType(t, &t, 1, 0);
+    return call(cg, fty, declare_fn(cg, buf, fty), &x, 1);
+}
+
+static LLVMValueRef libm2(Cg *cg, const char *name, DType dt, LLVMValueRef x, LLVMValueRef y) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s%s", name, dt == DT_F32 ? "f" : "");
+    LLVMTypeRef t = ty(cg, dt), params[2] = {t, t};
+    LLVMTypeRef fty = LLVMFunctionType(t, params, 2, 0);
+    LLVMValueRef args[2] = {x, y};
+    return call(cg, fty, declare_fn(cg, buf, fty), args, 2);
+}
+
+/* llvm.NAME.f32/f64 intrinsic of one argument (sqrt, fabs, floor: exact operations) */
+static LLVMValueRef intrinsic1(Cg *cg, const char *name, LLVMValueRef x) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &t, 1);
+    return call(cg, fty, fn, &x, 1);
+}
+
+/* llvm.NAME of two operands of one type (maximum: NaN-propagating max) */
+static LLVMValueRef intrinsic2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueRef y) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &t, 1);
+    LLVMValueRef args[2] = {x, y};
+    return call(cg, fty, fn, args, 2);
+}
+
+static void declare_runtime(Cg *cg) {
+    LLVMTypeRef i32 = cg->t_i32, i64 = cg->t_i64, f32 = cg->t_f32, f64 = cg->t_f64, p = cg->t_ptr;
+    LLVMTypeRef sgemm[] = {i32, i32, i32, i32, i32, f32, p, i32, p, i32, f32, p, i32};
+    LLVMTypeRef batched[] = {i32, i32, i32, i32, i32, i32, f32, p, i32, i64, p, i32, i64, f32, p, i32, i64};
+    LLVMTypeRef init[] = {p, i32, p, i32, f64, f64, i64, i64, i64};
+    LLVMTypeRef rng[] = {i64, i64, i64};
+    LLVMTypeRef fill[] = {p, i64, i64, i64, i64, f32, f32};
+    cg->rt_type[RT_SGEMM] = LLVMFunctionType(cg->t_void, sgemm, 13, 0);
+    cg->rt_type[RT_SGEMM_BATCHED] = LLVMFunctionType(cg->t_void, batched, 17, 0);
+    cg->rt_type[RT_INIT_TENSOR] = LLVMFunctionType(i32, init, 9, 0);
+    cg->rt_type[RT_RNG_UNIFORM] = LLVMFunctionType(f32, rng, 3, 0);
+    cg->rt_type[RT_RNG_FILL_UNIFORM] = LLVMFunctionType(cg->t_void, fill, 7, 0);
+    for (int i = 0; i < RT_COUNT; i++) cg->rt[i] = NULL;
+}
+
+static LLVMValueRef runtime_call(Cg *cg, RuntimeFn which, LLVMValueRef *args, unsigned n) {
+    if (!cg->rt[which]) cg->rt[which] = declare_fn(cg, runtime_symbols[which].name, cg->rt_type[which]);
+    return call(cg, cg->rt_type[which], cg->rt[which], args, n);
+}
+
+static LLVMValueRef to_double(Cg *cg, DType dt, LLVMValueRef v) {
+    if (dt == DT_F64) return v;
+    if (dt == DT_F32) return LLVMBuildFPExt(cg->b, v, cg->t_f64, "");
+    return LLVMBuildSIToFP(cg->b, v, cg->t_f64, "");
+}
+
+static LLVMValueRef from_double(Cg *cg, DType dt, LLVMValueRef v) {
+    if (dt == DT_F64) return v;
+    if (dt == DT_F32) return LLVMBuildFPTrunc(cg->b, v, cg->t_f32, "");
+    return LLVMBuildFPToSI(cg->b, v, cg->t_i32, "");
+}
+
+static LLVMValueRef reassoc(LLVMValueRef inst) {
+    /* Reordering a sum of doubles is harmless for f32 results, and lets loops vectorize. */
+    LLVMSetFastMathFlags(inst, LLVMFastMathAllowReassoc);
+    return inst;
+}
+
+/* ================================================================ elementwise expressions */
+
+/* Where an element is: a linear index (flat loops over same-shaped operands) or one index
+ * per axis of the node's shape (loops with broadcasts, transposes and slices fused in). */
+typedef struct Index {
+    bool flat;
+    LLVMValueRef lin;
+    LLVMValueRef at[IR_MAX_RANK];
+} Index;
+
+static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix);
+
+static LLVMValueRef linear_index(Cg *cg, const Shape *s, const Index *ix) {
+    if (ix->flat) return ix->lin;
+    if (s->rank == 0) return i64c(cg, 0);
+    LLVMValueRef off = ix->at[0];
+    for (int k = 1; k < s->rank; k++) off = add64(cg, mul64(cg, off, dim_value(cg, s, k)), ix->at[k]);
+    return off;
+}
+
+static LLVMValueRef fcmp_to(Cg *cg, LLVMRealPredicate pred, LLVMValueRef a, LLVMValueRef b,
+                            DType in, DType out) {
+    static const LLVMIntPredicate ipred[] = {
+        [LLVMRealOEQ] = LLVMIntEQ, [LLVMRealUNE] = LLVMIntNE, [LLVMRealOLT] = LLVMIntSLT,
+        [LLVMRealOLE] = LLVMIntSLE, [LLVMRealOGT] = LLVMIntSGT, [LLVMRealOGE] = LLVMIntSGE};
+    LLVMValueRef c = in == DT_I32 ? LLVMBuildICmp(cg->b, ipred[pred], a, b, "")
+                                  : LLVMBuildFCmp(cg->b, pred, a, b, "");
+    return LLVMBuildSelect(cg->b, c, fpc(cg, out, 1), fpc(cg, out, 0), "");
+}
+
+static LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
+static LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+static LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+static LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
+static LLVMValueRef f_gt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(cg->b, LLVMRealOGT, a, b, ""); }
+static LLVMValueRef f_lt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(cg->b, LLVMRealOLT, a, b, ""); }
+static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSelect(cg->b, c, a, b, ""); }
+
+/* 1 / (1 + e^-x), as e^x / (1 + e^x) for x < 0 (no overflow) */
+static LLVMValueRef sigmoid(Cg *cg, DType dt, LLVMValueRef x) {
+    LLVMValueRef one = fpc(cg, dt, 1);
+    LLVMValueRef e = libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, intrinsic1(cg, "llvm.fabs", x), ""));
+    LLVMValueRef pos = f_div(cg, one, f_add(cg, one, e)), neg = f_div(cg, e, f_add(cg, one, e));
+    return sel(cg, f_lt(cg, x, fpc(cg, dt, 0)), neg, pos);
+}
+
+/* log(1 + e^x) without overflow: x + log1p(e^-x) for x > 0 */
+static LLVMValueRef log1p_exp(Cg *cg, DType dt, LLVMValueRef x) {
+    LLVMValueRef e = libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, intrinsic1(cg, "llvm.fabs", x), ""));
+    LLVMValueRef l = libm1(cg, "log1p", dt, e);
+    return sel(cg, f_gt(cg, x, fpc(cg, dt, 0)), f_add(cg, x, l), l);
+}
+
+/* As interp.c: leaky_relu's slope and elu's alpha are attr.f[0] as written (sema sets them);
+ * a zero softplus beta or threshold means PyTorch's default. */
+static double leaky_slope(const Attr *a) { return a->f[0]; }
+static double elu_alpha(const Attr *a) { return a->f[0]; }
+static double softplus_beta(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
+static double softplus_threshold(const Attr *a) { return a->f[1] != 0 ? a->f[1] : 20.0; }
+
+/* min(max(v, 0), 6), NaN propagating */
+static LLVMValueRef relu6(Cg *cg, DType dt, LLVMValueRef v) {
+    return sel(cg, f_lt(cg, v, fpc(cg, dt, 0)), fpc(cg, dt, 0), sel(cg, f_gt(cg, v, fpc(cg, dt, 6)), fpc(cg, dt, 6), v));
+}
+
+static const double SELU_ALPHA = 1.6732632423543772, SELU_SCALE = 1.0507009873554805;
+static const double SQRT1_2 = 0.70710678118654752440, SQRT_2_PI = 0.79788456080286535588,
+                    INV_SQRT_2PI = 0.39894228040143267794, GELU_C = 0.044715;
+
+/* f(x) of an activation op (formulas of interp.c) */
+static LLVMValueRef activation(Cg *cg, Op op, const Attr *a, DType dt, LLVMValueRef x) {
+    LLVMValueRef zero = fpc(cg, dt, 0), one = fpc(cg, dt, 1), half = fpc(cg, dt, 0.5);
+    switch (op) {
+    case OP_relu: return sel(cg, f_lt(cg, x, zero), zero, x);
+    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, leaky_slope(a)), x));
+    case OP_elu:
+        return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, elu_alpha(a)), libm1(cg, "expm1", dt, x)));
+    case OP_selu:
+        return f_mul(cg, fpc(cg, dt, SELU_SCALE),
+                     sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "expm1", dt, x))));
+    case OP_gelu:
+        if (a->flag) { /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+            LLVMValueRef x3 = f_mul(cg, f_mul(cg, x, x), x);
+            LLVMValueRef u = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, x, f_mul(cg, fpc(cg, dt, GELU_C), x3)));
+            return f_mul(cg, f_mul(cg, half, x), f_add(cg, one, libm1(cg, "tanh", dt, u)));
+        }
+        /* x/2 (1 + erf(x/sqrt 2)) = x/2 erfc(-x/sqrt 2), no cancellation for x << 0 */
+        return f_mul(cg, f_mul(cg, half, x), libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2))));
+    case OP_sigmoid: return sigmoid(cg, dt, x);
+    case OP_tanh: return libm1(cg, "tanh", dt, x);
+    case OP_softplus: { /* log(1 + e^(b x)) / b, x when b x > threshold */
+        LLVMValueRef bx = f_mul(cg, fpc(cg, dt, softplus_beta(a)), x);
+        LLVMValueRef soft = f_div(cg, log1p_exp(cg, dt, bx), fpc(cg, dt, softplus_beta(a)));
+        return sel(cg, f_gt(cg, bx, fpc(cg, dt, softplus_threshold(a))), x, soft);
+    }
+    case OP_silu: return f_mul(cg, x, sigmoid(cg, dt, x));
+    case OP_mish: return f_mul(cg, x, libm1(cg, "tanh", dt, log1p_exp(cg, dt, x)));
+    case OP_hard_sigmoid: return f_div(cg, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3))), fpc(cg, dt, 6));
+    case OP_hard_swish: return f_div(cg, f_mul(cg, x, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3)))), fpc(cg, dt, 6));
+    default: return NULL;
+    }
+}
+
+/* f'(x) of an activation op, with PyTorch's choices at the kinks (as interp.c) */
+static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVMValueRef x) {
+    LLVMValueRef zero = fpc(cg, dt, 0), one = fpc(cg, dt, 1), half = fpc(cg, dt, 0.5);
+    switch (op) {
+    case OP_relu: return sel(cg, f_gt(cg, x, zero), one, zero);
+    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), one, fpc(cg, dt, leaky_slope(a)));
+    case OP_elu: return sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, elu_alpha(a)), libm1(cg, "exp", dt, x)));
+    case OP_selu:
+        return f_mul(cg, fpc(cg, dt, SELU_SCALE),
+                     sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "exp", dt, x))));
+    case OP_gelu:
+        if (a->flag) {
+            /* u = c (x + k x^3): 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 k x^2) */
+            LLVMValueRef x2 = f_mul(cg, x, x);
+            LLVMValueRef u = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, x, f_mul(cg, fpc(cg, dt, GELU_C), f_mul(cg, x2, x))));
+            LLVMValueRef t = libm1(cg, "tanh", dt, u);
+            LLVMValueRef du = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, one, f_mul(cg, fpc(cg, dt, 3 * GELU_C), x2)));
+            return f_add(cg, f_mul(cg, half, f_add(cg, one, t)),
+                         f_mul(cg, f_mul(cg, f_mul(cg, half, x), f_sub(cg, one, f_mul(cg, t, t))), du));
+        }
+        /* Phi(x) + x phi(x) = erfc(-x/sqrt 2)/2 + x e^(-x^2/2) / sqrt(2 pi) */
+        return f_add(cg, f_mul(cg, half, libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2)))),
+                     f_mul(cg, f_mul(cg, x, libm1(cg, "exp", dt, f_mul(cg, fpc(cg, dt, -0.5), f_mul(cg, x, x)))),
+                           fpc(cg, dt, INV_SQRT_2PI)));
+    case OP_sigmoid: {
+        LLVMValueRef s = sigmoid(cg, dt, x);
+        return f_mul(cg, s, f_sub(cg, one, s));
+    }
+    case OP_tanh: {
+        LLVMValueRef t = libm1(cg, "tanh", dt, x);
+        return f_sub(cg, one, f_mul(cg, t, t));
+    }
+    case OP_softplus: {
+        LLVMValueRef bx = f_mul(cg, fpc(cg, dt, softplus_beta(a)), x);
+        return sel(cg, f_gt(cg, bx, fpc(cg, dt, softplus_threshold(a))), one, sigmoid(cg, dt, bx));
+    }
+    case OP_silu: { /* s (1 + x (1 - s)) */
+        LLVMValueRef s = sigmoid(cg, dt, x);
+        return f_mul(cg, s, f_add(cg, one, f_mul(cg, x, f_sub(cg, one, s))));
+    }
+    case OP_mish: { /* t + x s (1 - t^2), t = tanh(softplus x), s = sigmoid x */
+        LLVMValueRef t = libm1(cg, "tanh", dt, log1p_exp(cg, dt, x));
+        return f_add(cg, t, f_mul(cg, f_mul(cg, x, sigmoid(cg, dt, x)), f_sub(cg, one, f_mul(cg, t, t))));
+    }
+    case OP_hard_sigmoid:
+        return sel(cg, LLVMBuildAnd(cg->b, f_gt(cg, x, fpc(cg, dt, -3)), f_lt(cg, x, fpc(cg, dt, 3)), ""),
+                   fpc(cg, dt, 1.0 / 6), zero);
+    case OP_hard_swish: /* PyTorch's backward kernel */
+        return sel(cg, f_lt(cg, x, fpc(cg, dt, -3)), zero,
+                   sel(cg, LLVMBuildFCmp(cg->b, LLVMRealOLE, x, fpc(cg, dt, 3), ""),
+                       f_add(cg, f_div(cg, x, fpc(cg, dt, 3)), half), one));
+    default: return NULL;
+    }
+}
+
+/* i32 a / b truncating; 0 when b == 0, -a when b == -1 (no undefined behaviour) */
+static LLVMValueRef safe_sdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef zero = i32c(cg, 0), one = i32c(cg, 1), minus = i32c(cg, -1);
+    LLVMValueRef bz = LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, "");
+    LLVMValueRef bm = LLVMBuildICmp(cg->b, LLVMIntEQ, b, minus, "");
+    LLVMValueRef d = sel(cg, LLVMBuildOr(cg->b, bz, bm, ""), one, b);
+    LLVMValueRef q = LLVMBuildSDiv(cg->b, a, d, "");
+    return sel(cg, bz, zero, sel(cg, bm, LLVMBuildSub(cg->b, zero, a, ""), q));
+}
+
+/* Applies elementwise op n to scalar operand values. */
+static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LLVMValueRef *x) {
+    DType dt = n->dtype;
+    bool fl = is_float(dt);
+    LLVMBuilderRef b = cg->b;
+    static const Op int_ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_maximum, OP_minimum, OP_neg, OP_abs,
+                                 OP_sign, OP_select, OP_cast, OP_stop_gradient, OP_floor};
+    bool int_ok = (op_info[n->op].flags & OPF_CMP) != 0;
+    for (size_t i = 0; i < sizeof int_ops / sizeof int_ops[0]; i++) int_ok |= n->op == int_ops[i];
+    if (!fl && !int_ok) {
+        cg_error(cg, "op '%s' does not take i32 values", op_info[n->op].name);
+        return LLVMGetUndef(ty(cg, dt));
+    }
+    switch (n->op) {
+    case OP_add: return fl ? f_add(cg, x[0], x[1]) : LLVMBuildAdd(b, x[0], x[1], "");
+    case OP_sub: return fl ? f_sub(cg, x[0], x[1]) : LLVMBuildSub(b, x[0], x[1], "");
+    case OP_mul: return fl ? f_mul(cg, x[0], x[1]) : LLVMBuildMul(b, x[0], x[1], "");
+    case OP_div: return fl ? f_div(cg, x[0], x[1]) : safe_sdiv(cg, x[0], x[1]);
+    case OP_pow: return libm2(cg, "pow", dt, x[0], x[1]);
+    case OP_maximum: /* a >= b ? a : b, a NaN propagates */
+    case OP_minimum: {
+        bool max = n->op == OP_maximum;
+        if (!fl) return sel(cg, LLVMBuildICmp(b, max ? LLVMIntSGE : LLVMIntSLE, x[0], x[1], ""), x[0], x[1]);
+        LLVMValueRef pick = sel(cg, LLVMBuildFCmp(b, max ? LLVMRealOGE : LLVMRealOLE, x[0], x[1], ""), x[0], x[1]);
+        return sel(cg, LLVMBuildFCmp(b, LLVMRealUNO, x[0], x[1], ""), f_add(cg, x[0], x[1]), pick);
+    }
+    case OP_eq: return fcmp_to(cg, LLVMRealOEQ, x[0], x[1], in_dt[0], dt);
+    case OP_ne: return fcmp_to(cg, LLVMRealUNE, x[0], x[1], in_dt[0], dt);
+    case OP_lt: return fcmp_to(cg, LLVMRealOLT, x[0], x[1], in_dt[0], dt);
+    case OP_le: return fcmp_to(cg, LLVMRealOLE, x[0], x[1], in_dt[0], dt);
+    case OP_gt: return fcmp_to(cg, LLVMRealOGT, x[0], x[1], in_dt[0], dt);
+    case OP_ge: return fcmp_to(cg, LLVMRealOGE, x[0], x[1], in_dt[0], dt);
+    case OP_select: {
+        LLVMValueRef c = in_dt[0] == DT_I32 ? LLVMBuildICmp(b, LLVMIntNE, x[0], i32c(cg, 0), "")
+                                            : LLVMBuildFCmp(b, LLVMRealUNE, x[0], fpc(cg, in_dt[0], 0), "");
+        return sel(cg, c, x[1], x[2]);
+    }
+    case OP_neg: return fl ? LLVMBuildFNeg(b, x[0], "") : LLVMBuildSub(b, i32c(cg, 0), x[0], "");
+    case OP_exp: return libm1(cg, "exp", dt, x[0]);
+    case OP_log: return libm1(cg, "log", dt, x[0]);
+    case OP_sqrt: return intrinsic1(cg, "llvm.sqrt", x[0]);
+    case OP_abs:
+        return fl ? intrinsic1(cg, "llvm.fabs", x[0])
+                  : sel(cg, LLVMBuildICmp(b, LLVMIntSLT, x[0], i32c(cg, 0), ""),
+                        LLVMBuildSub(b, i32c(cg, 0), x[0], ""), x[0]);
+    case OP_sign:
+        if (!fl)
+            return sel(cg, LLVMBuildICmp(b, LLVMIntSGT, x[0], i32c(cg, 0), ""), i32c(cg, 1),
+                       sel(cg, LLVMBuildICmp(b, LLVMIntSLT, x[0], i32c(cg, 0), ""), i32c(cg, -1), i32c(cg, 0)));
+        /* keeps +-0 and NaN */
+        return sel(cg, f_gt(cg, x[0], fpc(cg, dt, 0)), fpc(cg, dt, 1),
+                   sel(cg, f_lt(cg, x[0], fpc(cg, dt, 0)), fpc(cg, dt, -1), x[0]));
+    case OP_floor: return fl ? intrinsic1(cg, "llvm.floor", x[0]) : x[0];
+    case OP_cos: return libm1(cg, "cos", dt, x[0]);
+    case OP_erf: return libm1(cg, "erf", dt, x[0]);
+    case OP_cast: {
+        DType from = in_dt[0];
+        if (from == dt) return x[0];
+        if (from == DT_I32) return LLVMBuildSIToFP(b, x[0], ty(cg, dt), "");
+        if (dt == DT_I32) { /* truncating, saturating, NaN -> 0 */
+            LLVMTypeRef types[2] = {cg->t_i32, LLVMTypeOf(x[0])};
+            unsigned id = LLVMLookupIntrinsicID("llvm.fptosi.sat", 15);
+            return call(cg, LLVMIntrinsicGetType(cg->ctx, id, types, 2),
+                        LLVMGetIntrinsicDeclaration(cg->mod, id, types, 2), x, 1);
+        }
+        return dt == DT_F64 ? LLVMBuildFPExt(b, x[0], cg->t_f64, "") : LLVMBuildFPTrunc(b, x[0], cg->t_f32, "");
+    }
+    case OP_stop_gradient: return x[0];
+    case OP_act_grad: {
+        LLVMValueRef d = activation_grad(cg, (Op)n->attr.fwd_op, &n->attr, dt, x[0]);
+        return d ? f_mul(cg, x[1], d) : NULL;
+    }
+    default: return activation(cg, n->op, &n->attr, dt, x[0]);
+    }
+}
+
+/* The value of element ix of node v, computed from v's inputs (v's own memory unused). */
+static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
+    const Node *n = &cg->f->nodes[v];
+    switch (n->op) {
+    case OP_const: return fpc(cg, n->dtype, n->attr.f[0]);
+    case OP_batch_size:
+        return n->dtype == DT_I32 ? LLVMBuildTrunc(cg->b, cg->n64, cg->t_i32, "")
+                                  : LLVMBuildSIToFP(cg->b, cg->n64, ty(cg, n->dtype), "");
+    case OP_broadcast: {
+        const Shape *xs = &cg->f->nodes[n->in[0]].shape;
+        Index xi = {.flat = false};
+        for (int j = 0; j < xs->rank; j++) {
+            int vj = j + n->shape.rank - xs->rank;
+            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1) &&
+                          (n->shape.dim[vj] != 1 || (n->shape.batch_mask >> vj & 1));
+            xi.at[j] = repeat ? i64c(cg, 0) : ix->at[vj];
+        }
+        return value_at(cg, n->in[0], &xi);
+    }
+    case OP_transpose: {
+        Index xi = {.flat = false};
+        for (int i = 0; i < n->shape.rank; i++) xi.at[n->attr.perm[i]] = ix->at[i];
+        return value_at(cg, n->in[0], &xi);
+    }
+    case OP_slice: {
+        Index xi = {.flat = false};
+        for (int i = 0; i < n->shape.rank; i++)
+            xi.at[i] = add64(cg, i64c(cg, n->attr.start[i]), mul64(cg, ix->at[i], i64c(cg, n->attr.step[i])));
+        return value_at(cg, n->in[0], &xi);
+    }
+    default: break;
+    }
+    LLVMValueRef x[IR_MAX_INPUTS] = {0};
+    DType dts[IR_MAX_INPUTS] = {0};
+    for (int i = 0; i < n->nin; i++) {
+        x[i] = value_at(cg, n->in[i], ix);
+        dts[i] = cg->f->nodes[n->in[i]].dtype;
+    }
+    LLVMValueRef r = elementwise_op(cg, n, dts, x);
+    if (!r) {
+        cg_error(cg, "the LLVM backend does not support op '%s' yet", op_info[n->op].name);
+        return LLVMGetUndef(ty(cg, n->dtype));
+    }
+    return r;
+}
+
+static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix) {
+    const Node *n = &cg->f->nodes[v];
+    if (cg->plan.nodes[v].storage == ST_INLINE) return compute_at(cg, v, ix);
+    return load_at(cg, n->dtype, cg->ptr[v], linear_index(cg, &n->shape, ix));
+}
+
+/* Whether the fused expression of v reads anything through a view (then it needs per-axis
+ * indices; otherwise one flat loop covers it). */
+static bool fused_has_view(Cg *cg, Ref v, bool root) {
+    const Node *n = &cg->f->nodes[v];
+    if (!root && cg->plan.nodes[v].storage != ST_INLINE) return false;
+    if (is_view(n->op)) return true;
+    for (int i = 0; i < n->nin; i++)
+        if (fused_has_view(cg, n->in[i], false)) return true;
+    return false;
+}
+
+/* Materializes an elementwise node, a view, or a constant: one loop (nest) over its shape. */
+static void emit_elementwise(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    LLVMValueRef out = cg->ptr[v];
+    if (!fused_has_view(cg, v, true)) {
+        Index ix = {.flat = true};
+        if (n->shape.rank == 0) {
+            ix.lin = i64c(cg, 0);
+            store_at(cg, n->dtype, compute_at(cg, v, &ix), out, ix.lin);
+            return;
+        }
+        Loop l = loop_begin(cg, numel_value(cg, &n->shape), "elem");
+        ix.lin = l.iv;
+        store_at(cg, n->dtype, compute_at(cg, v, &ix), out, l.iv);
+        loop_end(cg, &l);
+        return;
+    }
+    Index ix = {.flat = false};
+    Loop loops[IR_MAX_RANK];
+    for (int k = 0; k < n->shape.rank; k++) {
+        loops[k] = loop_begin(cg, dim_value(cg, &n->shape, k), "nest");
+        ix.at[k] = loops[k].iv;
+    }
+    store_at(cg, n->dtype, compute_at(cg, v, &ix), out, linear_index(cg, &n->shape, &ix));
+    for (int k = n->shape.rank - 1; k >= 0; k--) loop_end(cg, &loops[k]);
+}
+
+/* ================================================================ kernels */
+
+static const Node *in_node(Cg *cg, const Node *n, int i) { return &cg->f->nodes[n->in[i]]; }
+static LLVMValueRef in_ptr(Cg *cg, const Node *n, int i) { return cg->ptr[n->in[i]]; }
+
+static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
+    if (op != OP_max) return fpc(cg, acc_dt, 0);
+    return acc_dt == DT_I32 ? i32c(cg, INT32_MIN) : LLVMConstReal(ty(cg, acc_dt), -INFINITY);
+}
+
+static LLVMValueRef reduce_combine(Cg *cg, Op op, DType acc_dt, LLVMValueRef acc, LLVMValueRef x) {
+    if (op == OP_max) /* a NaN sticks */
+        return acc_dt == DT_I32 ? sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, x, acc, ""), x, acc)
+                                : intrinsic2(cg, "llvm.maximum", acc, x);
+    return acc_dt == DT_I32 ? LLVMBuildAdd(cg->b, acc, x, "") : reassoc(f_add(cg, acc, x));
+}
+
+/* sum, mean (in double) and max over attr.axes.
+ * The trailing block of reduced axes is contiguous: each output element's share of it is
+ * reduced in a register. Reduced axes before it (e.g. the batch axis of a bias gradient)
+ * accumulate into a double array in scratch, visited in input order so the inner loop runs
+ * over a kept, contiguous axis. */
+static void emit_reduce(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *x = in_node(cg, n, 0);
+    const Shape *s = &x->shape;
+    uint32_t axes = n->attr.axes;
+    Op op = n->op;
+    DType acc_dt = op == OP_max ? x->dtype : (x->dtype == DT_I32 ? DT_I32 : DT_F64);
+    LLVMTypeRef acc_t = ty(cg, acc_dt);
+    int inner = reduce_inner_start(s, axes);
+    bool outer_reduced = (axes & ((1u << inner) - 1)) != 0;
+    LLVMValueRef inner_count = dims_product(cg, s, inner, s->rank);
+    LLVMValueRef xp = in_ptr(cg, n, 0), out = cg->ptr[v];
+    LLVMValueRef count = i64c(cg, 1);  /* reduced elements per output */
+    for (int k = 0; k < s->rank; k++)
+        if (axes >> k & 1) count = mul64(cg, count, dim_value(cg, s, k));
+    LLVMValueRef acc_arr = outer_reduced ? byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset) : NULL;
+    LLVMValueRef out_count = numel_value(cg, &n->shape);
+
+    if (outer_reduced) {
+        Loop l = loop_begin(cg, out_count, "acc0");
+        store_at(cg, acc_dt, reduce_identity(cg, op, acc_dt), acc_arr, l.iv);
+        loop_end(cg, &l);
+    }
+    /* loop over the outer axes, tracking the input offset and the output index */
+    Loop loops[IR_MAX_RANK];
+    LLVMValueRef in_off = i64c(cg, 0), out_off = i64c(cg, 0);
+    for (int k = 0; k < inner; k++) {
+        loops[k] = loop_begin(cg, dim_value(cg, s, k), "red");
+        in_off = add64(cg, mul64(cg, in_off, dim_value(cg, s, k)), loops[k].iv);
+        if (!(axes >> k & 1)) out_off = add64(cg, mul64(cg, out_off, dim_value(cg, s, k)), loops[k].iv);
+    }
+    in_off = mul64(cg, in_off, inner_count);
+    LLVMValueRef part;
+    if (inner < s->rank) {
+        LLVMValueRef var = entry_alloca(cg, acc_t, "acc");
+        LLVMBuildStore(cg->b, reduce_identity(cg, op, acc_dt), var);
+        Loop l = loop_begin(cg, inner_count, "inner");
+        LLVMValueRef e = load_at(cg, x->dtype, xp, add64(cg, in_off, l.iv));
+        if (acc_dt == DT_F64) e = to_double(cg, x->dtype, e);
+        LLVMBuildStore(cg->b, reduce_combine(cg, op, acc_dt, load_var(cg, acc_t, var), e), var);
+        loop_end(cg, &l);
+        part = load_var(cg, acc_t, var);
+    } else {
+        part = load_at(cg, x->dtype, xp, in_off);
+        if (acc_dt == DT_F64) part = to_double(cg, x->dtype, part);
+    }
+    LLVMValueRef result_off = out_off;
+    if (outer_reduced) {
+        LLVMValueRef cur = load_at(cg, acc_dt, acc_arr, result_off);
+        store_at(cg, acc_dt, reduce_combine(cg, op, acc_dt, cur, part), acc_arr, result_off);
+    } else {
+        if (op == OP_mean) part = f_div(cg, part, LLVMBuildSIToFP(cg->b, count, acc_t, ""));
+        if (op == OP_mean && acc_dt == DT_I32) part = LLVMBuildSDiv(cg->b, part, LLVMBuildTrunc(cg->b, count, cg->t_i32, ""), "");
+        store_at(cg, n->dtype, acc_dt == DT_F64 ? from_double(cg, n->dtype, part) : part, out, result_off);
+    }
+    for (int k = inner - 1; k >= 0; k--) loop_end(cg, &loops[k]);
+    if (outer_reduced) {
+        Loop l = loop_begin(cg, out_count, "fin");
+        LLVMValueRef a = load_at(cg, acc_dt, acc_arr, l.iv);
+        if (op == OP_mean && acc_dt == DT_F64) a = f_div(cg, a, LLVMBuildSIToFP(cg->b, count, acc_t, ""));
+        if (op == OP_mean && acc_dt == DT_I32) a = LLVMBuildSDiv(cg->b, a, LLVMBuildTrunc(cg->b, count, cg->t_i32, ""), "");
+        store_at(cg, n->dtype, acc_dt == DT_F64 ? from_double(cg, n->dtype, a) : a, out, l.iv);
+        loop_end(cg, &l);
+    }
+}
+
+/* index of the first maximum along attr.axis */
+static void emit_argmax(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *x = in_node(cg, n, 0);
+    int axis = n->attr.axis;
+    DType dt = x->dtype;
+    LLVMValueRef outer = dims_product(cg, &x->shape, 0, axis), len = dim_value(cg, &x->shape, axis),
+                 inner = dims_product(cg, &x->shape, axis + 1, x->shape.rank);
+    LLVMValueRef best = entry_alloca(cg, ty(cg, dt), "best"), arg = entry_alloca(cg, cg->t_i64, "arg");
+    Loop lo = loop_begin(cg, outer, "amax_o");
+    Loop li = loop_begin(cg, inner, "amax_i");
+    LLVMValueRef base = add64(cg, mul64(cg, mul64(cg, lo.iv, len), inner), li.iv);
+    LLVMBuildStore(cg->b, load_at(cg, dt, in_ptr(cg, n, 0), base), best);
+    LLVMBuildStore(cg->b, i64c(cg, 0), arg);
+    Loop la = loop_begin(cg, len, "amax_a");
+    LLVMValueRef e = load_at(cg, dt, in_ptr(cg, n, 0), add64(cg, base, mul64(cg, la.iv, inner)));
+    LLVMValueRef cur = load_var(cg, ty(cg, dt), best);
+    /* the first maximum; a NaN counts as the maximum */
+    LLVMValueRef better = dt == DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, e, cur, "")
+                                       : LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, cur, cur, ""),
+                                                      LLVMBuildFCmp(cg->b, LLVMRealUGT, e, cur, ""), "");
+    LLVMBuildStore(cg->b, sel(cg, better, e, cur), best);
+    LLVMBuildStore(cg->b, sel(cg, better, la.iv, load_var(cg, cg->t_i64, arg)), arg);
+    loop_end(cg, &la);
+    store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), cg->ptr[v],
+             add64(cg, mul64(cg, lo.iv, inner), li.iv));
+    loop_end(cg, &li);
+    loop_end(cg, &lo);
+}
+
+static LLVMValueRef to_i32(Cg *cg, LLVMValueRef v) { return LLVMBuildTrunc(cg->b, v, cg->t_i32, ""); }
+
+/* a[..., M, K] @ b[..., K, N] through nnrt_sgemm (row-major, transposes as flags) */
+static void emit_matmul(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *a = in_node(cg, n, 0), *bn = in_node(cg, n, 1);
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports matmul of f32 values only (got %s)", dtype_names[n->dtype]);
+        return;
+    }
+    int r = a->shape.rank;
+    bool ta = n->attr.trans_a, tb = n->attr.trans_b;
+    LLVMValueRef M = dim_value(cg, &n->shape, r - 2), N = dim_value(cg, &n->shape, r - 1);
+    LLVMValueRef K = dim_value(cg, &a->shape, ta ? r - 2 : r - 1);
+    LLVMValueRef L = dims_product(cg, &a->shape, 0, r - 2);
+    LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N;
+    LLVMValueRef one = LLVMConstReal(cg->t_f32, 1), zero = LLVMConstReal(cg->t_f32, 0);
+    if (bn->shape.rank == 2 && !ta) {
+        /* leading axes of a fold into M: one gemm */
+        LLVMValueRef args[] = {i32c(cg, 0), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
+                               to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), in_ptr(cg, n, 1),
+                               to_i32(cg, ldb), zero, cg->ptr[v], to_i32(cg, N)};
+        runtime_call(cg, RT_SGEMM, args, 13);
+        return;
+    }
+    LLVMValueRef stride_b = bn->shape.rank == 2 ? i64c(cg, 0) : mul64(cg, K, N);
+    LLVMValueRef args[] = {to_i32(cg, L), i32c(cg, ta), i32c(cg, tb), to_i32(cg, M), to_i32(cg, N),
+                           to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), mul64(cg, M, K),
+                           in_ptr(cg, n, 1), to_i32(cg, ldb), stride_b, zero, cg->ptr[v], to_i32(cg, N),
+                           mul64(cg, M, N)};
+    runtime_call(cg, RT_SGEMM_BATCHED, args, 17);
+}
+
+static void emit_concat(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    int axis = n->attr.axis;
+    LLVMValueRef outer = dims_product(cg, &n->shape, 0, axis);
+    LLVMValueRef inner = dims_product(cg, &n->shape, axis + 1, n->shape.rank);
+    LLVMValueRef out_row = mul64(cg, dim_value(cg, &n->shape, axis), inner);
+    LLVMValueRef col = i64c(cg, 0);
+    for (int i = 0; i < n->nin; i++) {
+        LLVMValueRef rows = mul64(cg, dim_value(cg, &in_node(cg, n, i)->shape, axis), inner);
+        Loop lo = loop_begin(cg, outer, "cat_o");
+        Loop lk = loop_begin(cg, rows, "cat_k");
+        LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, i), add64(cg, mul64(cg, lo.iv, rows), lk.iv));
+        store_at(cg, n->dtype, e, cg->ptr[v], add64(cg, add64(cg, mul64(cg, lo.iv, out_row), col), lk.iv));
+        loop_end(cg, &lk);
+        loop_end(cg, &lo);
+        col = add64(cg, col, rows);
+    }
+}
+
+/* out[p, :] = table[idx[p], :], zeros for an index outside [0, V) */
+static void emit_gather(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *table = in_node(cg, n, 0), *idx = in_node(cg, n, 1);
+    LLVMValueRef rows = dim_value(cg, &table->shape, 0);
+    LLVMValueRef width = dims_product(cg, &table->shape, 1, table->shape.rank);
+    Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "gather");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 1), lp.iv), cg->t_i64, "");
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
+    LLVMValueRef src = mul64(cg, sel(cg, ok, i, i64c(cg, 0)), width), dst = mul64(cg, lp.iv, width);
+    Loop lk = loop_begin(cg, width, "gather_k");
+    LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, 0), add64(cg, src, lk.iv));
+    store_at(cg, n->dtype, sel(cg, ok, e, fpc(cg, n->dtype, 0)), cg->ptr[v], add64(cg, dst, lk.iv));
+    loop_end(cg, &lk);
+    loop_end(cg, &lp);
+}
+
+/* out = zeros[V, D...]; out[idx[p], :] += dy[p, :] for indices in [0, V) */
+static void emit_scatter_add(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *idx = in_node(cg, n, 0);
+    LLVMValueRef rows = dim_value(cg, &n->shape, 0);
+    LLVMValueRef width = dims_product(cg, &n->shape, 1, n->shape.rank);
+    Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "scatter0");
+    store_at(cg, n->dtype, fpc(cg, n->dtype, 0), cg->ptr[v], lz.iv);
+    loop_end(cg, &lz);
+    Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "scatter");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 0), lp.iv), cg->t_i64, "");
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
+    LLVMBasicBlockRef join = if_begin(cg, ok);
+    LLVMValueRef dst = mul64(cg, i, width), src = mul64(cg, lp.iv, width);
+    Loop lk = loop_begin(cg, width, "scatter_k");
+    LLVMValueRef cur = load_at(cg, n->dtype, cg->ptr[v], add64(cg, dst, lk.iv));
+    LLVMValueRef add = load_at(cg, n->dtype, in_ptr(cg, n, 1), add64(cg, src, lk.iv));
+    store_at(cg, n->dtype, is_float(n->dtype) ? f_add(cg, cur, add) : LLVMBuildAdd(cg->b, cur, add, ""),
+             cg->ptr[v], add64(cg, dst, lk.iv));
+    loop_end(cg, &lk);
+    if_end(cg, join);
+    loop_end(cg, &lp);
+}
+
+/* Row helpers for last-axis kernels: rows = numel / C. */
+
+/* max over row[0..C) of x (a NaN sticks) */
+static LLVMValueRef row_max(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C) {
+    LLVMValueRef m = entry_alloca(cg, ty(cg, dt), "rmax");
+    LLVMBuildStore(cg->b, LLVMConstReal(ty(cg, dt), -INFINITY), m);
+    Loop l = loop_begin(cg, C, "rmax");
+    LLVMValueRef e = load_at(cg, dt, x, add64(cg, base, l.iv));
+    LLVMBuildStore(cg->b, intrinsic2(cg, "llvm.maximum", load_var(cg, ty(cg, dt), m), e), m);
+    loop_end(cg, &l);
+    return load_var(cg, ty(cg, dt), m);
+}
+
+/* log sum_c e^x_c of one row in double, stable: m + log sum e^(x_c - m); m itself when it is
+ * not finite (all -inf, an +inf or a NaN), as interp.c */
+static LLVMValueRef row_logsumexp(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C) {
+    LLVMValueRef m = to_double(cg, dt, row_max(cg, dt, x, base, C));
+    LLVMValueRef s = entry_alloca(cg, cg->t_f64, "rsum");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), s);
+    Loop l = loop_begin(cg, C, "rlse");
+    LLVMValueRef d = f_sub(cg, to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv))), m);
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), libm1(cg, "exp", DT_F64, d))), s);
+    loop_end(cg, &l);
+    LLVMValueRef finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", m),
+                                        LLVMConstReal(cg->t_f64, INFINITY), "");
+    return sel(cg, finite, f_add(cg, m, libm1(cg, "log", DT_F64, load_var(cg, cg->t_f64, s))), m);
+}
+
+/* sum over row[0..C) of f(c) in double, f given as a callback-free pair of loads */
+static LLVMValueRef row_dot(Cg *cg, DType dt, LLVMValueRef a, LLVMValueRef b, LLVMValueRef base, LLVMValueRef C) {
+    LLVMValueRef s = entry_alloca(cg, cg->t_f64, "rdot");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), s);
+    Loop l = loop_begin(cg, C, "rdot");
+    LLVMValueRef e = to_double(cg, dt, load_at(cg, dt, a, add64(cg, base, l.iv)));
+    if (b) e = f_mul(cg, e, to_double(cg, dt, load_at(cg, dt, b, add64(cg, base, l.iv))));
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), e)), s);
+    loop_end(cg, &l);
+    return load_var(cg, cg->t_f64, s);
+}
+
+/* softmax, log_softmax, softmax_grad, log_softmax_grad over the last axis */
+static void emit_softmax_family(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    DType dt = n->dtype;
+    if (!is_float(dt)) {
+        cg_error(cg, "%s of i32 values", op_info[n->op].name);
+        return;
+    }
+    int r = n->shape.rank;
+    LLVMValueRef C = r ? dim_value(cg, &n->shape, r - 1) : i64c(cg, 1);
+    LLVMValueRef rows = r ? dims_product(cg, &n->shape, 0, r - 1) : i64c(cg, 1);
+    LLVMValueRef x = in_ptr(cg, n, 0), out = cg->ptr[v];
+    Loop lr = loop_begin(cg, rows, "row");
+    LLVMValueRef base = mul64(cg, lr.iv, C);
+    switch (n->op) {
+    case OP_softmax: { /* e^(x_c - logsumexp(x)) */
+        LLVMValueRef lse = row_logsumexp(cg, dt, x, base, C);
+        Loop l = loop_begin(cg, C, "sm");
+        LLVMValueRef e = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
+        store_at(cg, dt, from_double(cg, dt, libm1(cg, "exp", DT_F64, f_sub(cg, e, lse))), out, add64(cg, base, l.iv));
+        loop_end(cg, &l);
+        break;
+    }
+    case OP_log_softmax: { /* x_c - logsumexp(x) */
+        LLVMValueRef lse = row_logsumexp(cg, dt, x, base, C);
+        Loop l = loop_begin(cg, C, "lsm");
+        LLVMValueRef e = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
+        store_at(cg, dt, from_double(cg, dt, f_sub(cg, e, lse)), out, add64(cg, base, l.iv));
+        loop_end(cg, &l);
+        break;
+    }
+    case OP_softmax_grad: { /* y (dy - sum(dy y)) */
+        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef dot = row_dot(cg, dt, x, dy, base, C);
+        Loop l = loop_begin(cg, C, "smg");
+        LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
+        LLVMValueRef d = to_double(cg, dt, load_at(cg, dt, dy, add64(cg, base, l.iv)));
+        store_at(cg, dt, from_double(cg, dt, f_mul(cg, y, f_sub(cg, d, dot))), out, add64(cg, base, l.iv));
+        loop_end(cg, &l);
+        break;
+    }
+    case OP_log_softmax_grad: { /* dy - e^y sum(dy) */
+        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef sum = row_dot(cg, dt, dy, NULL, base, C);
+        Loop l = loop_begin(cg, C, "lsmg");
+        LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
+        LLVMValueRef d = to_double(cg, dt, load_at(cg, dt, dy, add64(cg, base, l.iv)));
+        store_at(cg, dt, from_double(cg, dt, f_sub(cg, d, f_mul(cg, libm1(cg, "exp", DT_F64, y), sum))), out,
+                 add64(cg, base, l.iv));
+        loop_end(cg, &l);
+        break;
+    }
+    default: break;
+    }
+    loop_end(cg, &lr);
+}
+
+/* Cross-entropy with label smoothing s and optional class weights w, as PyTorch computes it
+ * (reduction mean, labels outside [0, C) ignored):
+ *   lse_p = logsumexp(x_p); nll_p = lse_p - x_p[y_p]; smooth_p = sum_c w_c (lse_p - x_p,c)
+ *   W = sum over valid p of w[y_p] (the count when unweighted)
+ *   loss = (1 - s) sum_p w[y_p] nll_p / W + (s / C) sum_p smooth_p / W
+ * Gradient (dloss given): g_p,j = dloss / W ((1 - s) w[y_p] (p_j - [j = y_p]) + (s/C)(p_j sum w - w_j)),
+ * zero for ignored positions. */
+typedef struct CeArgs {
+    LLVMValueRef x, labels, weight; /* weight NULL when absent */
+    LLVMValueRef rows, C;
+    DType dt;
+    double smoothing;
+} CeArgs;
+
+static CeArgs ce_args(Cg *cg, const Node *n, bool grad) {
+    CeArgs a;
+    const Node *x = in_node(cg, n, 0);
+    int r = x->shape.rank;
+    a.x = in_ptr(cg, n, 0);
+    a.labels = in_ptr(cg, n, 1);
+    a.weight = n->nin >= (grad ? 4 : 3) ? in_ptr(cg, n, 2) : NULL;
+    a.C = dim_value(cg, &x->shape, r - 1);
+    a.rows = dims_product(cg, &x->shape, 0, r - 1);
+    a.dt = x->dtype;
+    a.smoothing = n->attr.f[0];
+    return a;
+}
+
+/* w[c] as double (1 when unweighted) */
+static LLVMValueRef ce_weight(Cg *cg, const CeArgs *a, LLVMValueRef c) {
+    if (!a->weight) return LLVMConstReal(cg->t_f64, 1);
+    return to_double(cg, a->dt, load_at(cg, a->dt, a->weight, c));
+}
+
+/* label of row p (i64) and whether it is in [0, C) */
+static LLVMValueRef ce_label(Cg *cg, const CeArgs *a, LLVMValueRef p, LLVMValueRef *valid) {
+    LLVMValueRef y = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, a->labels, p), cg->t_i64, "");
+    *valid = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, y, i64c(cg, 0), ""),
+                          LLVMBuildICmp(cg->b, LLVMIntSLT, y, a->C, ""), "");
+    return sel(cg, *valid, y, i64c(cg, 0));
+}
+
+/* sum over valid rows of w[y_p] */
+static LLVMValueRef ce_total_weight(Cg *cg, const CeArgs *a) {
+    LLVMValueRef W = entry_alloca(cg, cg->t_f64, "ce_w");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), W);
+    Loop lp = loop_begin(cg, a->rows, "ce_w");
+    LLVMValueRef valid;
+    LLVMValueRef y = ce_label(cg, a, lp.iv, &valid);
+    LLVMValueRef w = sel(cg, valid, ce_weight(cg, a, y), LLVMConstReal(cg->t_f64, 0));
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, W), w)), W);
+    loop_end(cg, &lp);
+    return load_var(cg, cg->t_f64, W);
+}
+
+static LLVMValueRef ce_weight_sum(Cg *cg, const CeArgs *a) {
+    if (!a->weight) return LLVMBuildSIToFP(cg->b, a->C, cg->t_f64, "");
+    LLVMValueRef s = entry_alloca(cg, cg->t_f64, "ce_ws");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), s);
+    Loop l = loop_begin(cg, a->C, "ce_ws");
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), ce_weight(cg, a, l.iv))), s);
+    loop_end(cg, &l);
+    return load_var(cg, cg->t_f64, s);
+}
+
+static void emit_cross_entropy(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    CeArgs a = ce_args(cg, n, false);
+    if (!is_float(a.dt)) {
+        cg_error(cg, "cross_entropy of i32 logits");
+        return;
+    }
+    LLVMValueRef total = entry_alloca(cg, cg->t_f64, "ce_total");
+    LLVMValueRef dzero = LLVMConstReal(cg->t_f64, 0);
+    LLVMBuildStore(cg->b, dzero, total);
+    double s = a.smoothing;
+    Loop lp = loop_begin(cg, a.rows, "ce");
+    LLVMValueRef valid;
+    LLVMValueRef y = ce_label(cg, &a, lp.iv, &valid);
+    LLVMBasicBlockRef join = if_begin(cg, valid);
+    LLVMValueRef base = mul64(cg, lp.iv, a.C);
+    LLVMValueRef lse = row_logsumexp(cg, a.dt, a.x, base, a.C);
+    LLVMValueRef xy = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, y)));
+    /* (1-s) w[y] (lse - x_y) + s/C sum_c w[c] (lse - x_c) */
+    LLVMValueRef term = f_mul(cg, f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), ce_weight(cg, &a, y)), f_sub(cg, lse, xy));
+    if (s != 0) {
+        LLVMValueRef smooth = entry_alloca(cg, cg->t_f64, "ce_smooth");
+        LLVMBuildStore(cg->b, dzero, smooth);
+        Loop lc = loop_begin(cg, a.C, "ce_c");
+        LLVMValueRef xc = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, lc.iv)));
+        LLVMValueRef t = f_mul(cg, ce_weight(cg, &a, lc.iv), f_sub(cg, lse, xc));
+        LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, smooth), t)), smooth);
+        loop_end(cg, &lc);
+        LLVMValueRef sc = f_div(cg, LLVMConstReal(cg->t_f64, s), LLVMBuildSIToFP(cg->b, a.C, cg->t_f64, ""));
+        term = f_add(cg, term, f_mul(cg, sc, load_var(cg, cg->t_f64, smooth)));
+    }
+    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, total), term), total);
+    if_end(cg, join);
+    loop_end(cg, &lp);
+    LLVMValueRef loss = f_div(cg, load_var(cg, cg->t_f64, total), ce_total_weight(cg, &a));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, loss), cg->ptr[v], i64c(cg, 0));
+}
+
+static void emit_cross_entropy_grad(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    CeArgs a = ce_args(cg, n, true);
+    if (!is_float(a.dt)) {
+        cg_error(cg, "cross_entropy_grad of i32 logits");
+        return;
+    }
+    const Node *dl = in_node(cg, n, n->nin - 1);
+    LLVMValueRef dloss = to_double(cg, dl->dtype, load_at(cg, dl->dtype, in_ptr(cg, n, n->nin - 1), i64c(cg, 0)));
+    double s = a.smoothing;
+    LLVMValueRef scale = f_div(cg, dloss, ce_total_weight(cg, &a));
+    LLVMValueRef wsum = ce_weight_sum(cg, &a);
+    LLVMValueRef sc = f_div(cg, LLVMConstReal(cg->t_f64, s), LLVMBuildSIToFP(cg->b, a.C, cg->t_f64, ""));
+    Loop lp = loop_begin(cg, a.rows, "ceg");
+    LLVMValueRef valid;
+    LLVMValueRef y = ce_label(cg, &a, lp.iv, &valid);
+    LLVMValueRef base = mul64(cg, lp.iv, a.C);
+    LLVMValueRef lse = row_logsumexp(cg, a.dt, a.x, base, a.C);
+    LLVMValueRef wy = f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), ce_weight(cg, &a, y));
+    Loop lc = loop_begin(cg, a.C, "ceg_c");
+    LLVMValueRef xc = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, lc.iv)));
+    LLVMValueRef pj = libm1(cg, "exp", DT_F64, f_sub(cg, xc, lse));
+    LLVMValueRef onehot = LLVMBuildUIToFP(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lc.iv, y, ""), cg->t_f64, "");
+    LLVMValueRef g = f_mul(cg, wy, f_sub(cg, pj, onehot));
+    if (s != 0) g = f_add(cg, g, f_mul(cg, sc, f_sub(cg, f_mul(cg, pj, wsum), ce_weight(cg, &a, lc.iv))));
+    g = sel(cg, valid, f_mul(cg, g, scale), LLVMConstReal(cg->t_f64, 0));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, g), cg->ptr[v], add64(cg, base, lc.iv));
+    loop_end(cg, &lc);
+    loop_end(cg, &lp);
+}
+
+/* A private constant global holding `count` elements of dtype dt. */
+static LLVMValueRef const_global(Cg *cg, DType dt, const double *data, const int64_t *idata, int64_t count,
+                                 const char *name) {
+    LLVMValueRef *vals = malloc((size_t)(count ? count : 1) * sizeof *vals);
+    if (!vals) abort();
+    for (int64_t i = 0; i < count; i++)
+        vals[i] = idata ? LLVMConstInt(cg->t_i64, (unsigned long long)idata[i], 1) : fpc(cg, dt, data[i]);
+    LLVMTypeRef et = idata ? cg->t_i64 : ty(cg, dt);
+    LLVMValueRef arr = LLVMConstArray2(et, vals, (uint64_t)count);
+    free(vals);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(arr), name);
+    LLVMSetInitializer(g, arr);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    LLVMSetAlignment(g, 16);
+    return g;
+}
+
+static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
+    return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
+}
+
+/* The initial value of module tensor attr.tensor (nnrt_init_tensor with stream = tensor id;
+ * constant fills for non-f32 tensors). A failing initializer (orthogonal: out of memory)
+ * makes the function return its status. */
+static void emit_init_fill(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    int t = n->attr.tensor;
+    const ModTensor *mt = &cg->m->tensors[t];
+    const InitSpec *is = &mt->init;
+    if (n->dtype != DT_F32) {
+        double value = is->kind == INIT_ONES ? 1 : is->kind == INIT_CONSTANT ? is->a : 0;
+        if (is->kind != INIT_ZEROS && is->kind != INIT_ONES && is->kind != INIT_CONSTANT) {
+            cg_error(cg, "tensor '%s' of type %s cannot have a random initializer", mt->name, dtype_names[n->dtype]);
+            return;
+        }
+        Loop l = loop_begin(cg, numel_value(cg, &n->shape), "fill");
+        store_at(cg, n->dtype, fpc(cg, n->dtype, value), cg->ptr[v], l.iv);
+        loop_end(cg, &l);
+        return;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "shape.%d", t);
+    LLVMValueRef shape = const_global(cg, DT_F32, NULL, n->shape.dim, n->shape.rank ? n->shape.rank : 1, name);
+    LLVMValueRef args[] = {cg->ptr[v], i32c(cg, n->shape.rank), shape, i32c(cg, is->kind),
+                           LLVMConstReal(cg->t_f64, is->a), LLVMConstReal(cg->t_f64, is->b),
+                           i64c(cg, is->fan_in), cg->seed, i64c(cg, t)};
+    LLVMValueRef status = runtime_call(cg, RT_INIT_TENSOR, args, 9);
+    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, status, i32c(cg, 0), ""));
+    LLVMBuildRet(cg->b, status);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+}
+
+/* element i = nnrt_rng_uniform(seed, attr.index, step * numel + i), step read from the
+ * step tensor attr.tensor as it is at this point of the function */
+static void emit_rand_uniform(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    LLVMValueRef count = numel_value(cg, &n->shape);
+    const ModTensor *st = &cg->m->tensors[n->attr.tensor];
+    LLVMValueRef step = load_at(cg, st->dtype, cg->tensor_ptr[n->attr.tensor], i64c(cg, 0));
+    step = st->dtype == DT_I32 ? LLVMBuildSExt(cg->b, step, cg->t_i64, "") : LLVMBuildFPToSI(cg->b, step, cg->t_i64, "");
+    LLVMValueRef offset = LLVMBuildMul(cg->b, step, count, "");
+    if (n->dtype == DT_F32) {
+        LLVMValueRef args[] = {cg->ptr[v], count, cg->seed, i64c(cg, n->attr.index), offset,
+                               LLVMConstReal(cg->t_f32, 0), LLVMConstReal(cg->t_f32, 1)};
+        runtime_call(cg, RT_RNG_FILL_UNIFORM, args, 7);
+        return;
+    }
+    Loop l = loop_begin(cg, count, "rand");
+    LLVMValueRef args[] = {cg->seed, i64c(cg, n->attr.index), LLVMBuildAdd(cg->b, offset, l.iv, "")};
+    LLVMValueRef u = runtime_call(cg, RT_RNG_UNIFORM, args, 3);
+    store_at(cg, n->dtype, n->dtype == DT_F64 ? LLVMBuildFPExt(cg->b, u, cg->t_f64, "") : LLVMBuildFPToSI(cg->b, u, cg->t_i32, ""),
+             cg->ptr[v], l.iv);
+    loop_end(cg, &l);
+}
+
+static LLVMValueRef bytes_value(Cg *cg, const Node *n) {
+    return mul64(cg, numel_value(cg, &n->shape), i64c(cg, dtype_size(n->dtype)));
+}
+
+static void memcpy_node(Cg *cg, LLVMValueRef dst, LLVMValueRef src, const Node *n) {
+    LLVMBuildMemCpy(cg->b, dst, (unsigned)dtype_size(n->dtype), src, (unsigned)dtype_size(n->dtype), bytes_value(cg, n));
+}
+
+/* Emits the computation of materialized node v into cg->ptr[v]. */
+static void emit_node(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    switch (n->op) {
+    case OP_sum:
+    case OP_mean:
+    case OP_max: emit_reduce(cg, v); break;
+    case OP_argmax: emit_argmax(cg, v); break;
+    case OP_matmul: emit_matmul(cg, v); break;
+    case OP_concat: emit_concat(cg, v); break;
+    case OP_gather: emit_gather(cg, v); break;
+    case OP_scatter_add: emit_scatter_add(cg, v); break;
+    case OP_softmax:
+    case OP_log_softmax:
+    case OP_softmax_grad:
+    case OP_log_softmax_grad: emit_softmax_family(cg, v); break;
+    case OP_cross_entropy: emit_cross_entropy(cg, v); break;
+    case OP_cross_entropy_grad: emit_cross_entropy_grad(cg, v); break;
+    case OP_init_fill: emit_init_fill(cg, v); break;
+    case OP_rand_uniform: emit_rand_uniform(cg, v); break;
+    case OP_store: memcpy_node(cg, cg->ptr[v], in_ptr(cg, n, 0), n); break;
+    default:
+        if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
+            emit_elementwise(cg, v);
+        else
+            cg_error(cg, "the LLVM backend does not support op '%s' yet", op_info[n->op].name);
+        break;
+    }
+}
+
+/* ================================================================ functions */
+
+static bool is_init(const Func *f) { return !strcmp(f->name, "init"); }
+
+static void add_attr(Cg *cg, LLVMValueRef fn, LLVMAttributeIndex idx, const char *name) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+static LLVMValueRef status(Cg *cg, int code) { return i32c(cg, code); }
+
+/* if (cond) return code; */
+static void return_if(Cg *cg, LLVMValueRef cond, int code) {
+    LLVMBasicBlockRef join = if_begin(cg, cond);
+    LLVMBuildRet(cg->b, status(cg, code));
+    LLVMPositionBuilderAtEnd(cg->b, join);
+}
+
+static LLVMValueRef is_null(Cg *cg, LLVMValueRef p) { return LLVMBuildIsNull(cg->b, p, ""); }
+
+static void check_batch(Cg *cg, LLVMValueRef n32) {
+    LLVMValueRef lo = LLVMBuildICmp(cg->b, LLVMIntSLT, n32, i32c(cg, 1), "");
+    LLVMValueRef hi = LLVMBuildICmp(cg->b, LLVMIntSGT, n32, i32c(cg, cg->m->max_batch), "");
+    return_if(cg, LLVMBuildOr(cg->b, lo, hi, ""), NNRT_EBATCH);
+}
+
+/* Emits the loss check: a non-finite loss returns NNRT_ENONFINITE before any state write. */
+static void emit_loss_check(Cg *cg, Ref loss) {
+    const Node *n = &cg->f->nodes[loss];
+    LLVMValueRef l = to_double(cg, n->dtype, load_at(cg, n->dtype, cg->ptr[loss], i64c(cg, 0)));
+    LLVMValueRef finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", l),
+                                        LLVMConstReal(cg->t_f64, INFINITY), "");
+    return_if(cg, LLVMBuildNot(cg->b, finite, ""), NNRT_ENONFINITE);
+}
+
+static LLVMTypeRef body_type(Cg *cg, const Func *f) {
+    int np = 3 + is_init(f) + f->nargs + f->nouts;
+    LLVMTypeRef *params = malloc((size_t)np * sizeof *params);
+    if (!params) abort();
+    int k = 0;
+    params[k++] = cg->t_ptr;
+    params[k++] = cg->t_ptr;
+    params[k++] = cg->t_i32;
+    if (is_init(f)) params[k++] = cg->t_i64;
+    while (k < np) params[k++] = cg->t_ptr;
+    LLVMTypeRef t = LLVMFunctionType(cg->t_i32, params, (unsigned)np, 0);
+    free(params);
+    return t;
+}
+
+/* M__F_body(state, work, n, [seed,] args..., outs...): the computation, no argument checks. */
+static LLVMValueRef emit_body(Cg *cg, Func *f) {
+    Module *m = cg->m;
+    char name[256];
+    snprintf(name, sizeof name, "%s__%s_body", m->name, f->name);
+    LLVMTypeRef fty = body_type(cg, f);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
+    unsigned nparams = LLVMCountParams(fn);
+    for (unsigned i = 0; i < nparams; i++)
+        if (LLVMTypeOf(LLVMGetParam(fn, i)) == cg->t_ptr) add_attr(cg, fn, i + 1, "noalias");
+
+    cg->f = f;
+    cg->fn = fn;
+    cg->alloca_block = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(cg->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(cg->b, start);
+    unsigned k = 0;
+    cg->state = LLVMGetParam(fn, k++);
+    if (cg->embedded) cg->state = cg->weights;
+    cg->work = LLVMGetParam(fn, k++);
+    cg->n64 = LLVMBuildSExt(cg->b, LLVMGetParam(fn, k++), cg->t_i64, "n");
+    cg->seed = NULL;
+    if (is_init(f)) {
+        cg->seed = LLVMGetParam(fn, k++);
+        LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
+        LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
+    } else if (cg->plan.needs_seed) {
+        cg->seed = LLVMBuildLoad2(cg->b, cg->t_i64, byte_ptr(cg, cg->state, llvm_seed_offset(m)), "seed");
+        LLVMSetAlignment(cg->seed, 8);
+    }
+    cg->argp = malloc(((size_t)f->nargs + (size_t)f->nouts + 1) * sizeof *cg->argp);
+    cg->ptr = calloc((size_t)f->nnodes + 1, sizeof *cg->ptr);
+    cg->tensor_ptr = malloc(((size_t)m->ntensors + 1) * sizeof *cg->tensor_ptr);
+    if (!cg->argp || !cg->ptr || !cg->tensor_ptr) abort();
+    for (int i = 0; i < f->nargs + f->nouts; i++) cg->argp[i] = LLVMGetParam(fn, k++);
+    for (int t = 0; t < m->ntensors; t++) cg->tensor_ptr[t] = tensor_state_ptr(cg, t);
+
+    for (Ref v = 0; v < f->nnodes && !cg->errors; v++) {
+        const Node *n = &f->nodes[v];
+        const NodePlan *np = &cg->plan.nodes[v];
+        switch (np->storage) {
+        case ST_DEAD:
+        case ST_INLINE: continue;
+        case ST_ARG: cg->ptr[v] = cg->argp[n->attr.index]; break;
+        case ST_STATE: cg->ptr[v] = tensor_state_ptr(cg, n->attr.tensor); break;
+        case ST_CONST: {
+            char cname[64];
+            snprintf(cname, sizeof cname, "const.%d", v);
+            cg->ptr[v] = const_global(cg, n->dtype, n->attr.data, NULL, shape_numel(&n->shape, 1), cname);
+            break;
+        }
+        case ST_ALIAS: cg->ptr[v] = cg->ptr[np->alias_of]; break;
+        case ST_WORK:
+            cg->ptr[v] = byte_ptr(cg, cg->work, np->offset);
+            emit_node(cg, v);
+            break;
+        case ST_OUT:
+            cg->ptr[v] = cg->argp[f->nargs + np->out];
+            emit_node(cg, v);
+            break;
+        case ST_INPLACE:
+            cg->ptr[v] = tensor_state_ptr(cg, np->tensor);
+            emit_node(cg, v);
+            break;
+        }
+        if (n->op == OP_store) cg->tensor_ptr[n->attr.tensor] = cg->ptr[v];
+        if (v == cg->plan.check_after) emit_loss_check(cg, v);
+    }
+    /* outputs not computed in place, then the deferred stores */
+    for (int o = 0; o < f->nouts && !cg->errors; o++) {
+        Ref v = f->outs[o].value;
+        const NodePlan *np = &cg->plan.nodes[v];
+        if (np->storage == ST_OUT && np->out == o) continue;
+        memcpy_node(cg, cg->argp[f->nargs + o], cg->ptr[v], &f->nodes[v]);
+    }
+    for (Ref s = 0; s < f->nnodes && !cg->errors; s++)
+        if (f->nodes[s].op == OP_store && cg->plan.nodes[s].commit)
+            memcpy_node(cg, tensor_state_ptr(cg, f->nodes[s].attr.tensor), cg->ptr[s], &f->nodes[s]);
+    LLVMBuildRet(cg->b, status(cg, NNRT_OK));
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    LLVMBuildBr(cg->b, start);
+    free(cg->argp);
+    free(cg->ptr);
+    free(cg->tensor_ptr);
+    cg->argp = cg->ptr = cg->tensor_ptr = NULL;
+    return fn;
+}
+
+/* Shared tail of the wrappers: null checks of state/work, then the body call. */
+static void call_body(Cg *cg, LLVMValueRef body, LLVMTypeRef fty, LLVMValueRef state, LLVMValueRef work,
+                      LLVMValueRef n32, LLVMValueRef seed, LLVMValueRef *bufs, int nbufs) {
+    if (!cg->embedded) return_if(cg, is_null(cg, state), NNRT_ENULL);
+    if (cg->plan.work_bytes > 0) return_if(cg, is_null(cg, work), NNRT_ENULL);
+    LLVMValueRef *args = malloc((size_t)(nbufs + 4) * sizeof *args);
+    if (!args) abort();
+    int k = 0;
+    args[k++] = cg->embedded ? LLVMConstPointerNull(cg->t_ptr) : state;
+    args[k++] = work;
+    args[k++] = n32;
+    if (seed) args[k++] = seed;
+    for (int i = 0; i < nbufs; i++) args[k++] = bufs[i];
+    LLVMBuildRet(cg->b, call(cg, fty, body, args, (unsigned)k));
+    free(args);
+}
+
+static LLVMValueRef begin_entry(Cg *cg, const char *name, LLVMTypeRef fty) {
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+    add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
+    cg->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    return fn;
+}
+
+/* int M__F_packed(void *state, void *work, int n, void **args) */
+static void emit_packed(Cg *cg, Func *f, LLVMValueRef body) {
+    char name[256];
+    snprintf(name, sizeof name, "%s__%s_packed", cg->m->name, f->name);
+    LLVMTypeRef params[] = {cg->t_ptr, cg->t_ptr, cg->t_i32, cg->t_ptr};
+    LLVMValueRef fn = begin_entry(cg, name, LLVMFunctionType(cg->t_i32, params, 4, 0));
+    add_attr(cg, fn, 3, "signext");
+    add_attr(cg, fn, LLVMAttributeReturnIndex, "signext");
+    LLVMValueRef state = LLVMGetParam(fn, 0), work = LLVMGetParam(fn, 1), n32 = LLVMGetParam(fn, 2),
+                 args = LLVMGetParam(fn, 3);
+    if (!is_init(f)) check_batch(cg, n32);
+    int nbufs = f->nargs + f->nouts;
+    LLVMValueRef *bufs = malloc(((size_t)nbufs + 1) * sizeof *bufs);
+    if (!bufs) abort();
+    if (nbufs || is_init(f)) return_if(cg, is_null(cg, args), NNRT_ENULL);
+    LLVMValueRef seed = NULL;
+    if (is_init(f)) {
+        LLVMValueRef p = LLVMBuildLoad2(cg->b, cg->t_ptr, args, "");
+        return_if(cg, is_null(cg, p), NNRT_ENULL);
+        seed = LLVMBuildLoad2(cg->b, cg->t_i64, p, "seed");
+        LLVMSetAlignment(seed, 1);
+    }
+    for (int i = 0; i < nbufs; i++) {
+        LLVMValueRef idx = i64c(cg, i);
+        bufs[i] = LLVMBuildLoad2(cg->b, cg->t_ptr, LLVMBuildInBoundsGEP2(cg->b, cg->t_ptr, args, &idx, 1, ""), "");
+        return_if(cg, is_null(cg, bufs[i]), NNRT_ENULL);
+    }
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    free(bufs);
+}
+
+/* The public entry of docs/c-api.md: int M_F(M *m, ...). */
+static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
+    PubParam *pp;
+    int np = llvm_public_params(f, &pp);
+    if (np < 0) return;
+    char name[256];
+    snprintf(name, sizeof name, "%s_%s", cg->m->name, f->name);
+    bool batch = !is_init(f);
+    int nparams = 1 + batch + np;
+    LLVMTypeRef *params = malloc((size_t)nparams * sizeof *params);
+    if (!params) abort();
+    int k = 0;
+    params[k++] = cg->t_ptr;
+    if (batch) params[k++] = cg->t_i32;
+    for (int i = 0; i < np; i++) params[k++] = pp[i].kind == PP_SEED ? cg->t_i64 : cg->t_ptr;
+    LLVMValueRef fn = begin_entry(cg, name, LLVMFunctionType(cg->t_i32, params, (unsigned)nparams, 0));
+    free(params);
+    add_attr(cg, fn, LLVMAttributeReturnIndex, "signext");
+    if (batch) add_attr(cg, fn, 2, "signext");
+    LLVMValueRef ctx = LLVMGetParam(fn, 0);
+    return_if(cg, is_null(cg, ctx), NNRT_ENULL);
+    LLVMValueRef n32 = batch ? LLVMGetParam(fn, 1) : i32c(cg, 1);
+    if (batch) check_batch(cg, n32);
+    LLVMValueRef one = i64c(cg, 1);
+    LLVMValueRef state = LLVMBuildLoad2(cg->b, cg->t_ptr, ctx, "state");
+    LLVMValueRef work = LLVMBuildLoad2(cg->b, cg->t_ptr, LLVMBuildInBoundsGEP2(cg->b, cg->t_ptr, ctx, &one, 1, ""), "work");
+    int nbufs = f->nargs + f->nouts;
+    LLVMValueRef *bufs = calloc((size_t)nbufs + 1, sizeof *bufs);
+    if (!bufs) abort();
+    LLVMValueRef seed = NULL, metrics = NULL;
+    for (int i = 0; i < np; i++) {
+        LLVMValueRef p = LLVMGetParam(fn, (unsigned)(1 + batch + i));
+        switch (pp[i].kind) {
+        case PP_SEED: seed = p; break;
+        case PP_ARG: bufs[pp[i].index] = p; break;
+        case PP_OUT: bufs[f->nargs + pp[i].index] = p; break;
+        case PP_METRICS: metrics = p; break;
+        }
+        if (pp[i].kind != PP_SEED && pp[i].kind != PP_METRICS) return_if(cg, is_null(cg, p), NNRT_ENULL);
+    }
+    if (metrics && count_role(f, OUT_METRIC)) return_if(cg, is_null(cg, metrics), NNRT_ENULL);
+    int64_t metric_off = 0;
+    for (int o = 0; o < f->nouts; o++) {
+        if (bufs[f->nargs + o]) continue;
+        const Node *v = &f->nodes[f->outs[o].value];
+        if (metrics && f->outs[o].role == OUT_METRIC) {
+            bufs[f->nargs + o] = byte_ptr(cg, metrics, metric_off);
+            metric_off += node_bytes(v, 1);
+        } else {
+            bufs[f->nargs + o] = byte_ptr(cg, work, cg->plan.discard_offset[o]);
+        }
+    }
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    free(bufs);
+}
+
+/* ================================================================ the model descriptor */
+
+static LLVMValueRef const_string(Cg *cg, const char *s) {
+    LLVMValueRef str = LLVMConstStringInContext2(cg->ctx, s, strlen(s), 0);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(str), ".str");
+    LLVMSetInitializer(g, str);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    return g;
+}
+
+static LLVMValueRef shape_array(Cg *cg, const Shape *s, bool mark_batch) {
+    LLVMValueRef d[IR_MAX_RANK];
+    for (int i = 0; i < IR_MAX_RANK; i++) {
+        int64_t v = i < s->rank ? s->dim[i] : 0;
+        if (mark_batch && i < s->rank && (s->batch_mask >> i & 1)) v = -1;
+        d[i] = i64c(cg, v);
+    }
+    return LLVMConstArray2(cg->t_i64, d, IR_MAX_RANK);
+}
+
+static LLVMValueRef const_table(Cg *cg, LLVMTypeRef elem, LLVMValueRef *rows, int n, const char *name) {
+    if (!n) return LLVMConstPointerNull(cg->t_ptr);
+    LLVMValueRef arr = LLVMConstArray2(elem, rows, (uint64_t)n);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(arr), name);
+    LLVMSetInitializer(g, arr);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    return g;
+}
+
+static const Func *io_func(const Module *m, ArgRole role) {
+    static const char *const order[][3] = {{"infer", "evaluate", "train_step"}, {"evaluate", "train_step", "loss"}};
+    for (int i = 0; i < 3; i++) {
+        const Func *f = module_find_func(m, order[role == ARG_LABEL][i]);
+        if (f) return f;
+    }
+    return NULL;
+}
+
+/* nnrt_io_info rows for the args of one role, or the infer outputs (role < 0) */
+static LLVMValueRef io_table(Cg *cg, LLVMTypeRef io_t, int role, int *count, const char *name) {
+    const Func *f = role < 0 ? module_find_func(cg->m, "infer") : io_func(cg->m, (ArgRole)role);
+    *count = 0;
+    if (!f) return LLVMConstPointerNull(cg->t_ptr);
+    int cap = f->nargs + f->nouts;
+    LLVMValueRef *rows = malloc(((size_t)cap + 1) * sizeof *rows);
+    if (!rows) abort();
+    int n = 0;
+    for (int i = 0; i < (role < 0 ? f->nouts : f->nargs); i++) {
+        const char *nm;
+        DType dt;
+        const Shape *s;
+        if (role < 0) {
+            if (f->outs[i].role != OUT_OUTPUT) continue;
+            const Node *v = &f->nodes[f->outs[i].value];
+            nm = f->outs[i].name, dt = v->dtype, s = &v->shape;
+        } else {
+            if ((int)f->args[i].role != role) continue;
+            nm = f->args[i].name, dt = f->args[i].dtype, s = &f->args[i].shape;
+        }
+        LLVMValueRef fields[] = {const_string(cg, nm), i32c(cg, dt), i32c(cg, s->rank), shape_array(cg, s, true),
+                                 i64c(cg, shape_numel(s, 1))};
+        rows[n++] = LLVMConstNamedStruct(io_t, fields, 5);
+    }
+    LLVMValueRef g = const_table(cg, io_t, rows, n, name);
+    free(rows);
+    *count = n;
+    return g;
+}
+
+/* const nnrt_model_info *M_info(void) */
+static void emit_info(Cg *cg, int64_t work_bytes) {
+    Module *m = cg->m;
+    LLVMTypeRef shape_t = LLVMArrayType2(cg->t_i64, IR_MAX_RANK);
+    LLVMTypeRef tensor_t = LLVMStructCreateNamed(cg->ctx, "nnrt_tensor_info");
+    LLVMTypeRef tf[] = {cg->t_ptr, cg->t_i32, cg->t_i32, cg->t_i32, shape_t, cg->t_i64, cg->t_i64};
+    LLVMStructSetBody(tensor_t, tf, 7, 0);
+    LLVMTypeRef io_t = LLVMStructCreateNamed(cg->ctx, "nnrt_io_info");
+    LLVMTypeRef iof[] = {cg->t_ptr, cg->t_i32, cg->t_i32, shape_t, cg->t_i64};
+    LLVMStructSetBody(io_t, iof, 5, 0);
+    LLVMTypeRef info_t = LLVMStructCreateNamed(cg->ctx, "nnrt_model_info");
+    LLVMTypeRef inf[] = {cg->t_ptr, cg->t_i32, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr,
+                         cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr};
+    LLVMStructSetBody(info_t, inf, 12, 0);
+
+    LLVMValueRef *rows = malloc(((size_t)m->ntensors + 1) * sizeof *rows);
+    if (!rows) abort();
+    for (int i = 0; i < m->ntensors; i++) {
+        const ModTensor *t = &m->tensors[i];
+        LLVMValueRef fields[] = {const_string(cg, t->name), i32c(cg, t->kind), i32c(cg, t->dtype),
+                                 i32c(cg, t->shape.rank), shape_array(cg, &t->shape, false),
+                                 i64c(cg, t->offset), i64c(cg, t->bytes)};
+        rows[i] = LLVMConstNamedStruct(tensor_t, fields, 7);
+    }
+    LLVMValueRef tensors = const_table(cg, tensor_t, rows, m->ntensors, "tensors");
+    free(rows);
+    int n_in, n_lab, n_out;
+    LLVMValueRef inputs = io_table(cg, io_t, ARG_INPUT, &n_in, "inputs");
+    LLVMValueRef labels = io_table(cg, io_t, ARG_LABEL, &n_lab, "labels");
+    LLVMValueRef outputs = io_table(cg, io_t, -1, &n_out, "outputs");
+    LLVMValueRef fields[] = {const_string(cg, m->name), i32c(cg, m->max_batch), i64c(cg, llvm_state_bytes(m)),
+                             i64c(cg, work_bytes), i32c(cg, m->ntensors), tensors, i32c(cg, n_in), inputs,
+                             i32c(cg, n_lab), labels, i32c(cg, n_out), outputs};
+    LLVMValueRef info = LLVMAddGlobal(cg->mod, info_t, "info");
+    LLVMSetInitializer(info, LLVMConstNamedStruct(info_t, fields, 12));
+    LLVMSetGlobalConstant(info, 1);
+    LLVMSetLinkage(info, LLVMPrivateLinkage);
+
+    char name[256];
+    snprintf(name, sizeof name, "%s_info", m->name);
+    begin_entry(cg, name, LLVMFunctionType(cg->t_ptr, NULL, 0, 0));
+    LLVMBuildRet(cg->b, info);
+}
+
+/* ================================================================ modules */
+
+/* Functions an object carries: all, or with embedded weights those that neither initialize
+ * nor write the (read-only) state. */
+static bool func_emitted(const Func *f, bool embedded) {
+    return !embedded || (!is_init(f) && !func_has_stores(f));
+}
+
+static bool check_limits(const Module *m) {
+    /* index arithmetic is 64-bit; sgemm dimensions are int */
+    for (int i = 0; i < m->nfuncs; i++) {
+        const Func *f = m->funcs[i];
+        for (int v = 0; v < f->nnodes; v++) {
+            const Node *n = &f->nodes[v];
+            for (int k = 0; k < n->shape.rank; k++)
+                if (shape_dim(&n->shape, k, m->max_batch) > INT32_MAX / 2 ||
+                    (n->op == OP_matmul && shape_numel(&n->shape, m->max_batch) > INT32_MAX)) {
+                    fprintf(stderr, "nnc: error: a tensor of '%s' in %s is too large for the LLVM backend\n",
+                            m->name, f->name);
+                    return false;
+                }
+        }
+    }
+    return true;
+}
+
+/* Builds the LLVM module of m in ctx. work_bytes[i] receives each function's work size (-1
+ * when not emitted). Returns NULL after printing errors. */
+static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *embedded, int64_t *work_bytes) {
+    if (!check_limits(m)) return NULL;
+    Cg cg = {.ctx = ctx, .m = m, .embedded = embedded};
+    cg.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
+    cg.b = LLVMCreateBuilderInContext(ctx);
+    cg.t_void = LLVMVoidTypeInContext(ctx);
+    cg.t_i1 = LLVMInt1TypeInContext(ctx);
+    cg.t_i8 = LLVMInt8TypeInContext(ctx);
+    cg.t_i32 = LLVMInt32TypeInContext(ctx);
+    cg.t_i64 = LLVMInt64TypeInContext(ctx);
+    cg.t_f32 = LLVMFloatTypeInContext(ctx);
+    cg.t_f64 = LLVMDoubleTypeInContext(ctx);
+    cg.t_ptr = LLVMPointerTypeInContext(ctx, 0);
+    declare_runtime(&cg);
+    if (embedded) {
+        int64_t bytes = llvm_state_bytes(m);
+        LLVMValueRef data = LLVMConstStringInContext2(ctx, embedded, (size_t)bytes, 1);
+        cg.weights = LLVMAddGlobal(cg.mod, LLVMTypeOf(data), "weights");
+        LLVMSetInitializer(cg.weights, data);
+        LLVMSetGlobalConstant(cg.weights, 1);
+        LLVMSetLinkage(cg.weights, LLVMPrivateLinkage);
+        LLVMSetAlignment(cg.weights, WORK_ALIGN);
+    }
+    int64_t max_work = 0;
+    for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
+        Func *f = m->funcs[i];
+        work_bytes[i] = -1;
+        if (!func_emitted(f, embedded)) continue;
+        plan_func(f, &cg.plan);
+        work_bytes[i] = cg.plan.work_bytes;
+        if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
+        LLVMValueRef body = emit_body(&cg, f);
+        if (!cg.errors) {
+            emit_packed(&cg, f, body);
+            emit_public(&cg, f, body);
+        }
+        plan_free(&cg.plan);
+    }
+    if (!cg.errors) emit_info(&cg, max_work);
+    LLVMDisposeBuilder(cg.b);
+    if (cg.errors) {
+        LLVMDisposeModule(cg.mod);
+        return NULL;
+    }
+    char *msg = NULL;
+    if (LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &msg)) {
+        fprintf(stderr, "nnc: internal error: the LLVM IR of '%s' does not verify:\n%s\n", m->name, msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeModule(cg.mod);
+        return NULL;
+    }
+    LLVMDisposeMessage(msg);
+    return cg.mod;
+}
+
+int64_t llvm_max_work_bytes(const Module *m) {
+    int64_t max = 0;
+    for (int i = 0; i < m->nfuncs; i++) {
+        int64_t w = llvm_work_bytes(m->funcs[i]);
+        if (w > max) max = w;
+    }
+    return max;
+}
+
+static void init_targets(bool all) {
+    static bool native_done, all_done;
+    if (all && !all_done) {
+        LLVMInitializeAllTargetInfos();
+        LLVMInitializeAllTargets();
+        LLVMInitializeAllTargetMCs();
+        LLVMInitializeAllAsmPrinters();
+        all_done = native_done = true;
+    }
+    if (!native_done) {
+        LLVMInitializeNativeTarget();
+        LLVMInitializeNativeAsmPrinter();
+        native_done = true;
+    }
+}
+
+/* A target machine for triple/cpu (NULL: the host, with its features). */
+static LLVMTargetMachineRef make_target_machine(const char *target, const char *cpu, int opt_level) {
+    init_targets(target != NULL);
+    char *triple = target ? LLVMNormalizeTargetTriple(target) : LLVMGetDefaultTargetTriple();
+    char *host_cpu = NULL, *features = NULL;
+    if (!target) {
+        host_cpu = LLVMGetHostCPUName();
+        features = cpu ? NULL : LLVMGetHostCPUFeatures();
+    }
+    LLVMTargetRef t;
+    char *err = NULL;
+    LLVMTargetMachineRef tm = NULL;
+    if (LLVMGetTargetFromTriple(triple, &t, &err)) {
+        fprintf(stderr, "nnc: error: unknown target '%s': %s\n", target ? target : triple, err);
+        LLVMDisposeMessage(err);
+    } else {
+        static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                                     LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+        tm = LLVMCreateTargetMachine(t, triple, cpu ? cpu : host_cpu ? host_cpu : "generic",
+                                     features ? features : "", levels[opt_level < 0 ? 0 : opt_level > 3 ? 3 : opt_level],
+                                     LLVMRelocPIC, LLVMCodeModelDefault);
+        if (!tm) fprintf(stderr, "nnc: error: cannot create a target machine for '%s'\n", triple);
+    }
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(host_cpu);
+    LLVMDisposeMessage(features);
+    return tm;
+}
+
+static int run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level) {
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", opt_level < 0 ? 0 : opt_level > 3 ? 3 : opt_level);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+        char *msg = LLVMGetErrorMessage(e);
+        fprintf(stderr, "nnc: internal error: LLVM passes failed: %s\n", msg);
+        LLVMDisposeErrorMessage(msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void set_layout(LLVMModuleRef mod, LLVMTargetMachineRef tm) {
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, td);
+    LLVMDisposeTargetData(td);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(mod, triple);
+    LLVMDisposeMessage(triple);
+}
+
+int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
+    const char *emit = o->emit ? o->emit : "obj";
+    if (strcmp(emit, "obj") && strcmp(emit, "asm") && strcmp(emit, "llvm") && strcmp(emit, "bc")) {
+        fprintf(stderr, "nnc: error: unknown output kind '%s' (expected obj, asm, llvm or bc)\n", emit);
+        return 1;
+    }
+    LLVMTargetMachineRef tm = make_target_machine(o->target, o->cpu, o->opt_level);
+    if (!tm) return 1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    int64_t *work = calloc((size_t)m->nfuncs + 1, sizeof *work);
+    if (!work) abort();
+    LLVMModuleRef mod = build_module(ctx, m, o->embed_weights, work);
+    free(work);
+    int rc = 1;
+    if (mod) {
+        set_layout(mod, tm);
+        rc = run_passes(mod, tm, o->opt_level);
+        char *err = NULL;
+        if (!rc && !strcmp(emit, "llvm")) {
+            rc = LLVMPrintModuleToFile(mod, path, &err) != 0;
+        } else if (!rc && !strcmp(emit, "bc")) {
+            rc = LLVMWriteBitcodeToFile(mod, path) != 0;
+            if (rc) fprintf(stderr, "nnc: error: cannot write '%s'\n", path);
+        } else if (!rc) {
+            rc = LLVMTargetMachineEmitToFile(tm, mod, path, !strcmp(emit, "asm") ? LLVMAssemblyFile : LLVMObjectFile,
+                                             &err) != 0;
+        }
+        if (err) {
+            fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, err);
+            LLVMDisposeMessage(err);
+        }
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}
+
+/* ================================================================ JIT */
+
+typedef struct JitFunc {
+    char *name;      /* IR function name */
+    int64_t work_bytes;
+} JitFunc;
+
+struct Jit {
+    LLVMOrcLLJITRef lljit;
+    char *model;
+    JitFunc *funcs;
+    int nfuncs;
+};
+
+static bool jit_failed(LLVMErrorRef e, const char *what) {
+    if (!e) return false;
+    char *msg = LLVMGetErrorMessage(e);
+    fprintf(stderr, "nnc: internal error: %s: %s\n", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return true;
+}
+
+static char *dup_string(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (!d) abort();
+    return memcpy(d, s, n);
+}
+
+/* Defines the runtime and libm functions the generated code calls as absolute symbols, so
+ * they resolve even in executables not linked with -rdynamic. */
+static LLVMErrorRef jit_define_runtime(LLVMOrcLLJITRef j) {
+    enum { N = sizeof runtime_symbols / sizeof runtime_symbols[0] };
+    LLVMOrcCSymbolMapPair pairs[N];
+    for (int i = 0; i < N; i++) {
+        pairs[i].Name = LLVMOrcLLJITMangleAndIntern(j, runtime_symbols[i].name);
+        pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)runtime_symbols[i].addr;
+        pairs[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+        pairs[i].Sym.Flags.TargetFlags = 0;
+    }
+    LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(pairs, N);
+    LLVMErrorRef e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(j), mu);
+    if (e) LLVMOrcDisposeMaterializationUnit(mu);
+    return e;
+}
+
+Jit *jit_compile(Module *m, int opt_level) {
+    LLVMTargetMachineRef tm = make_target_machine(NULL, NULL, opt_level);
+    if (!tm) return NULL;
+    Jit *j = calloc(1, sizeof *j);
+    if (!j) abort();
+    j->model = dup_string(m->name);
+    j->nfuncs = m->nfuncs;
+    j->funcs = calloc((size_t)m->nfuncs + 1, sizeof *j->funcs);
+    int64_t *work = calloc((size_t)m->nfuncs + 1, sizeof *work);
+    if (!j->funcs || !work) abort();
+
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef mod = build_module(LLVMOrcThreadSafeContextGetContext(tsc), m, NULL, work);
+    for (int i = 0; i < m->nfuncs; i++) {
+        j->funcs[i].name = dup_string(m->funcs[i]->name);
+        j->funcs[i].work_bytes = work[i];
+    }
+    free(work);
+    bool ok = mod != NULL;
+    if (ok) {
+        set_layout(mod, tm);
+        ok = !run_passes(mod, tm, opt_level);
+    }
+    if (ok) {
+        /* the JIT compiles with a host machine of the same optimization level */
+        LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+            builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+        tm = NULL;
+        ok = !jit_failed(LLVMOrcCreateLLJIT(&j->lljit, builder), "cannot create the JIT");
+    }
+    if (ok) {
+        LLVMOrcDefinitionGeneratorRef gen;
+        ok = !jit_failed(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+                             &gen, LLVMOrcLLJITGetGlobalPrefix(j->lljit), NULL, NULL),
+                         "cannot search the process for symbols");
+        if (ok) LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
+    }
+    if (ok) ok = !jit_failed(jit_define_runtime(j->lljit), "cannot define the runtime symbols");
+    if (ok) {
+        LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+        mod = NULL;
+        LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->lljit, LLVMOrcLLJITGetMainJITDylib(j->lljit), tsm);
+        if (e) LLVMOrcDisposeThreadSafeModule(tsm);
+        ok = !jit_failed(e, "cannot add the module to the JIT");
+    }
+    if (mod) LLVMDisposeModule(mod);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    if (tm) LLVMDisposeTargetMachine(tm);
+    if (!ok) {
+        jit_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static const JitFunc *jit_func(Jit *j, const char *func_name) {
+    for (int i = 0; i < j->nfuncs; i++)
+        if (!strcmp(j->funcs[i].name, func_name) && j->funcs[i].work_bytes >= 0) return &j->funcs[i];
+    return NULL;
+}
+
+JitFn jit_lookup(Jit *j, const char *func_name) {
+    if (!jit_func(j, func_name)) return NULL;
+    char name[512];
+    snprintf(name, sizeof name, "%s__%s_packed", j->model, func_name);
+    LLVMOrcExecutorAddress addr = 0;
+    if (jit_failed(LLVMOrcLLJITLookup(j->lljit, &addr, name), "JIT lookup failed")) return NULL;
+    JitFn fn;
+    uintptr_t a = (uintptr_t)addr;
+    memcpy(&fn, &a, sizeof fn);
+    return fn;
+}
+
+int64_t jit_work_bytes(Jit *j, const char *func_name) {
+    const JitFunc *f = jit_func(j, func_name);
+    return f ? f->work_bytes : -1;
+}
+
+void jit_free(Jit *j) {
+    if (!j) return;
+    if (j->lljit) jit_failed(LLVMOrcDisposeLLJIT(j->lljit), "cannot dispose of the JIT");
+    for (int i = 0; i < j->nfuncs; i++) free(j->funcs[i].name);
+    free(j->funcs);
+    free(j->model);
+    free(j);
+}

@@ -1,0 +1,51 @@
+/* blas.c — which OpenBLAS kernels are in use, and whether better ones are available.
+ *
+ * Debian's OpenBLAS is built with DYNAMIC_ARCH: when it loads, it picks a kernel set for
+ * the CPU it recognises. On CPUs it does not know (DESIGN.md section 10 records an AVX-512
+ * AMD EPYC for which 0.3.21 picks Haswell, ~100 GFLOP/s instead of ~200), the AVX-512
+ * kernels are used only if OPENBLAS_CORETYPE=SkylakeX is in the environment before the
+ * library is loaded, so the nnc driver re-executes itself with it set. On CPUs OpenBLAS
+ * already handles (e.g. Intel Xeons with AVX-512, where it picks SkylakeX itself) there is
+ * nothing to gain, so nnrt_blas_wants_coretype also checks the core actually chosen.
+ */
+#include "nnrt_internal.h"
+
+#include <stdlib.h>
+#include <strings.h>
+
+/* Declared here rather than through <cblas.h> so this file states exactly what it needs
+ * from OpenBLAS beyond the CBLAS interface. */
+extern char *openblas_get_config(void);
+extern char *openblas_get_corename(void);
+
+const char *nnrt_blas_info(void) { return openblas_get_config(); }
+
+const char *nnrt_blas_core(void) { return openblas_get_corename(); }
+
+/* OpenBLAS kernel sets that already use 512-bit vectors. */
+static int core_has_avx512(const char *core) {
+    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    if (!core) return 0;
+    for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
+        if (!strcasecmp(core, avx512_cores[i])) return 1;
+    return 0;
+}
+
+static int cpu_has_avx512(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+int nnrt_blas_wants_coretype(const char **name) {
+    const char *want = NULL;
+    if (!getenv("OPENBLAS_CORETYPE") && cpu_has_avx512() &&
+        !core_has_avx512(openblas_get_corename()))
+        want = "SkylakeX";
+    if (name) *name = want;
+    return want != NULL;
+}

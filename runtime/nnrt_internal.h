@@ -1,0 +1,91 @@
+/* nnrt_internal.h — helpers shared by the runtime's files; not installed, not public.
+ * Everything here is prefixed nnrti_ so it cannot clash with a program linking libnnrt.
+ *
+ *   status.c  error messages, shape formatting, checked arithmetic, UTF-8 validation
+ *   rng.c     double-precision normal samples (for the orthogonal initializer)
+ *   fileio.c  bounds-checked sequential input (file or memory) and atomic file output
+ */
+#ifndef NNRT_INTERNAL_H
+#define NNRT_INTERNAL_H
+
+#include "nnrt.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define NNRTI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define NNRTI_PRINTF(f, a)
+#endif
+
+/* ---------------------------------------------------------------- status.c */
+
+/* Formats a message into err (when not NULL) and returns `code`, so error paths read
+ * `return nnrti_fail(err, NNRT_EFORMAT, "%s: ...", name, ...);`. */
+int nnrti_fail(nnrt_error *err, int code, const char *fmt, ...) NNRTI_PRINTF(3, 4);
+
+/* Writes "[d0, d1, ...]" into buf (always NUL-terminated; "[]" for rank 0). */
+void nnrti_format_shape(char *buf, size_t size, int rank, const int64_t *shape);
+
+/* product(shape) into *numel; false when a dimension is negative or the product (or the
+ * product times elem_size, stored in *bytes when bytes is not NULL) exceeds INT64_MAX. */
+bool nnrti_shape_bytes(int rank, const int64_t *shape, size_t elem_size, int64_t *numel,
+                       uint64_t *bytes);
+
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool nnrti_utf8_valid(const char *s, size_t n);
+/* The length of the longest valid UTF-8 prefix of s[0..n) (n when all of it is valid). */
+size_t nnrti_utf8_prefix(const char *s, size_t n);
+
+/* ---------------------------------------------------------------- rng.c */
+
+/* The standard normal of block (seed, stream, index) in double precision, before the
+ * rounding to float that nnrt_rng_fill_normal applies (see rng.c for the definition). */
+double nnrti_normal(uint64_t seed, uint64_t stream, uint64_t index);
+
+/* ---------------------------------------------------------------- fileio.c */
+
+/* A sequential reader over a regular file or a memory buffer. Reads never go past `size`,
+ * which is known before anything is read, so callers can validate lengths up front. */
+typedef struct nnrti_input {
+    FILE *file;          /* NULL for memory input */
+    const unsigned char *mem;
+    uint64_t size;       /* total bytes */
+    uint64_t pos;        /* next byte to read */
+    const char *name;    /* for messages */
+} nnrti_input;
+
+/* Opens `path` for reading (must be a regular file). */
+int nnrti_input_open(nnrti_input *in, const char *path, nnrt_error *err);
+void nnrti_input_memory(nnrti_input *in, const void *buf, size_t len, const char *name);
+/* Reads exactly n bytes at the current position; NNRT_EFORMAT (truncated, naming the
+ * offset and `what`) when fewer remain, NNRT_EIO on a read error. */
+int nnrti_input_read(nnrti_input *in, void *dst, uint64_t n, const char *what,
+                     nnrt_error *err);
+void nnrti_input_close(nnrti_input *in);
+
+/* Atomic output: bytes go to "<path>.tmp.<pid>"; commit fsyncs it, renames it over path and
+ * fsyncs the directory; abort (or any failed write) removes the temporary file. */
+typedef struct nnrti_output {
+    int fd;
+    char *tmp_path;
+    const char *path;
+} nnrti_output;
+
+int nnrti_output_open(nnrti_output *out, const char *path, nnrt_error *err);
+int nnrti_output_write(nnrti_output *out, const void *buf, size_t n, nnrt_error *err);
+int nnrti_output_commit(nnrti_output *out, nnrt_error *err);
+void nnrti_output_abort(nnrti_output *out);
+
+/* Little-endian loads/stores that work on any alignment and any host byte order. */
+static inline uint64_t nnrti_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static inline void nnrti_put_le64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+#endif /* NNRT_INTERNAL_H */
