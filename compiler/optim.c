@@ -122,23 +122,21 @@ static Ref slot_read(Opt *o, int param, const char *name, double init, int *id) 
  * epochs become updates by * spe / k. */
 static Ref schedule_lr(Opt *o) {
     const ScheduleSpec *s = &o->sched;
-    /* the optimizer's lr, a hyper tensor so that the driver can override it (--lr, LR range
-     * tests) without recompiling; onecycle does not use it, as PyTorch's OneCycleLR */
-    Ref lr0 = s->kind == SCHED_ONECYCLE ? REF_NONE : hyper(o, "lr", o->opt.lr);
+    double lr0 = o->opt.lr;
     Ref epoch = named(o, floor_(o, dvd(o, o->stepf, o->spe)), "epoch");
     Ref updates_per_epoch = scale(o, o->spe, 1.0 / (double)o->k);
     Ref lr;
     switch (s->kind) {
     case SCHED_STEP: /* StepLR: lr0 * gamma^floor(e / step_size) */
-        lr = mul(o, lr0, ir_binary(o->f, OP_pow, c32(o, s->gamma),
+        lr = mul(o, c32(o, lr0), ir_binary(o->f, OP_pow, c32(o, s->gamma),
                                            floor_(o, dvd(o, epoch, c32(o, s->step_size)))));
         break;
     case SCHED_EXP: /* ExponentialLR: lr0 * gamma^e */
-        lr = mul(o, lr0, ir_binary(o->f, OP_pow, c32(o, s->gamma), epoch));
+        lr = mul(o, c32(o, lr0), ir_binary(o->f, OP_pow, c32(o, s->gamma), epoch));
         break;
     case SCHED_COSINE: { /* CosineAnnealingLR, T_max = total epochs T: anneal_cos(lr0 -> eta_min, e / T) */
         Ref epochs = dvd(o, hyper(o, "total_steps", (double)(o->m->train.epochs > 0 ? o->m->train.epochs : 1)), o->spe);
-        lr = anneal_cos(o, lr0, c32(o, s->eta_min), dvd(o, epoch, epochs));
+        lr = anneal_cos(o, c32(o, lr0), c32(o, s->eta_min), dvd(o, epoch, epochs));
         break;
     }
     case SCHED_SGDR: {
@@ -164,7 +162,7 @@ static Ref schedule_lr(Opt *o) {
                 boundary += cycle;
             }
         }
-        lr = anneal_cos(o, lr0, c32(o, s->eta_min), dvd(o, since, length));
+        lr = anneal_cos(o, c32(o, lr0), c32(o, s->eta_min), dvd(o, since, length));
         break;
     }
     case SCHED_CYCLIC: {
@@ -177,7 +175,7 @@ static Ref schedule_lr(Opt *o) {
         Ref x = sub(o, add(o, c32(o, 1), pos), cycle);
         Ref rising = ir_binary(o->f, OP_le, x, c32(o, 0.5));
         Ref scale = ir_select(o->f, rising, mul(o, c32(o, 2), x), mul(o, c32(o, 2), sub(o, c32(o, 1), x)));
-        lr = add(o, lr0, mul(o, sub(o, c32(o, s->max_lr), lr0), scale));
+        lr = add(o, c32(o, lr0), mul(o, c32(o, s->max_lr - lr0), scale));
         break;
     }
     case SCHED_ONECYCLE: {
@@ -199,7 +197,7 @@ static Ref schedule_lr(Opt *o) {
         break;
     }
     case SCHED_CONSTANT:
-    default: lr = lr0; break;
+    default: lr = c32(o, lr0); break;
     }
     if (s->warmup > 0) {
         /* linear warmup: lr * min(1, (u + 1) / W), W = warmup epochs in updates */
@@ -325,20 +323,6 @@ Func *optim_build_train_step(Module *m) {
         /* no train block: sgd(lr=0.01), constant schedule (docs/optimizers.md) */
         o.opt = (OptimizerSpec){.kind = OPT_SGD, .lr = 0.01};
         o.sched = (ScheduleSpec){.kind = SCHED_CONSTANT};
-    }
-
-    /* the counters and hyperparameters live under reserved names */
-    static const struct {
-        const char *name;
-        TensorKind kind;
-    } reserved[] = {{"step", TK_STEP}, {"steps_per_epoch", TK_HYPER}, {"total_steps", TK_HYPER}, {"lr", TK_HYPER}};
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
-        int id = module_find_tensor(m, reserved[i].name);
-        if (id >= 0 && m->tensors[id].kind != reserved[i].kind) {
-            fprintf(stderr, "nnc: error: model '%s' has a %s named '%s', a name reserved for training\n",
-                    m->name, tensor_kind_names[m->tensors[id].kind], reserved[i].name);
-            return NULL;
-        }
     }
 
     Func *f = module_add_func(m, "train_step");

@@ -73,9 +73,6 @@ static bool trainer_open(Trainer *t, const TrainConfig *tc, double steps_per_epo
     CHECK(spe >= 0 && m->tensors[spe].kind == TK_HYPER);
     if (spe >= 0) t->in.tensors[spe].data[0] = steps_per_epoch;
     if (total >= 0) t->in.tensors[total].data[0] = steps_per_epoch * (double)(tc ? tc->epochs : 1);
-    /* init_fill rounds hyperparameters to f32; set the exact lr as the driver does */
-    int lr = module_find_tensor(m, "lr");
-    if (lr >= 0) t->in.tensors[lr].data[0] = tc && tc->present ? tc->opt.lr : 0.01;
     return true;
 }
 
@@ -476,45 +473,9 @@ static void test_schedules(void) {
     check_schedule("step + warmup 0.5", (ScheduleSpec){.kind = SCHED_STEP, .step_size = 1, .gamma = 0.5, .warmup = 0.5}, 9);
 }
 
-/* The driver overrides the base lr through the `lr` hyper tensor (nnc train --lr). */
-static void test_lr_hyper(void) {
-    TrainConfig tc = config(sgd(0.1, 0, 0, 0, false));
-    tc.sched = (ScheduleSpec){.kind = SCHED_STEP, .step_size = 1, .gamma = 0.5};
-    Trainer t;
-    if (!trainer_open(&t, &tc, 2, true)) return;
-    int lr = module_find_tensor(t.m, "lr");
-    CHECK(lr >= 0 && t.m->tensors[lr].kind == TK_HYPER && t.m->tensors[lr].init.kind == INIT_CONSTANT &&
-          t.m->tensors[lr].init.a == 0.1);
-    t.in.tensors[lr].data[0] = 0.3;
-    for (int step = 0; step < 4; step++) {
-        memcpy(t.in.tensors[t.v].data, V0, sizeof V0);
-        double x[3] = {0, 0, 0};
-        trainer_step(&t, x);
-        double got = (V0[0] - t.in.tensors[t.v].data[0]) / (V0[0] + D[0]);
-        CHECK_NEAR(got, 0.3 * pow(0.5, step / 2), 1e-12);
-    }
-    trainer_close(&t);
-}
-
-/* A model tensor under a reserved training name is an error, not a silent reuse. */
-static void test_reserved_names(void) {
-    Arena arena = {0};
-    Module *m = module_new(&arena, "clash");
-    InitSpec zero = {.kind = INIT_ZEROS};
-    int p = module_add_tensor(m, "lr", TK_PARAM, DT_F32, shape_make(1, (int64_t[]){2}, 0), zero, noloc);
-    Func *f = module_add_func(m, "loss");
-    Ref w = ir_tensor(f, p);
-    func_add_out(f, "loss", OUT_LOSS, ir_reduce(f, OP_sum, ir_binary(f, OP_mul, w, w), 1u, false));
-    CHECK(grad_build(m) != NULL);
-    CHECK(optim_build_train_step(m) == NULL);
-    arena_free(&arena);
-}
-
 int main(void) {
     test_optimizers();
     test_slot_names();
     test_schedules();
-    test_lr_hyper();
-    test_reserved_names();
     return check_done();
 }
