@@ -151,11 +151,16 @@ static bool load_inputs(Func *f, RunArgs *ra, nnrt_array *arrays, int64_t *n) {
         }
         *n = rows;
     }
-    for (int j = 0; ok && j < ra->ninputs; j++) {
+    for (int j = 0; j < ra->ninputs; j++) {
         if (ra->inputs[j].used) continue;
         const char *names[64];
         int k = 0;
-        for (int i = 0; i < f->nargs && k < 64; i++) names[k++] = f->args[i].name;
+        /* suggest among the names not given yet */
+        for (int i = 0; i < f->nargs && k < 64; i++) {
+            bool given = false;
+            for (int q = 0; q < ra->ninputs; q++) given |= !strcmp(ra->inputs[q].name, f->args[i].name);
+            if (!given) names[k++] = f->args[i].name;
+        }
         const char *close = diag_closest(ra->inputs[j].name, names, k);
         fprintf(stderr, "nnc: error: model '%s' has no input or label named '%s'", f->mod->name,
                 ra->inputs[j].name);

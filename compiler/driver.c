@@ -9,6 +9,7 @@
 __attribute__((weak)) int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
 __attribute__((weak)) Func *grad_build(Module *m);
 __attribute__((weak)) Func *optim_build_train_step(Module *m);
+__attribute__((weak)) int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
 
 /* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
  * and train_step; lays out the state and builds init. Diagnostics go to stderr.
@@ -35,6 +36,13 @@ int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) 
         }
         module_layout(m);
         module_build_init(m);
+        if (passes_run) {
+            int rc = passes_run(m, opts->set_opt ? opts->opt_level : 2, opts->dump_after, opts->dump);
+            if (rc) return rc;
+        } else if (opts->dump_after && strcmp(opts->dump_after, "lower")) {
+            fprintf(stderr, "nnc: error: unknown pass '%s' (this build has only 'lower')\n", opts->dump_after);
+            return 2;
+        }
         if (opts->verify) {
             int problems = 0;
             for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);

@@ -123,6 +123,7 @@ int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t err
         return NNRT_EARG;
     }
     int rc = 0;
+    full[0] = bufs ? bufs[0] : NULL; /* init's packed entry takes the seed in args[0] */
     for (int i = 0; i < total; i++) {
         full[i] = bufs[i];
         if (full[i] || i < f->nargs) continue;

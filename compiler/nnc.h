@@ -572,6 +572,10 @@ void jit_free(Jit *j);
 typedef struct DriverOptions {
     bool train_functions;  /* build grad and train_step too */
     bool verify;           /* run ir_verify on every function */
+    int opt_level;         /* 0..3: the pass pipeline of passes_run (default 2 when set_opt is false) */
+    bool set_opt;          /* opt_level was given (-O0..-O3) */
+    const char *dump_after;/* print the module after this pass (nnc dump --dump-after=PASS) */
+    FILE *dump;            /* where to print it */
 } DriverOptions;
 
 typedef struct DriverResult {
@@ -599,6 +603,14 @@ int cmd_run(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
+
+/* ================================================================ passes.c: the optimization pipeline */
+
+/* Runs the pass pipeline of opt_level on every function of m: the plain list of calls per -O
+ * level lives in passes.c. With dump_after naming a pass, prints the module after that pass
+ * to dump ("lower" = before any pass). Returns 0, or 2 when dump_after names no pass (the
+ * message lists the valid names). */
+int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
 
 /* ================================================================ exec.c */
 
