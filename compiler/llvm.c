@@ -1271,9 +1271,9 @@ static void emit_matmul(Cg *cg, Ref v) {
     LLVMValueRef L = dims_product(cg, &a->shape, 0, r - 2);
     LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N;
     LLVMValueRef one = LLVMConstReal(cg->t_f32, 1), zero = LLVMConstReal(cg->t_f32, 0);
-    if (bn->shape.rank == 2 && !ta) {
-        /* leading axes of a fold into M: one gemm */
-        LLVMValueRef args[] = {i32c(cg, 0), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
+    if (bn->shape.rank == 2 && (!ta || r == 2)) {
+        /* 2-D, or the leading axes of a fold into M: one gemm */
+        LLVMValueRef args[] = {i32c(cg, ta), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
                                to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), in_ptr(cg, n, 1),
                                to_i32(cg, ldb), zero, cg->ptr[v], to_i32(cg, N)};
         runtime_call(cg, RT_SGEMM, args, 13);
@@ -2067,7 +2067,7 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
 
 /* Functions an object carries: all, or with embedded weights those that neither initialize
  * nor write the (read-only) state. */
-static bool func_emitted(const Func *f, bool embedded) {
+bool llvm_func_emitted(const Func *f, bool embedded) {
     return !embedded || (!is_init(f) && !func_has_stores(f));
 }
 
@@ -2118,7 +2118,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
         Func *f = m->funcs[i];
         work_bytes[i] = -1;
-        if (!func_emitted(f, embedded)) continue;
+        if (!llvm_func_emitted(f, embedded != NULL)) continue;
         plan_func(f, &cg.plan);
         work_bytes[i] = cg.plan.work_bytes;
         if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
@@ -2146,9 +2146,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     return cg.mod;
 }
 
-int64_t llvm_max_work_bytes(const Module *m) {
+int64_t llvm_max_work_bytes(const Module *m, bool embedded) {
     int64_t max = 0;
     for (int i = 0; i < m->nfuncs; i++) {
+        if (!llvm_func_emitted(m->funcs[i], embedded)) continue;
         int64_t w = llvm_work_bytes(m->funcs[i]);
         if (w > max) max = w;
     }

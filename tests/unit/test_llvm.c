@@ -666,7 +666,7 @@ static void test_planner(void) {
     CHECK(work >= one);
     CHECK(work <= 3 * one);
     /* the last op writes straight into the output buffer */
-    CHECK(llvm_max_work_bytes(m) == work);
+    CHECK(llvm_max_work_bytes(m, false) == work);
     arena_free(&arena);
 }
 
