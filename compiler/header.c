@@ -262,7 +262,7 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
             fprintf(out, "#define %-*s %s\n", (int)wn, defs[i].name, defs[i].value);
     }
     free(defs);
-    if (has_eval) {
+    if (has_eval && nmetrics) {
         fprintf(out, "#define %s_METRIC_NAMES {", upper);
         for (int o = 0, j = 0; o < eval->nouts; o++)
             if (eval->outs[o].role == OUT_METRIC) fprintf(out, "%s\"%s\"", j++ ? ", " : "", eval->outs[o].name);

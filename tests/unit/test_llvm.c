@@ -668,6 +668,42 @@ static void test_planner(void) {
     /* the last op writes straight into the output buffer */
     CHECK(llvm_max_work_bytes(m, false) == work);
     arena_free(&arena);
+
+    /* g = h + h overwrites h, which dies there: one buffer for both */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    h = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    Ref g = ir_binary(f, OP_add, h, h);
+    func_add_out(f, "a", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), false, false));
+    func_add_out(f, "b", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), true, false));
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) == one);
+    arena_free(&arena);
+
+    /* a sum of 12 products accumulated over a long schedule: fusing all the adds into the
+       last one would keep every product alive */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    Ref acc = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    for (int i = 0; i < 12; i++) {
+        Ref t = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+        for (int k = 0; k < 20; k++) func_add_out(f, "s", OUT_EXTRA, ir_scalar(f, k)); /* distance */
+        acc = ir_binary(f, OP_add, acc, t);
+    }
+    func_add_out(f, "y", OUT_OUTPUT, acc);
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) <= 4 * one);
+    arena_free(&arena);
 }
 
 /* ---------------------------------------------------------------- whole models */
