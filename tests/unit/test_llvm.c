@@ -782,10 +782,15 @@ static void test_example(const char *path) {
         char what[256];
         snprintf(what, sizeof what, "%s %s init", path, m->name);
         compare_state(what, m, state, want);
-        /* the driver sets the schedule's hyperparameters */
-        for (int t = 0; t < m->ntensors; t++)
-            if (m->tensors[t].kind == TK_HYPER && m->tensors[t].dtype == DT_F32)
-                *(float *)(state + m->tensors[t].offset) = 10;
+        /* the driver sets the schedule's counters from the data set */
+        static const struct {
+            const char *name;
+            float value;
+        } hypers[] = {{"steps_per_epoch", 10}, {"total_steps", 100}};
+        for (size_t h = 0; h < sizeof hypers / sizeof hypers[0]; h++) {
+            int t = module_find_tensor(m, hypers[h].name);
+            if (t >= 0 && m->tensors[t].kind == TK_HYPER) *(float *)(state + m->tensors[t].offset) = hypers[h].value;
+        }
         interp_load_state(&in, state);
         static const char *const funcs[] = {"infer", "evaluate", "loss", "grad", "train_step"};
         for (int step = 0; step < 3; step++)
