@@ -185,6 +185,7 @@ typedef struct NodePlan {
     int64_t offset;    /* ST_WORK: byte offset in work */
     int64_t scratch;   /* bytes of temporary scratch while the node runs */
     int64_t scratch_offset;
+    bool donated;      /* ST_WORK: its region was taken over by a later elementwise node */
 } NodePlan;
 
 typedef struct Plan {
@@ -196,6 +197,14 @@ typedef struct Plan {
     int64_t work_bytes;     /* arena + discard area */
     bool needs_seed;
 } Plan;
+
+/* An elementwise value is fused into its consumer only when the consumer comes within this
+ * many nodes: fusing moves the reads of its inputs to the consumer, and across a long
+ * stretch of the schedule that keeps them alive (31 fused gradient adds of an LSTM kept
+ * 62 MB of inputs alive at once). */
+enum { FUSE_WINDOW = 16 };
+
+static bool is_splat(const Node *n) { return (n->op == OP_const && !n->attr.data) || n->op == OP_batch_size; }
 
 static bool is_view(Op op) { return op == OP_broadcast || op == OP_transpose || op == OP_slice; }
 static bool is_elementwise(Op op) {
@@ -350,6 +359,40 @@ static void freelist_give(FreeList *fl, int64_t offset, int64_t size) {
     }
 }
 
+/* A dead operand whose region elementwise node x can write into: a materialized value of x's
+ * size whose last read is x's loop, read there only at x's own element index (a direct
+ * operand of x or of elementwise nodes fused into x). REF_NONE when there is none. */
+static Ref inplace_operand(const Func *f, const Plan *p, Ref x) {
+    if (!is_elementwise(f->nodes[x].op) || p->nodes[x].storage != ST_WORK) return REF_NONE;
+    int64_t bytes = node_bytes(&f->nodes[x], f->mod->max_batch);
+    /* the nodes fused into x lie shortly before it (FUSE_WINDOW per level); a donor missed
+       beyond that only costs memory */
+    for (Ref u = x; u >= 0 && u >= x - 8 * FUSE_WINDOW; u--) {
+        if (p->nodes[u].eval_pos != x || (u != x && p->nodes[u].storage != ST_INLINE)) continue;
+        if (!is_elementwise(f->nodes[u].op) || !same_index_path(f, p, u, x)) continue;
+        for (int i = 0; i < f->nodes[u].nin; i++) {
+            Ref y = f->nodes[u].in[i];
+            const NodePlan *yp = &p->nodes[y];
+            if (yp->storage != ST_WORK || yp->read_pos != x || yp->donated ||
+                node_bytes(&f->nodes[y], f->mod->max_batch) != bytes)
+                continue;
+            /* every read of y at x must be at x's index */
+            bool ok = true;
+            for (Ref w = y + 1; w <= x && ok; w++) {
+                const Node *wn = &f->nodes[w];
+                const NodePlan *wp = &p->nodes[w];
+                bool reads = false;
+                for (int j = 0; j < wn->nin; j++) reads |= wn->in[j] == y;
+                if (!reads || wp->storage == ST_DEAD) continue;
+                if (wp->storage == ST_ALIAS) ok = wp->read_pos < x;
+                else if (wp->eval_pos == x) ok = is_elementwise(wn->op) && same_index_path(f, p, w, x);
+            }
+            if (ok) return y;
+        }
+    }
+    return REF_NONE;
+}
+
 static int64_t plan_assign_offsets(const Func *f, Plan *p) {
     int64_t batch = f->mod->max_batch;
     int n = f->nnodes;
@@ -369,11 +412,18 @@ static int64_t plan_assign_offsets(const Func *f, Plan *p) {
     FreeList fl = {0};
     for (Ref v = 0; v < n; v++) {
         NodePlan *np = &p->nodes[v];
-        if (np->storage == ST_WORK) np->offset = freelist_take(&fl, node_bytes(&f->nodes[v], batch));
+        Ref donor = inplace_operand(f, p, v);
+        if (donor != REF_NONE) { /* x = f(y, ...) overwrites y as it goes */
+            np->offset = p->nodes[donor].offset;
+            p->nodes[donor].donated = true;
+        } else if (np->storage == ST_WORK) {
+            np->offset = freelist_take(&fl, node_bytes(&f->nodes[v], batch));
+        }
         if (np->scratch) np->scratch_offset = freelist_take(&fl, np->scratch);
         if (np->scratch) freelist_give(&fl, np->scratch_offset, np->scratch);
         for (int k = start[v]; k < start[v + 1]; k++)
-            freelist_give(&fl, p->nodes[list[k]].offset, node_bytes(&f->nodes[list[k]], batch));
+            if (!p->nodes[list[k]].donated)
+                freelist_give(&fl, p->nodes[list[k]].offset, node_bytes(&f->nodes[list[k]], batch));
     }
     free(fl.blocks);
     free(count);
@@ -452,7 +502,7 @@ static void plan_func(const Func *f, Plan *p) {
             np->alias_of = nd->in[0];
         } else if (is_elementwise(op)) {
             bool fuse = !np->needs_contig && np->uses == 1 && np->user != REF_NONE &&
-                        is_elementwise(f->nodes[np->user].op);
+                        is_elementwise(f->nodes[np->user].op) && np->user - v <= FUSE_WINDOW;
             np->storage = fuse ? ST_INLINE : ST_WORK;
         } else {
             np->storage = ST_WORK;
@@ -463,6 +513,7 @@ static void plan_func(const Func *f, Plan *p) {
            them, else where it is evaluated */
         int at = np->storage == ST_ALIAS ? (np->read_pos > v ? np->read_pos : v) : np->eval_pos;
         bool contig = !(is_elementwise(op) || is_view(op));
+        bool splat_ok = op == OP_concat; /* concat fills constant pieces without memory */
         Ref targets[IR_MAX_INPUTS + 1];
         int nt2 = 0;
         for (int i = 0; i < nd->nin; i++) targets[nt2++] = nd->in[i];
@@ -471,7 +522,7 @@ static void plan_func(const Func *f, Plan *p) {
             NodePlan *xp = &p->nodes[targets[i]];
             xp->uses++;
             xp->user = xp->uses == 1 ? v : REF_NONE;
-            if (contig) xp->needs_contig = true;
+            if (contig && !(splat_ok && is_splat(&f->nodes[targets[i]]))) xp->needs_contig = true;
             if (at > xp->read_pos) xp->read_pos = at;
         }
     }
@@ -587,9 +638,9 @@ typedef struct Cg {
     LLVMValueRef fn;
     LLVMBasicBlockRef alloca_block;
     LLVMValueRef state, work, n64, seed;
-    LLVMValueRef *argp;      /* nargs inputs, then nouts outputs */
-    LLVMValueRef *ptr;       /* per node: its memory, when it has some */
-    LLVMValueRef *tensor_ptr;/* per module tensor: where its current value is */
+    LLVMValueRef *argp;      /* nargs inputs, then nouts outputs (of the part being emitted) */
+    LLVMValueRef *ptr;       /* per node: its memory in the current part (node_ptr), or NULL */
+    LLVMValueRef *globals;   /* per node: the constant global of a non-splat const */
     int errors;
 } Cg;
 
@@ -669,32 +720,32 @@ static LLVMValueRef entry_alloca(Cg *cg, LLVMTypeRef t, const char *name) {
 
 static LLVMValueRef load_var(Cg *cg, LLVMTypeRef t, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, t, var, ""); }
 
-/* for (iv = 0; iv < count; iv++) — open with loop_begin, close with loop_end */
+/* for (iv = 0; iv < count; iv++) — open with loop_begin, close with loop_end.
+ * Emitted rotated, as `if (count > 0) do { ... } while (++iv < count)`: the form LLVM's loop
+ * passes want, so LoopRotate has nothing to do (rotating thousands of loops of a large
+ * model one by one costs time quadratic in their number). */
 typedef struct Loop {
-    LLVMBasicBlockRef head, exit;
-    LLVMValueRef iv;
+    LLVMBasicBlockRef body, exit;
+    LLVMValueRef iv, count;
 } Loop;
 
 static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
-    Loop l;
+    Loop l = {.count = count};
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
-    l.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    l.body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
     l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
-    LLVMBuildBr(cg->b, l.head);
-    LLVMPositionBuilderAtEnd(cg->b, l.head);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, count, i64c(cg, 0), ""), l.body, l.exit);
+    LLVMPositionBuilderAtEnd(cg->b, l.body);
     l.iv = LLVMBuildPhi(cg->b, cg->t_i64, "");
     LLVMValueRef zero = i64c(cg, 0);
     LLVMAddIncoming(l.iv, &zero, &pre, 1);
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l.iv, count, ""), body, l.exit);
-    LLVMPositionBuilderAtEnd(cg->b, body);
     return l;
 }
 
 static void loop_end(Cg *cg, Loop *l) {
     LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, i64c(cg, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMBuildBr(cg->b, l->head);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, l->count, ""), l->body, l->exit);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
 }
@@ -813,6 +864,7 @@ typedef struct Index {
 } Index;
 
 static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix);
+static LLVMValueRef node_ptr(Cg *cg, Ref v);
 
 static LLVMValueRef linear_index(Cg *cg, const Shape *s, const Index *ix) {
     if (ix->flat) return ix->lin;
@@ -1095,7 +1147,7 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
 static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix) {
     const Node *n = &cg->f->nodes[v];
     if (cg->plan.nodes[v].storage == ST_INLINE) return compute_at(cg, v, ix);
-    return load_at(cg, n->dtype, cg->ptr[v], linear_index(cg, &n->shape, ix));
+    return load_at(cg, n->dtype, node_ptr(cg, v), linear_index(cg, &n->shape, ix));
 }
 
 /* Whether the fused expression of v reads anything through a view (then it needs per-axis
@@ -1112,7 +1164,7 @@ static bool fused_has_view(Cg *cg, Ref v, bool root) {
 /* Materializes an elementwise node, a view, or a constant: one loop (nest) over its shape. */
 static void emit_elementwise(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
-    LLVMValueRef out = cg->ptr[v];
+    LLVMValueRef out = node_ptr(cg, v);
     if (!fused_has_view(cg, v, true)) {
         Index ix = {.flat = true};
         if (n->shape.rank == 0) {
@@ -1139,7 +1191,7 @@ static void emit_elementwise(Cg *cg, Ref v) {
 /* ================================================================ kernels */
 
 static const Node *in_node(Cg *cg, const Node *n, int i) { return &cg->f->nodes[n->in[i]]; }
-static LLVMValueRef in_ptr(Cg *cg, const Node *n, int i) { return cg->ptr[n->in[i]]; }
+
 
 static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
     if (op != OP_max) return fpc(cg, acc_dt, 0);
@@ -1169,7 +1221,7 @@ static void emit_reduce(Cg *cg, Ref v) {
     int inner = reduce_inner_start(s, axes);
     bool outer_reduced = (axes & ((1u << inner) - 1)) != 0;
     LLVMValueRef inner_count = dims_product(cg, s, inner, s->rank);
-    LLVMValueRef xp = in_ptr(cg, n, 0), out = cg->ptr[v];
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
     LLVMValueRef count = i64c(cg, 1);  /* reduced elements per output */
     for (int k = 0; k < s->rank; k++)
         if (axes >> k & 1) count = mul64(cg, count, dim_value(cg, s, k));
@@ -1236,10 +1288,10 @@ static void emit_argmax(Cg *cg, Ref v) {
     Loop lo = loop_begin(cg, outer, "amax_o");
     Loop li = loop_begin(cg, inner, "amax_i");
     LLVMValueRef base = add64(cg, mul64(cg, mul64(cg, lo.iv, len), inner), li.iv);
-    LLVMBuildStore(cg->b, load_at(cg, dt, in_ptr(cg, n, 0), base), best);
+    LLVMBuildStore(cg->b, load_at(cg, dt, node_ptr(cg, n->in[0]), base), best);
     LLVMBuildStore(cg->b, i64c(cg, 0), arg);
     Loop la = loop_begin(cg, len, "amax_a");
-    LLVMValueRef e = load_at(cg, dt, in_ptr(cg, n, 0), add64(cg, base, mul64(cg, la.iv, inner)));
+    LLVMValueRef e = load_at(cg, dt, node_ptr(cg, n->in[0]), add64(cg, base, mul64(cg, la.iv, inner)));
     LLVMValueRef cur = load_var(cg, ty(cg, dt), best);
     /* the first maximum; a NaN counts as the maximum */
     LLVMValueRef better = dt == DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, e, cur, "")
@@ -1248,7 +1300,7 @@ static void emit_argmax(Cg *cg, Ref v) {
     LLVMBuildStore(cg->b, sel(cg, better, e, cur), best);
     LLVMBuildStore(cg->b, sel(cg, better, la.iv, load_var(cg, cg->t_i64, arg)), arg);
     loop_end(cg, &la);
-    store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), cg->ptr[v],
+    store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), node_ptr(cg, v),
              add64(cg, mul64(cg, lo.iv, inner), li.iv));
     loop_end(cg, &li);
     loop_end(cg, &lo);
@@ -1271,18 +1323,18 @@ static void emit_matmul(Cg *cg, Ref v) {
     LLVMValueRef L = dims_product(cg, &a->shape, 0, r - 2);
     LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N;
     LLVMValueRef one = LLVMConstReal(cg->t_f32, 1), zero = LLVMConstReal(cg->t_f32, 0);
-    if (bn->shape.rank == 2 && !ta) {
-        /* leading axes of a fold into M: one gemm */
-        LLVMValueRef args[] = {i32c(cg, 0), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
-                               to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), in_ptr(cg, n, 1),
-                               to_i32(cg, ldb), zero, cg->ptr[v], to_i32(cg, N)};
+    if (bn->shape.rank == 2 && (!ta || r == 2)) {
+        /* 2-D, or the leading axes of a fold into M: one gemm */
+        LLVMValueRef args[] = {i32c(cg, ta), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
+                               to_i32(cg, K), one, node_ptr(cg, n->in[0]), to_i32(cg, lda), node_ptr(cg, n->in[1]),
+                               to_i32(cg, ldb), zero, node_ptr(cg, v), to_i32(cg, N)};
         runtime_call(cg, RT_SGEMM, args, 13);
         return;
     }
     LLVMValueRef stride_b = bn->shape.rank == 2 ? i64c(cg, 0) : mul64(cg, K, N);
     LLVMValueRef args[] = {to_i32(cg, L), i32c(cg, ta), i32c(cg, tb), to_i32(cg, M), to_i32(cg, N),
-                           to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), mul64(cg, M, K),
-                           in_ptr(cg, n, 1), to_i32(cg, ldb), stride_b, zero, cg->ptr[v], to_i32(cg, N),
+                           to_i32(cg, K), one, node_ptr(cg, n->in[0]), to_i32(cg, lda), mul64(cg, M, K),
+                           node_ptr(cg, n->in[1]), to_i32(cg, ldb), stride_b, zero, node_ptr(cg, v), to_i32(cg, N),
                            mul64(cg, M, N)};
     runtime_call(cg, RT_SGEMM_BATCHED, args, 17);
 }
@@ -1298,8 +1350,14 @@ static void emit_concat(Cg *cg, Ref v) {
         LLVMValueRef rows = mul64(cg, dim_value(cg, &in_node(cg, n, i)->shape, axis), inner);
         Loop lo = loop_begin(cg, outer, "cat_o");
         Loop lk = loop_begin(cg, rows, "cat_k");
-        LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, i), add64(cg, mul64(cg, lo.iv, rows), lk.iv));
-        store_at(cg, n->dtype, e, cg->ptr[v], add64(cg, add64(cg, mul64(cg, lo.iv, out_row), col), lk.iv));
+        LLVMValueRef e;
+        if (cg->plan.nodes[n->in[i]].storage == ST_INLINE) { /* a constant piece */
+            Index ix = {.flat = true, .lin = i64c(cg, 0)};
+            e = compute_at(cg, n->in[i], &ix);
+        } else {
+            e = load_at(cg, n->dtype, node_ptr(cg, n->in[i]), add64(cg, mul64(cg, lo.iv, rows), lk.iv));
+        }
+        store_at(cg, n->dtype, e, node_ptr(cg, v), add64(cg, add64(cg, mul64(cg, lo.iv, out_row), col), lk.iv));
         loop_end(cg, &lk);
         loop_end(cg, &lo);
         col = add64(cg, col, rows);
@@ -1313,13 +1371,13 @@ static void emit_gather(Cg *cg, Ref v) {
     LLVMValueRef rows = dim_value(cg, &table->shape, 0);
     LLVMValueRef width = dims_product(cg, &table->shape, 1, table->shape.rank);
     Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "gather");
-    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 1), lp.iv), cg->t_i64, "");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, node_ptr(cg, n->in[1]), lp.iv), cg->t_i64, "");
     LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
                                    LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
     LLVMValueRef src = mul64(cg, sel(cg, ok, i, i64c(cg, 0)), width), dst = mul64(cg, lp.iv, width);
     Loop lk = loop_begin(cg, width, "gather_k");
-    LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, 0), add64(cg, src, lk.iv));
-    store_at(cg, n->dtype, sel(cg, ok, e, fpc(cg, n->dtype, 0)), cg->ptr[v], add64(cg, dst, lk.iv));
+    LLVMValueRef e = load_at(cg, n->dtype, node_ptr(cg, n->in[0]), add64(cg, src, lk.iv));
+    store_at(cg, n->dtype, sel(cg, ok, e, fpc(cg, n->dtype, 0)), node_ptr(cg, v), add64(cg, dst, lk.iv));
     loop_end(cg, &lk);
     loop_end(cg, &lp);
 }
@@ -1331,19 +1389,19 @@ static void emit_scatter_add(Cg *cg, Ref v) {
     LLVMValueRef rows = dim_value(cg, &n->shape, 0);
     LLVMValueRef width = dims_product(cg, &n->shape, 1, n->shape.rank);
     Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "scatter0");
-    store_at(cg, n->dtype, fpc(cg, n->dtype, 0), cg->ptr[v], lz.iv);
+    store_at(cg, n->dtype, fpc(cg, n->dtype, 0), node_ptr(cg, v), lz.iv);
     loop_end(cg, &lz);
     Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "scatter");
-    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 0), lp.iv), cg->t_i64, "");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, node_ptr(cg, n->in[0]), lp.iv), cg->t_i64, "");
     LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
                                    LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
     LLVMBasicBlockRef join = if_begin(cg, ok);
     LLVMValueRef dst = mul64(cg, i, width), src = mul64(cg, lp.iv, width);
     Loop lk = loop_begin(cg, width, "scatter_k");
-    LLVMValueRef cur = load_at(cg, n->dtype, cg->ptr[v], add64(cg, dst, lk.iv));
-    LLVMValueRef add = load_at(cg, n->dtype, in_ptr(cg, n, 1), add64(cg, src, lk.iv));
+    LLVMValueRef cur = load_at(cg, n->dtype, node_ptr(cg, v), add64(cg, dst, lk.iv));
+    LLVMValueRef add = load_at(cg, n->dtype, node_ptr(cg, n->in[1]), add64(cg, src, lk.iv));
     store_at(cg, n->dtype, is_float(n->dtype) ? f_add(cg, cur, add) : LLVMBuildAdd(cg->b, cur, add, ""),
-             cg->ptr[v], add64(cg, dst, lk.iv));
+             node_ptr(cg, v), add64(cg, dst, lk.iv));
     loop_end(cg, &lk);
     if_end(cg, join);
     loop_end(cg, &lp);
@@ -1400,7 +1458,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
     int r = n->shape.rank;
     LLVMValueRef C = r ? dim_value(cg, &n->shape, r - 1) : i64c(cg, 1);
     LLVMValueRef rows = r ? dims_product(cg, &n->shape, 0, r - 1) : i64c(cg, 1);
-    LLVMValueRef x = in_ptr(cg, n, 0), out = cg->ptr[v];
+    LLVMValueRef x = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
     Loop lr = loop_begin(cg, rows, "row");
     LLVMValueRef base = mul64(cg, lr.iv, C);
     switch (n->op) {
@@ -1421,7 +1479,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
         break;
     }
     case OP_softmax_grad: { /* y (dy - sum(dy y)) */
-        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef dy = node_ptr(cg, n->in[1]);
         LLVMValueRef dot = row_dot(cg, dt, x, dy, base, C);
         Loop l = loop_begin(cg, C, "smg");
         LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
@@ -1431,7 +1489,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
         break;
     }
     case OP_log_softmax_grad: { /* dy - e^y sum(dy) */
-        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef dy = node_ptr(cg, n->in[1]);
         LLVMValueRef sum = row_dot(cg, dt, dy, NULL, base, C);
         Loop l = loop_begin(cg, C, "lsmg");
         LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
@@ -1464,9 +1522,9 @@ static CeArgs ce_args(Cg *cg, const Node *n, bool grad) {
     CeArgs a;
     const Node *x = in_node(cg, n, 0);
     int r = x->shape.rank;
-    a.x = in_ptr(cg, n, 0);
-    a.labels = in_ptr(cg, n, 1);
-    a.weight = n->nin >= (grad ? 4 : 3) ? in_ptr(cg, n, 2) : NULL;
+    a.x = node_ptr(cg, n->in[0]);
+    a.labels = node_ptr(cg, n->in[1]);
+    a.weight = n->nin >= (grad ? 4 : 3) ? node_ptr(cg, n->in[2]) : NULL;
     a.C = dim_value(cg, &x->shape, r - 1);
     a.rows = dims_product(cg, &x->shape, 0, r - 1);
     a.dt = x->dtype;
@@ -1546,7 +1604,7 @@ static void emit_cross_entropy(Cg *cg, Ref v) {
     if_end(cg, join);
     loop_end(cg, &lp);
     LLVMValueRef loss = f_div(cg, load_var(cg, cg->t_f64, total), ce_total_weight(cg, &a));
-    store_at(cg, n->dtype, from_double(cg, n->dtype, loss), cg->ptr[v], i64c(cg, 0));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, loss), node_ptr(cg, v), i64c(cg, 0));
 }
 
 static void emit_cross_entropy_grad(Cg *cg, Ref v) {
@@ -1557,7 +1615,7 @@ static void emit_cross_entropy_grad(Cg *cg, Ref v) {
         return;
     }
     const Node *dl = in_node(cg, n, n->nin - 1);
-    LLVMValueRef dloss = to_double(cg, dl->dtype, load_at(cg, dl->dtype, in_ptr(cg, n, n->nin - 1), i64c(cg, 0)));
+    LLVMValueRef dloss = to_double(cg, dl->dtype, load_at(cg, dl->dtype, node_ptr(cg, n->in[n->nin - 1]), i64c(cg, 0)));
     double s = a.smoothing;
     LLVMValueRef scale = f_div(cg, dloss, ce_total_weight(cg, &a));
     LLVMValueRef wsum = ce_weight_sum(cg, &a);
@@ -1575,7 +1633,7 @@ static void emit_cross_entropy_grad(Cg *cg, Ref v) {
     LLVMValueRef g = f_mul(cg, wy, f_sub(cg, pj, onehot));
     if (s != 0) g = f_add(cg, g, f_mul(cg, sc, f_sub(cg, f_mul(cg, pj, wsum), ce_weight(cg, &a, lc.iv))));
     g = sel(cg, valid, f_mul(cg, g, scale), LLVMConstReal(cg->t_f64, 0));
-    store_at(cg, n->dtype, from_double(cg, n->dtype, g), cg->ptr[v], add64(cg, base, lc.iv));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, g), node_ptr(cg, v), add64(cg, base, lc.iv));
     loop_end(cg, &lc);
     loop_end(cg, &lp);
 }
@@ -1603,6 +1661,47 @@ static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
     return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
 }
 
+/* The memory of node v in the function being emitted: an argument, the state, work, a
+ * constant global. Built once per part, in its entry block, so it dominates every use. */
+static LLVMValueRef node_ptr(Cg *cg, Ref v) {
+    if (cg->ptr[v]) return cg->ptr[v];
+    const NodePlan *np = &cg->plan.nodes[v];
+    const Node *n = &cg->f->nodes[v];
+    LLVMValueRef p = NULL;
+    if (np->storage == ST_ALIAS) return cg->ptr[v] = node_ptr(cg, np->alias_of);
+    if (np->storage == ST_CONST) {
+        if (!cg->globals[v]) {
+            char name[64];
+            snprintf(name, sizeof name, "const.%d", v);
+            cg->globals[v] = const_global(cg, n->dtype, n->attr.data, NULL, shape_numel(&n->shape, 1), name);
+        }
+        return cg->ptr[v] = cg->globals[v];
+    }
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    switch (np->storage) {
+    case ST_ARG: p = cg->argp[n->attr.index]; break;
+    case ST_STATE: p = tensor_state_ptr(cg, n->attr.tensor); break;
+    case ST_WORK: p = byte_ptr(cg, cg->work, np->offset); break;
+    case ST_OUT: p = cg->argp[cg->f->nargs + np->out]; break;
+    case ST_INPLACE: p = tensor_state_ptr(cg, np->tensor); break;
+    default: assert(!"node without memory"); break;
+    }
+    LLVMPositionBuilderAtEnd(cg->b, here);
+    return cg->ptr[v] = p;
+}
+
+/* Where module tensor t's value is as node v runs: the last store to it before v, or the state. */
+static LLVMValueRef tensor_value_ptr(Cg *cg, int t, Ref v) {
+    for (Ref s = v - 1; s >= 0; s--)
+        if (cg->f->nodes[s].op == OP_store && cg->f->nodes[s].attr.tensor == t) return node_ptr(cg, s);
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    LLVMValueRef p = tensor_state_ptr(cg, t);
+    LLVMPositionBuilderAtEnd(cg->b, here);
+    return p;
+}
+
 /* The initial value of module tensor attr.tensor (nnrt_init_tensor with stream = tensor id;
  * constant fills for non-f32 tensors). A failing initializer (orthogonal: out of memory)
  * makes the function return its status. */
@@ -1618,14 +1717,14 @@ static void emit_init_fill(Cg *cg, Ref v) {
             return;
         }
         Loop l = loop_begin(cg, numel_value(cg, &n->shape), "fill");
-        store_at(cg, n->dtype, fpc(cg, n->dtype, value), cg->ptr[v], l.iv);
+        store_at(cg, n->dtype, fpc(cg, n->dtype, value), node_ptr(cg, v), l.iv);
         loop_end(cg, &l);
         return;
     }
     char name[64];
     snprintf(name, sizeof name, "shape.%d", t);
     LLVMValueRef shape = const_global(cg, DT_F32, NULL, n->shape.dim, n->shape.rank ? n->shape.rank : 1, name);
-    LLVMValueRef args[] = {cg->ptr[v], i32c(cg, n->shape.rank), shape, i32c(cg, is->kind),
+    LLVMValueRef args[] = {node_ptr(cg, v), i32c(cg, n->shape.rank), shape, i32c(cg, is->kind),
                            LLVMConstReal(cg->t_f64, is->a), LLVMConstReal(cg->t_f64, is->b),
                            i64c(cg, is->fan_in), cg->seed, i64c(cg, t)};
     LLVMValueRef status = runtime_call(cg, RT_INIT_TENSOR, args, 9);
@@ -1640,11 +1739,11 @@ static void emit_rand_uniform(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     LLVMValueRef count = numel_value(cg, &n->shape);
     const ModTensor *st = &cg->m->tensors[n->attr.tensor];
-    LLVMValueRef step = load_at(cg, st->dtype, cg->tensor_ptr[n->attr.tensor], i64c(cg, 0));
+    LLVMValueRef step = load_at(cg, st->dtype, tensor_value_ptr(cg, n->attr.tensor, v), i64c(cg, 0));
     step = st->dtype == DT_I32 ? LLVMBuildSExt(cg->b, step, cg->t_i64, "") : LLVMBuildFPToSI(cg->b, step, cg->t_i64, "");
     LLVMValueRef offset = LLVMBuildMul(cg->b, step, count, "");
     if (n->dtype == DT_F32) {
-        LLVMValueRef args[] = {cg->ptr[v], count, cg->seed, i64c(cg, n->attr.index), offset,
+        LLVMValueRef args[] = {node_ptr(cg, v), count, cg->seed, i64c(cg, n->attr.index), offset,
                                LLVMConstReal(cg->t_f32, 0), LLVMConstReal(cg->t_f32, 1)};
         runtime_call(cg, RT_RNG_FILL_UNIFORM, args, 7);
         return;
@@ -1653,7 +1752,7 @@ static void emit_rand_uniform(Cg *cg, Ref v) {
     LLVMValueRef args[] = {cg->seed, i64c(cg, n->attr.index), LLVMBuildAdd(cg->b, offset, l.iv, "")};
     LLVMValueRef u = runtime_call(cg, RT_RNG_UNIFORM, args, 3);
     store_at(cg, n->dtype, n->dtype == DT_F64 ? LLVMBuildFPExt(cg->b, u, cg->t_f64, "") : LLVMBuildFPToSI(cg->b, u, cg->t_i32, ""),
-             cg->ptr[v], l.iv);
+             node_ptr(cg, v), l.iv);
     loop_end(cg, &l);
 }
 
@@ -1665,7 +1764,7 @@ static void memcpy_node(Cg *cg, LLVMValueRef dst, LLVMValueRef src, const Node *
     LLVMBuildMemCpy(cg->b, dst, (unsigned)dtype_size(n->dtype), src, (unsigned)dtype_size(n->dtype), bytes_value(cg, n));
 }
 
-/* Emits the computation of materialized node v into cg->ptr[v]. */
+/* Emits the computation of materialized node v into node_ptr(cg, v). */
 static void emit_node(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     switch (n->op) {
@@ -1685,7 +1784,7 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_cross_entropy_grad: emit_cross_entropy_grad(cg, v); break;
     case OP_init_fill: emit_init_fill(cg, v); break;
     case OP_rand_uniform: emit_rand_uniform(cg, v); break;
-    case OP_store: memcpy_node(cg, cg->ptr[v], in_ptr(cg, n, 0), n); break;
+    case OP_store: memcpy_node(cg, node_ptr(cg, v), node_ptr(cg, n->in[0]), n); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
             emit_elementwise(cg, v);
@@ -1724,7 +1823,7 @@ static void check_batch(Cg *cg, LLVMValueRef n32) {
 /* Emits the loss check: a non-finite loss returns NNRT_ENONFINITE before any state write. */
 static void emit_loss_check(Cg *cg, Ref loss) {
     const Node *n = &cg->f->nodes[loss];
-    LLVMValueRef l = to_double(cg, n->dtype, load_at(cg, n->dtype, cg->ptr[loss], i64c(cg, 0)));
+    LLVMValueRef l = to_double(cg, n->dtype, load_at(cg, n->dtype, node_ptr(cg, loss), i64c(cg, 0)));
     LLVMValueRef finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", l),
                                         LLVMConstReal(cg->t_f64, INFINITY), "");
     return_if(cg, LLVMBuildNot(cg->b, finite, ""), NNRT_ENONFINITE);
@@ -1745,24 +1844,30 @@ static LLVMTypeRef body_type(Cg *cg, const Func *f) {
     return t;
 }
 
-/* M__F_body(state, work, n, [seed,] args..., outs...): the computation, no argument checks. */
-static LLVMValueRef emit_body(Cg *cg, Func *f) {
-    Module *m = cg->m;
-    char name[256];
-    snprintf(name, sizeof name, "%s__%s_body", m->name, f->name);
-    LLVMTypeRef fty = body_type(cg, f);
+enum { PART_KERNELS = 32 };  /* kernels per part function */
+
+static bool materialized(Storage st) { return st == ST_WORK || st == ST_OUT || st == ST_INPLACE; }
+
+static LLVMValueRef add_internal(Cg *cg, const char *name, LLVMTypeRef fty, bool noinline) {
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
+    if (noinline) add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline");
     unsigned nparams = LLVMCountParams(fn);
     for (unsigned i = 0; i < nparams; i++)
         if (LLVMTypeOf(LLVMGetParam(fn, i)) == cg->t_ptr) add_attr(cg, fn, i + 1, "noalias");
+    return fn;
+}
 
-    cg->f = f;
+/* Opens function fn (of body_type) for emission: entry block for allocas and pointers, the
+ * parameters, an empty pointer cache. Returns the block code starts in. */
+static LLVMBasicBlockRef begin_function(Cg *cg, LLVMValueRef fn, bool first) {
+    const Func *f = cg->f;
+    Module *m = cg->m;
     cg->fn = fn;
     cg->alloca_block = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(cg->ctx, fn, "start");
-    LLVMPositionBuilderAtEnd(cg->b, start);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
     unsigned k = 0;
     cg->state = LLVMGetParam(fn, k++);
     if (cg->embedded) cg->state = cg->weights;
@@ -1771,68 +1876,98 @@ static LLVMValueRef emit_body(Cg *cg, Func *f) {
     cg->seed = NULL;
     if (is_init(f)) {
         cg->seed = LLVMGetParam(fn, k++);
-        LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
-        LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
+        if (first) { /* init keeps the seed for rand_uniform */
+            LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
+            LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
+        }
     } else if (cg->plan.needs_seed) {
         cg->seed = LLVMBuildLoad2(cg->b, cg->t_i64, byte_ptr(cg, cg->state, llvm_seed_offset(m)), "seed");
         LLVMSetAlignment(cg->seed, 8);
     }
-    cg->argp = malloc(((size_t)f->nargs + (size_t)f->nouts + 1) * sizeof *cg->argp);
-    cg->ptr = calloc((size_t)f->nnodes + 1, sizeof *cg->ptr);
-    cg->tensor_ptr = malloc(((size_t)m->ntensors + 1) * sizeof *cg->tensor_ptr);
-    if (!cg->argp || !cg->ptr || !cg->tensor_ptr) abort();
     for (int i = 0; i < f->nargs + f->nouts; i++) cg->argp[i] = LLVMGetParam(fn, k++);
-    for (int t = 0; t < m->ntensors; t++) cg->tensor_ptr[t] = tensor_state_ptr(cg, t);
+    memset(cg->ptr, 0, ((size_t)f->nnodes + 1) * sizeof *cg->ptr);
+    LLVMPositionBuilderAtEnd(cg->b, start);
+    return start;
+}
 
-    for (Ref v = 0; v < f->nnodes && !cg->errors; v++) {
-        const Node *n = &f->nodes[v];
-        const NodePlan *np = &cg->plan.nodes[v];
-        switch (np->storage) {
-        case ST_DEAD:
-        case ST_INLINE: continue;
-        case ST_ARG: cg->ptr[v] = cg->argp[n->attr.index]; break;
-        case ST_STATE: cg->ptr[v] = tensor_state_ptr(cg, n->attr.tensor); break;
-        case ST_CONST: {
-            char cname[64];
-            snprintf(cname, sizeof cname, "const.%d", v);
-            cg->ptr[v] = const_global(cg, n->dtype, n->attr.data, NULL, shape_numel(&n->shape, 1), cname);
-            break;
-        }
-        case ST_ALIAS: cg->ptr[v] = cg->ptr[np->alias_of]; break;
-        case ST_WORK:
-            cg->ptr[v] = byte_ptr(cg, cg->work, np->offset);
-            emit_node(cg, v);
-            break;
-        case ST_OUT:
-            cg->ptr[v] = cg->argp[f->nargs + np->out];
-            emit_node(cg, v);
-            break;
-        case ST_INPLACE:
-            cg->ptr[v] = tensor_state_ptr(cg, np->tensor);
-            emit_node(cg, v);
-            break;
-        }
-        if (n->op == OP_store) cg->tensor_ptr[n->attr.tensor] = cg->ptr[v];
-        if (v == cg->plan.check_after) emit_loss_check(cg, v);
-    }
-    /* outputs not computed in place, then the deferred stores */
-    for (int o = 0; o < f->nouts && !cg->errors; o++) {
-        Ref v = f->outs[o].value;
-        const NodePlan *np = &cg->plan.nodes[v];
-        if (np->storage == ST_OUT && np->out == o) continue;
-        memcpy_node(cg, cg->argp[f->nargs + o], cg->ptr[v], &f->nodes[v]);
-    }
-    for (Ref s = 0; s < f->nnodes && !cg->errors; s++)
-        if (f->nodes[s].op == OP_store && cg->plan.nodes[s].commit)
-            memcpy_node(cg, tensor_state_ptr(cg, f->nodes[s].attr.tensor), cg->ptr[s], &f->nodes[s]);
+static void end_function(Cg *cg, LLVMBasicBlockRef start) {
     LLVMBuildRet(cg->b, status(cg, NNRT_OK));
     LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
     LLVMBuildBr(cg->b, start);
+}
+
+/* M__F_body(state, work, n, [seed,] args..., outs...): the computation, no argument checks.
+ * It calls M__F_part0, part1, ... in turn, each emitting up to PART_KERNELS kernels and
+ * returning a status (the loss check, a failing initializer). Parts stay small functions,
+ * so LLVM's per-loop passes run in time linear in the model's size. The last part copies
+ * the outputs and commits the deferred stores. */
+static LLVMValueRef emit_body(Cg *cg, Func *f) {
+    Module *m = cg->m;
+    cg->f = f;
+    LLVMTypeRef fty = body_type(cg, f);
+    char name[256];
+    cg->argp = malloc(((size_t)f->nargs + (size_t)f->nouts + 1) * sizeof *cg->argp);
+    cg->ptr = calloc((size_t)f->nnodes + 1, sizeof *cg->ptr);
+    cg->globals = calloc((size_t)f->nnodes + 1, sizeof *cg->globals);
+    if (!cg->argp || !cg->ptr || !cg->globals) abort();
+    LLVMValueRef *parts = NULL;
+    int nparts = 0;
+    Ref v = 0;
+    do {
+        snprintf(name, sizeof name, "%s__%s_part%d", m->name, f->name, nparts);
+        LLVMValueRef part = add_internal(cg, name, fty, true);
+        parts = realloc(parts, (size_t)(nparts + 1) * sizeof *parts);
+        if (!parts) abort();
+        parts[nparts++] = part;
+        LLVMBasicBlockRef start = begin_function(cg, part, nparts == 1);
+        for (int kernels = 0; v < f->nnodes && kernels < PART_KERNELS && !cg->errors; v++) {
+            const NodePlan *np = &cg->plan.nodes[v];
+            if (materialized(np->storage)) {
+                emit_node(cg, v);
+                kernels++;
+            }
+            if (v == cg->plan.check_after) emit_loss_check(cg, v);
+        }
+        if (v == f->nnodes) {
+            /* outputs not computed in place, then the deferred stores */
+            for (int o = 0; o < f->nouts && !cg->errors; o++) {
+                Ref x = f->outs[o].value;
+                const NodePlan *xp = &cg->plan.nodes[x];
+                if (xp->storage == ST_OUT && xp->out == o) continue;
+                memcpy_node(cg, cg->argp[f->nargs + o], node_ptr(cg, x), &f->nodes[x]);
+            }
+            for (Ref s = 0; s < f->nnodes && !cg->errors; s++)
+                if (f->nodes[s].op == OP_store && cg->plan.nodes[s].commit)
+                    memcpy_node(cg, tensor_state_ptr(cg, f->nodes[s].attr.tensor), node_ptr(cg, s), &f->nodes[s]);
+        }
+        end_function(cg, start);
+    } while (v < f->nnodes && !cg->errors);
+
+    snprintf(name, sizeof name, "%s__%s_body", m->name, f->name);
+    LLVMValueRef body = add_internal(cg, name, fty, false);
+    cg->fn = body;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, body, "entry"));
+    unsigned nparams = LLVMCountParams(body);
+    LLVMValueRef *args = malloc((size_t)nparams * sizeof *args);
+    if (!args) abort();
+    for (unsigned i = 0; i < nparams; i++) args[i] = LLVMGetParam(body, i);
+    for (int i = 0; i < nparts; i++) {
+        LLVMValueRef rc = call(cg, fty, parts[i], args, nparams);
+        if (i < nparts - 1) {
+            LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, rc, status(cg, 0), ""));
+            LLVMBuildRet(cg->b, rc);
+            LLVMPositionBuilderAtEnd(cg->b, join);
+        } else {
+            LLVMBuildRet(cg->b, rc);
+        }
+    }
+    free(args);
+    free(parts);
     free(cg->argp);
     free(cg->ptr);
-    free(cg->tensor_ptr);
-    cg->argp = cg->ptr = cg->tensor_ptr = NULL;
-    return fn;
+    free(cg->globals);
+    cg->argp = cg->ptr = cg->globals = NULL;
+    return body;
 }
 
 /* Shared tail of the wrappers: null checks of state/work, then the body call. */
@@ -2067,7 +2202,7 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
 
 /* Functions an object carries: all, or with embedded weights those that neither initialize
  * nor write the (read-only) state. */
-static bool func_emitted(const Func *f, bool embedded) {
+bool llvm_func_emitted(const Func *f, bool embedded) {
     return !embedded || (!is_init(f) && !func_has_stores(f));
 }
 
@@ -2118,7 +2253,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
         Func *f = m->funcs[i];
         work_bytes[i] = -1;
-        if (!func_emitted(f, embedded)) continue;
+        if (!llvm_func_emitted(f, embedded != NULL)) continue;
         plan_func(f, &cg.plan);
         work_bytes[i] = cg.plan.work_bytes;
         if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
@@ -2146,9 +2281,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     return cg.mod;
 }
 
-int64_t llvm_max_work_bytes(const Module *m) {
+int64_t llvm_max_work_bytes(const Module *m, bool embedded) {
     int64_t max = 0;
     for (int i = 0; i < m->nfuncs; i++) {
+        if (!llvm_func_emitted(m->funcs[i], embedded)) continue;
         int64_t w = llvm_work_bytes(m->funcs[i]);
         if (w > max) max = w;
     }

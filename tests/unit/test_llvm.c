@@ -666,8 +666,149 @@ static void test_planner(void) {
     CHECK(work >= one);
     CHECK(work <= 3 * one);
     /* the last op writes straight into the output buffer */
-    CHECK(llvm_max_work_bytes(m) == work);
+    CHECK(llvm_max_work_bytes(m, false) == work);
     arena_free(&arena);
+
+    /* g = h + h overwrites h, which dies there: one buffer for both */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    h = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    Ref g = ir_binary(f, OP_add, h, h);
+    func_add_out(f, "a", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), false, false));
+    func_add_out(f, "b", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), true, false));
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) == one);
+    arena_free(&arena);
+
+    /* a sum of 12 products accumulated over a long schedule: fusing all the adds into the
+       last one would keep every product alive */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    Ref acc = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    for (int i = 0; i < 12; i++) {
+        Ref t = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+        for (int k = 0; k < 20; k++) func_add_out(f, "s", OUT_EXTRA, ir_scalar(f, k)); /* distance */
+        acc = ir_binary(f, OP_add, acc, t);
+    }
+    func_add_out(f, "y", OUT_OUTPUT, acc);
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) <= 4 * one);
+    arena_free(&arena);
+}
+
+/* ---------------------------------------------------------------- whole models */
+
+/* Runs function f on both backends with the same random arguments at batch n; compares the
+ * status, every output and the state afterwards. */
+static void compare_call(const char *what, Module *m, Jit *j, Interp *in, uint8_t *state, Func *f, int64_t n) {
+    ITensor *args = calloc((size_t)f->nargs + 1, sizeof *args);
+    ITensor *outs = calloc((size_t)f->nouts + 1, sizeof *outs);
+    void **bufs = calloc((size_t)(f->nargs + f->nouts) + 1, sizeof *bufs);
+    for (int i = 0; i < f->nargs; i++) {
+        /* i32 arguments are labels or token ids: 0 and 1 are valid for any model */
+        ArgGen g = f->args[i].dtype == DT_I32 ? (ArgGen){0, 2, false} : (ArgGen){-1, 1, false};
+        fill_arg(&args[i], &f->args[i], &g, n);
+        bufs[i] = to_buffer(f->args[i].dtype, args[i].data, args[i].numel);
+    }
+    for (int o = 0; o < f->nouts; o++)
+        bufs[f->nargs + o] = calloc((size_t)shape_numel(&f->nodes[f->outs[o].value].shape, n) + 1, 8);
+    char err[256];
+    int want = interp_run(in, f, n, args, outs, err, sizeof err);
+    if (want) fprintf(stderr, "%s: interp: %s\n", what, err);
+    void *work = calloc(1, (size_t)jit_work_bytes(j, f->name) + 64);
+    int got = jit_lookup(j, f->name)(state, work, (int)n, bufs);
+    if (got != want) fprintf(stderr, "%s: compiled code returned %d, the interpreter %d\n", what, got, want);
+    CHECK(got == want);
+    if (!got && !want) {
+        for (int o = 0; o < f->nouts; o++) {
+            const Node *v = &f->nodes[f->outs[o].value];
+            compare(what, f->outs[o].name, v->dtype, bufs[f->nargs + o], outs[o].data, outs[o].numel);
+        }
+        uint8_t *want_state = calloc(1, (size_t)llvm_state_bytes(m));
+        interp_save_state(in, want_state);
+        compare_state(what, m, state, want_state);
+        /* continue from identical states: differences must not compound over steps */
+        interp_load_state(in, state);
+        free(want_state);
+    }
+    for (int i = 0; i < f->nargs; i++) free(args[i].data), free(bufs[i]);
+    for (int o = 0; o < f->nouts; o++) itensor_free(&outs[o]), free(bufs[f->nargs + o]);
+    free(args);
+    free(outs);
+    free(bufs);
+    free(work);
+}
+
+static void test_example(const char *path) {
+    DriverOptions o = {.train_functions = true, .verify = true};
+    DriverResult dr;
+    if (driver_load(path, &o, &dr)) {
+        fprintf(stderr, "%s: does not load\n", path);
+        CHECK(0);
+        driver_free(&dr);
+        return;
+    }
+    for (int k = 0; k < dr.nmodules; k++) {
+        Module *m = dr.modules[k];
+        int before = mismatches;
+        Jit *j = jit_compile(m, 2);
+        if (!j) {
+            fprintf(stderr, "%s: model '%s' does not compile\n", path, m->name);
+            CHECK(0);
+            continue;
+        }
+        Interp in;
+        interp_init(&in, m, false);
+        in.seed = SEED;
+        char err[256];
+        CHECK(interp_run_init(&in, err, sizeof err) == 0);
+        uint8_t *state = calloc(1, (size_t)llvm_state_bytes(m)), *want = calloc(1, (size_t)llvm_state_bytes(m));
+        uint64_t seed = SEED;
+        void *init_args[1] = {&seed};
+        void *work = calloc(1, (size_t)jit_work_bytes(j, "init") + 64);
+        CHECK(jit_lookup(j, "init")(state, work, 1, init_args) == 0);
+        free(work);
+        interp_save_state(&in, want);
+        char what[256];
+        snprintf(what, sizeof what, "%s %s init", path, m->name);
+        compare_state(what, m, state, want);
+        /* the driver sets the schedule's counters from the data set */
+        static const struct {
+            const char *name;
+            float value;
+        } hypers[] = {{"steps_per_epoch", 10}, {"total_steps", 100}};
+        for (size_t h = 0; h < sizeof hypers / sizeof hypers[0]; h++) {
+            int t = module_find_tensor(m, hypers[h].name);
+            if (t >= 0 && m->tensors[t].kind == TK_HYPER) *(float *)(state + m->tensors[t].offset) = hypers[h].value;
+        }
+        interp_load_state(&in, state);
+        static const char *const funcs[] = {"infer", "evaluate", "loss", "grad", "train_step"};
+        for (int step = 0; step < 3; step++)
+            for (size_t i = 0; i < sizeof funcs / sizeof funcs[0]; i++) {
+                Func *f = module_find_func(m, funcs[i]);
+                if (!f) continue;
+                int64_t n = step == 1 ? 3 : m->max_batch;
+                snprintf(what, sizeof what, "%s %s %s step %d n=%lld", path, m->name, f->name, step, (long long)n);
+                compare_call(what, m, j, &in, state, f, n);
+            }
+        if (mismatches != before) fprintf(stderr, "FAIL %s %s\n", path, m->name);
+        cases_run++;
+        free(state);
+        free(want);
+        interp_free(&in);
+        jit_free(j);
+    }
+    driver_free(&dr);
 }
 
 /* Every op of ops.h appears in some case above (a new op must get one). */
@@ -702,6 +843,10 @@ int main(void) {
     test_stores();
     test_store_swap();
     test_planner();
+    static const char *const examples[] = {"examples/logreg.nn", "examples/fashion_mlp.nn",
+                                           "examples/autoencoder.nn", "examples/attention_classifier.nn",
+                                           "examples/char_lstm.nn"};
+    for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) test_example(examples[i]);
     test_op_coverage();
     fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
     return check_done();
