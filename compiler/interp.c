@@ -1381,8 +1381,9 @@ static int eval_upsample2d(Run *r, const Node *n, ITensor *out) {
                 double ly, lx;
                 bilinear_source(oy, sh, h, &y0, &y1, &ly);
                 bilinear_source(ox, sw, w, &x0, &x1, &lx);
-                plane[oy * wo + ox] = (1 - ly) * ((1 - lx) * in[y0 * w + x0] + lx * in[y0 * w + x1]) +
-                                      ly * ((1 - lx) * in[y1 * w + x0] + lx * in[y1 * w + x1]);
+                const double *top = in + y0 * w, *bottom = in + y1 * w;
+                plane[oy * wo + ox] = (1 - ly) * ((1 - lx) * top[x0] + lx * top[x1]) +
+                                      ly * ((1 - lx) * bottom[x0] + lx * bottom[x1]);
             }
     }
     return 0;
