@@ -22,6 +22,10 @@
  *       index = (uint64_t)step * numel + i), step = the current value of the i32 tensor
  *       attr.tensor (converted through int64 to uint64, i.e. two's complement), numel = the
  *       node's element count at the run-time batch n.
+ *   maxpool2d and maxpool2d_grad: the element taken is the first maximum of the window in
+ *       row-major order; a NaN counts as the maximum and the first NaN is taken (PyTorch's CPU
+ *       kernel also gives NaN but routes the gradient to the last NaN); a window of -inf
+ *       takes its first element; padding is never taken.
  */
 #include "nnc.h"
 #include "nnrt.h"
