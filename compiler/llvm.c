@@ -3,10 +3,12 @@
  * commands that run models in-process.
  *
  * Every IR function F of model M becomes (docs/c-api.md is the contract):
- *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   the computation; noalias buffers
+ *   internal  M__F_part0, part1, ...                              the computation, 32 kernels each
+ *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
  *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
  *   external  M_info()                                             constant model descriptor
+ * docs/architecture.md ("Code generation") explains the design.
  *
  * Code generation in three steps per function:
  *   1. plan_func decides where every node's value lives (see Storage): recomputed inside its
@@ -305,7 +307,6 @@ static bool same_index_path(const Func *f, const Plan *p, Ref u, Ref x) {
 /* Whether every read of the entry value of tensor t through node r (a tensor read or an alias
  * of one) happens before x is computed, or at x's own element index inside x's loop. */
 static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool direct) {
-    const NodePlan *np = &p->nodes[r];
     int px = p->nodes[x].eval_pos;
     for (int o = 0; o < f->nouts; o++)
         if (f->outs[o].value == r) return false;  /* copied out at the end */
@@ -326,7 +327,6 @@ static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool d
         if (up->eval_pos == px && direct && same_index_path(f, p, u, x)) continue;
         return false;
     }
-    (void)np;
     return true;
 }
 
@@ -683,7 +683,7 @@ typedef struct Cg {
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
     LLVMValueRef weights;    /* the embedded state global */
-    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
     LLVMTypeRef rt_type[RT_COUNT];
     /* the function being emitted */
@@ -1165,8 +1165,7 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
         Index xi = {.flat = false};
         for (int j = 0; j < xs->rank; j++) {
             int vj = j + n->shape.rank - xs->rank;
-            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1) &&
-                          (n->shape.dim[vj] != 1 || (n->shape.batch_mask >> vj & 1));
+            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1); /* a size-1 axis repeats */
             xi.at[j] = repeat ? i64c(cg, 0) : ix->at[vj];
         }
         return value_at(cg, n->in[0], &xi);
@@ -2570,7 +2569,6 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     cg.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
     cg.b = LLVMCreateBuilderInContext(ctx);
     cg.t_void = LLVMVoidTypeInContext(ctx);
-    cg.t_i1 = LLVMInt1TypeInContext(ctx);
     cg.t_i8 = LLVMInt8TypeInContext(ctx);
     cg.t_i32 = LLVMInt32TypeInContext(ctx);
     cg.t_i64 = LLVMInt64TypeInContext(ctx);
