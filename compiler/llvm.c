@@ -3,10 +3,12 @@
  * commands that run models in-process.
  *
  * Every IR function F of model M becomes (docs/c-api.md is the contract):
- *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   the computation; noalias buffers
+ *   internal  M__F_part0, part1, ...                              the computation, 32 kernels each
+ *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
  *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
  *   external  M_info()                                             constant model descriptor
+ * docs/architecture.md ("Code generation") explains the design.
  *
  * Code generation in three steps per function:
  *   1. plan_func decides where every node's value lives (see Storage): recomputed inside its
@@ -222,8 +224,62 @@ static int reduce_inner_start(const Shape *in, uint32_t axes) {
     return k;
 }
 
-/* Reductions over an axis before the trailing reduced block accumulate into scratch. */
+/* ---- spatial ops (NCHW): the geometry of a conv2d-like node */
+
+typedef struct ConvGeom {
+    int64_t C, H, W;      /* input channels and size */
+    int64_t O, Ho, Wo;    /* output channels and size */
+    int64_t KH, KW;       /* window */
+    int64_t sh, sw;       /* stride */
+    int64_t pt, pl;       /* padding before (top, left) */
+    int64_t dh, dw;       /* dilation */
+    int64_t G, Cg, Og;    /* groups, channels per group */
+} ConvGeom;
+
+static int64_t at_least_1(int64_t v) { return v > 0 ? v : 1; }
+
+/* conv2d (x, w[, b]), conv2d_grad_input (dy, w), conv2d_grad_weight (x, dy), and the pools
+ * (window perm[0] x perm[1]) */
+static ConvGeom conv_geom(const Func *f, const Node *n) {
+    ConvGeom g = {0};
+    const Shape *in = NULL, *out = NULL, *w = NULL;
+    switch (n->op) {
+    case OP_conv2d: in = &f->nodes[n->in[0]].shape, w = &f->nodes[n->in[1]].shape, out = &n->shape; break;
+    case OP_conv2d_grad_input: in = &n->shape, w = &f->nodes[n->in[1]].shape, out = &f->nodes[n->in[0]].shape; break;
+    case OP_conv2d_grad_weight: in = &f->nodes[n->in[0]].shape, w = &n->shape, out = &f->nodes[n->in[1]].shape; break;
+    default: in = &f->nodes[n->in[0]].shape, out = n->op == OP_maxpool2d_grad ? &f->nodes[n->in[1]].shape : &n->shape; break;
+    }
+    g.C = in->dim[1], g.H = in->dim[2], g.W = in->dim[3];
+    g.O = out->dim[1], g.Ho = out->dim[2], g.Wo = out->dim[3];
+    g.sh = at_least_1(n->attr.step[0]), g.sw = at_least_1(n->attr.step[1]);
+    g.pt = n->attr.start[0], g.pl = n->attr.start[1];
+    if (w) {
+        g.KH = w->dim[2], g.KW = w->dim[3];
+        g.dh = at_least_1(n->attr.perm[0]), g.dw = at_least_1(n->attr.perm[1]);
+        g.G = at_least_1(n->attr.perm[2]);
+    } else {
+        g.KH = at_least_1(n->attr.perm[0]), g.KW = at_least_1(n->attr.perm[1]);
+        g.dh = g.dw = g.G = 1;
+    }
+    g.Cg = g.C / g.G, g.Og = g.O / g.G;
+    return g;
+}
+
+/* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
+static bool conv_is_pointwise(const ConvGeom *g) {
+    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
+           g->Ho == g->H && g->Wo == g->W;
+}
+
+static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_input || op == OP_conv2d_grad_weight; }
+
+/* Reductions over an axis before the trailing reduced block accumulate into scratch;
+ * convolutions unfold one image (one group) into columns [Cg*KH*KW, Ho*Wo]. */
 static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
+    if (is_conv(n->op)) {
+        ConvGeom g = conv_geom(f, n);
+        return conv_is_pointwise(&g) ? 0 : g.Cg * g.KH * g.KW * g.Ho * g.Wo * 4;
+    }
     if (n->op != OP_sum && n->op != OP_mean && n->op != OP_max) return 0;
     const Shape *in = &f->nodes[n->in[0]].shape;
     int k = reduce_inner_start(in, n->attr.axes);
@@ -251,7 +307,6 @@ static bool same_index_path(const Func *f, const Plan *p, Ref u, Ref x) {
 /* Whether every read of the entry value of tensor t through node r (a tensor read or an alias
  * of one) happens before x is computed, or at x's own element index inside x's loop. */
 static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool direct) {
-    const NodePlan *np = &p->nodes[r];
     int px = p->nodes[x].eval_pos;
     for (int o = 0; o < f->nouts; o++)
         if (f->outs[o].value == r) return false;  /* copied out at the end */
@@ -272,7 +327,6 @@ static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool d
         if (up->eval_pos == px && direct && same_index_path(f, p, u, x)) continue;
         return false;
     }
-    (void)np;
     return true;
 }
 
@@ -629,7 +683,7 @@ typedef struct Cg {
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
     LLVMValueRef weights;    /* the embedded state global */
-    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
     LLVMTypeRef rt_type[RT_COUNT];
     /* the function being emitted */
@@ -1111,8 +1165,7 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
         Index xi = {.flat = false};
         for (int j = 0; j < xs->rank; j++) {
             int vj = j + n->shape.rank - xs->rank;
-            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1) &&
-                          (n->shape.dim[vj] != 1 || (n->shape.batch_mask >> vj & 1));
+            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1); /* a size-1 axis repeats */
             xi.at[j] = repeat ? i64c(cg, 0) : ix->at[vj];
         }
         return value_at(cg, n->in[0], &xi);
@@ -1764,6 +1817,282 @@ static void memcpy_node(Cg *cg, LLVMValueRef dst, LLVMValueRef src, const Node *
     LLVMBuildMemCpy(cg->b, dst, (unsigned)dtype_size(n->dtype), src, (unsigned)dtype_size(n->dtype), bytes_value(cg, n));
 }
 
+/* ---- spatial kernels (ops.h: NCHW, batch on axis 0, f32) */
+
+static LLVMValueRef in_range(Cg *cg, LLVMValueRef i, int64_t limit) {
+    return LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
+                        LLVMBuildICmp(cg->b, LLVMIntSLT, i, i64c(cg, limit), ""), "");
+}
+
+/* Input coordinate of output position o and window offset k along one axis. */
+static LLVMValueRef window_coord(Cg *cg, LLVMValueRef o, int64_t stride, int64_t pad, LLVMValueRef k, int64_t dil) {
+    return add64(cg, mul64(cg, o, i64c(cg, stride)), add64(cg, i64c(cg, -pad), mul64(cg, k, i64c(cg, dil))));
+}
+
+/* cols[(c*KH + ky)*KW + kx][oy*Wo + ox] = x[c][oy*sh - pt + ky*dh][ox*sw - pl + kx*dw], 0 in
+ * the padding; x is one image's group of Cg channels. With add, the adjoint instead:
+ * x[...] += cols[...] (col2im). */
+static void emit_im2col(Cg *cg, const ConvGeom *g, LLVMValueRef x, LLVMValueRef cols, bool adjoint) {
+    int64_t K2 = g->Cg * g->KH * g->KW, P = g->Ho * g->Wo;
+    Loop lr = loop_begin(cg, i64c(cg, K2), "im2col_r");
+    LLVMValueRef c = LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KH * g->KW), "");
+    LLVMValueRef ky = LLVMBuildSRem(cg->b, LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KW), ""), i64c(cg, g->KH), "");
+    LLVMValueRef kx = LLVMBuildSRem(cg->b, lr.iv, i64c(cg, g->KW), "");
+    Loop ly = loop_begin(cg, i64c(cg, g->Ho), "im2col_y");
+    LLVMValueRef iy = window_coord(cg, ly.iv, g->sh, g->pt, ky, g->dh);
+    LLVMValueRef yok = in_range(cg, iy, g->H);
+    Loop lx = loop_begin(cg, i64c(cg, g->Wo), "im2col_x");
+    LLVMValueRef ix = window_coord(cg, lx.iv, g->sw, g->pl, kx, g->dw);
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, yok, in_range(cg, ix, g->W), "");
+    LLVMValueRef src = add64(cg, mul64(cg, add64(cg, mul64(cg, c, i64c(cg, g->H)), iy), i64c(cg, g->W)), ix);
+    src = sel(cg, ok, src, i64c(cg, 0)); /* never read outside x */
+    LLVMValueRef col = add64(cg, mul64(cg, lr.iv, i64c(cg, P)), add64(cg, mul64(cg, ly.iv, i64c(cg, g->Wo)), lx.iv));
+    if (!adjoint) {
+        LLVMValueRef v = sel(cg, ok, load_at(cg, DT_F32, x, src), LLVMConstReal(cg->t_f32, 0));
+        store_at(cg, DT_F32, v, cols, col);
+    } else {
+        LLVMBasicBlockRef join = if_begin(cg, ok);
+        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, x, src), load_at(cg, DT_F32, cols, col)), x, src);
+        if_end(cg, join);
+    }
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lr);
+}
+
+static void sgemm_call(Cg *cg, bool ta, bool tb, int64_t M, int64_t N, int64_t K, LLVMValueRef a, int64_t lda,
+                       LLVMValueRef b, int64_t ldb, LLVMValueRef beta, LLVMValueRef c, int64_t ldc) {
+    LLVMValueRef args[] = {i32c(cg, ta), i32c(cg, tb), i32c(cg, M), i32c(cg, N), i32c(cg, K),
+                           LLVMConstReal(cg->t_f32, 1), a, i32c(cg, lda), b, i32c(cg, ldb), beta, c, i32c(cg, ldc)};
+    runtime_call(cg, RT_SGEMM, args, 13);
+}
+
+static LLVMValueRef f32_ptr(Cg *cg, LLVMValueRef base, LLVMValueRef elems) { return elem_ptr(cg, DT_F32, base, elems); }
+
+/* conv2d and its gradients: per image and group, im2col + sgemm
+ *   conv2d:        out[n, g] = w[g] [Og, K2] @ cols(x[n, g]) [K2, P]  (+ b, filled first)
+ *   grad_input:    dx[n, g] = col2im(w[g]^T @ dy[n, g])
+ *   grad_weight:   dw[g] = sum over n of dy[n, g] @ cols(x[n, g])^T */
+static void emit_conv(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports %s of f32 values only", op_info[n->op].name);
+        return;
+    }
+    ConvGeom g = conv_geom(cg->f, n);
+    int64_t K2 = g.Cg * g.KH * g.KW, P = g.Ho * g.Wo, HW = g.H * g.W;
+    bool pointwise = conv_is_pointwise(&g);
+    LLVMValueRef cols = pointwise ? NULL : byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    LLVMValueRef out = node_ptr(cg, v), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
+    LLVMValueRef N = dim_value(cg, n->op == OP_conv2d_grad_weight ? &in_node(cg, n, 0)->shape : &n->shape, 0);
+    if (n->op == OP_conv2d_grad_input) { /* col2im accumulates */
+        Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "dx0");
+        store_at(cg, DT_F32, zero, out, lz.iv);
+        loop_end(cg, &lz);
+    }
+    Loop ln = loop_begin(cg, N, "conv_n");
+    Loop lg = loop_begin(cg, i64c(cg, g.G), "conv_g");
+    LLVMValueRef xg = mul64(cg, add64(cg, mul64(cg, ln.iv, i64c(cg, g.C)), mul64(cg, lg.iv, i64c(cg, g.Cg))), i64c(cg, HW));
+    LLVMValueRef yg = mul64(cg, add64(cg, mul64(cg, ln.iv, i64c(cg, g.O)), mul64(cg, lg.iv, i64c(cg, g.Og))), i64c(cg, P));
+    LLVMValueRef wg = mul64(cg, lg.iv, i64c(cg, g.Og * K2));
+    switch (n->op) {
+    case OP_conv2d: {
+        LLVMValueRef x = f32_ptr(cg, node_ptr(cg, n->in[0]), xg), c = f32_ptr(cg, out, yg);
+        if (!pointwise) emit_im2col(cg, &g, x, cols, false);
+        LLVMValueRef beta = zero;
+        if (n->nin > 2) { /* the bias fills the output, which the product adds to */
+            Loop lo = loop_begin(cg, i64c(cg, g.Og), "bias_o");
+            LLVMValueRef b = load_at(cg, DT_F32, node_ptr(cg, n->in[2]), add64(cg, mul64(cg, lg.iv, i64c(cg, g.Og)), lo.iv));
+            Loop lp = loop_begin(cg, i64c(cg, P), "bias_p");
+            store_at(cg, DT_F32, b, c, add64(cg, mul64(cg, lo.iv, i64c(cg, P)), lp.iv));
+            loop_end(cg, &lp);
+            loop_end(cg, &lo);
+            beta = one;
+        }
+        sgemm_call(cg, false, false, g.Og, P, K2, f32_ptr(cg, node_ptr(cg, n->in[1]), wg), K2, pointwise ? x : cols, P,
+                   beta, c, P);
+        break;
+    }
+    case OP_conv2d_grad_input: {
+        LLVMValueRef dy = f32_ptr(cg, node_ptr(cg, n->in[0]), yg), dx = f32_ptr(cg, out, xg);
+        sgemm_call(cg, true, false, K2, P, g.Og, f32_ptr(cg, node_ptr(cg, n->in[1]), wg), K2, dy, P, zero,
+                   pointwise ? dx : cols, P);
+        if (!pointwise) emit_im2col(cg, &g, dx, cols, true);
+        break;
+    }
+    case OP_conv2d_grad_weight: {
+        LLVMValueRef x = f32_ptr(cg, node_ptr(cg, n->in[0]), xg), dy = f32_ptr(cg, node_ptr(cg, n->in[1]), yg);
+        if (!pointwise) emit_im2col(cg, &g, x, cols, false);
+        LLVMValueRef beta = sel(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, ln.iv, i64c(cg, 0), ""), zero, one);
+        sgemm_call(cg, false, true, g.Og, K2, P, dy, P, pointwise ? x : cols, P, beta, f32_ptr(cg, out, wg), K2);
+        break;
+    }
+    default: break;
+    }
+    loop_end(cg, &lg);
+    loop_end(cg, &ln);
+}
+
+/* maxpool2d, avgpool2d, maxpool2d_grad: for every (image, channel, oy, ox), the window
+ * perm[0] x perm[1] at stride step, padding start (padded positions: -inf for max, 0 for avg;
+ * avg divides by KH*KW always). maxpool2d_grad adds dy at the window's first maximum (a NaN
+ * counts as the maximum, as argmax). */
+static void emit_pool(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports %s of f32 values only", op_info[n->op].name);
+        return;
+    }
+    ConvGeom g = conv_geom(cg->f, n);
+    const Node *x = in_node(cg, n, 0);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    bool grad = n->op == OP_maxpool2d_grad, avg = n->op == OP_avgpool2d;
+    if (grad) {
+        Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "dx0");
+        store_at(cg, DT_F32, LLVMConstReal(cg->t_f32, 0), out, lz.iv);
+        loop_end(cg, &lz);
+    }
+    LLVMTypeRef acc_t = avg ? cg->t_f64 : cg->t_f32;
+    LLVMValueRef acc = entry_alloca(cg, acc_t, "pool"), arg = entry_alloca(cg, cg->t_i64, "pool_arg");
+    LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, g.C));
+    Loop lc = loop_begin(cg, planes, "pool_c");
+    LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, g.H * g.W)), out_base = mul64(cg, lc.iv, i64c(cg, g.Ho * g.Wo));
+    Loop ly = loop_begin(cg, i64c(cg, g.Ho), "pool_y");
+    Loop lx = loop_begin(cg, i64c(cg, g.Wo), "pool_x");
+    LLVMBuildStore(cg->b, avg ? LLVMConstReal(cg->t_f64, 0) : LLVMConstReal(cg->t_f32, -INFINITY), acc);
+    LLVMBuildStore(cg->b, i64c(cg, -1), arg);
+    Loop lky = loop_begin(cg, i64c(cg, g.KH), "pool_ky");
+    LLVMValueRef iy = window_coord(cg, ly.iv, g.sh, g.pt, lky.iv, g.dh);
+    Loop lkx = loop_begin(cg, i64c(cg, g.KW), "pool_kx");
+    LLVMValueRef ix = window_coord(cg, lx.iv, g.sw, g.pl, lkx.iv, g.dw);
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, in_range(cg, iy, g.H), in_range(cg, ix, g.W), "");
+    LLVMBasicBlockRef join = if_begin(cg, ok);
+    LLVMValueRef src = add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, g.W)), ix));
+    LLVMValueRef e = load_at(cg, DT_F32, xp, src), cur = load_var(cg, acc_t, acc);
+    if (avg) {
+        LLVMBuildStore(cg->b, reassoc(f_add(cg, cur, to_double(cg, DT_F32, e))), acc);
+    } else {
+        /* the first maximum; a NaN wins and sticks */
+        LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, load_var(cg, cg->t_i64, arg), i64c(cg, 0), "");
+        LLVMValueRef better = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, cur, cur, ""),
+                                           LLVMBuildFCmp(cg->b, LLVMRealUGT, e, cur, ""), "");
+        better = LLVMBuildOr(cg->b, first, better, "");
+        LLVMBuildStore(cg->b, sel(cg, better, e, cur), acc);
+        LLVMBuildStore(cg->b, sel(cg, better, src, load_var(cg, cg->t_i64, arg)), arg);
+    }
+    if_end(cg, join);
+    loop_end(cg, &lkx);
+    loop_end(cg, &lky);
+    LLVMValueRef dst = add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, g.Wo)), lx.iv));
+    if (avg) {
+        LLVMValueRef mean = f_div(cg, load_var(cg, acc_t, acc), LLVMConstReal(cg->t_f64, (double)(g.KH * g.KW)));
+        store_at(cg, DT_F32, from_double(cg, DT_F32, mean), out, dst);
+    } else if (!grad) {
+        store_at(cg, DT_F32, load_var(cg, acc_t, acc), out, dst);
+    } else {
+        LLVMValueRef at = load_var(cg, cg->t_i64, arg);
+        LLVMBasicBlockRef j2 = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGE, at, i64c(cg, 0), ""));
+        LLVMValueRef dy = load_at(cg, DT_F32, node_ptr(cg, n->in[1]), dst);
+        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, out, at), dy), out, at);
+        if_end(cg, j2);
+    }
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lc);
+}
+
+/* upsample2d by perm[0] x perm[1]: nearest (flag 0): out[y, x] = in[y / sh, x / sw];
+ * bilinear (flag 1, align_corners=False): source (y + 0.5) / sh - 0.5 clamped below at 0,
+ * interpolating between floor and floor + 1 (clamped to H - 1); the same along x. */
+static void emit_upsample(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *x = in_node(cg, n, 0);
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports upsample2d of f32 values only");
+        return;
+    }
+    int64_t H = x->shape.dim[2], W = x->shape.dim[3], Ho = n->shape.dim[2], Wo = n->shape.dim[3];
+    int64_t sh = at_least_1(n->attr.perm[0]), sw = at_least_1(n->attr.perm[1]);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, x->shape.dim[1]));
+    Loop lc = loop_begin(cg, planes, "up_c");
+    LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, H * W)), out_base = mul64(cg, lc.iv, i64c(cg, Ho * Wo));
+    Loop ly = loop_begin(cg, i64c(cg, Ho), "up_y");
+    Loop lx = loop_begin(cg, i64c(cg, Wo), "up_x");
+    LLVMValueRef value;
+    if (!n->attr.flag) {
+        LLVMValueRef iy = LLVMBuildSDiv(cg->b, ly.iv, i64c(cg, sh), ""), ix = LLVMBuildSDiv(cg->b, lx.iv, i64c(cg, sw), "");
+        value = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, W)), ix)));
+    } else {
+        /* per axis: the two source indices and the weight of the second */
+        LLVMValueRef idx[2][2], frac[2];
+        LLVMValueRef pos[2] = {ly.iv, lx.iv};
+        int64_t scale[2] = {sh, sw}, size[2] = {H, W};
+        for (int a = 0; a < 2; a++) {
+            LLVMValueRef src = f_sub(cg, f_div(cg, f_add(cg, LLVMBuildSIToFP(cg->b, pos[a], cg->t_f64, ""),
+                                                         LLVMConstReal(cg->t_f64, 0.5)),
+                                               LLVMConstReal(cg->t_f64, (double)scale[a])),
+                                     LLVMConstReal(cg->t_f64, 0.5));
+            src = sel(cg, f_lt(cg, src, LLVMConstReal(cg->t_f64, 0)), LLVMConstReal(cg->t_f64, 0), src);
+            LLVMValueRef lo = LLVMBuildFPToSI(cg->b, src, cg->t_i64, "");
+            lo = sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lo, i64c(cg, size[a] - 1), ""), i64c(cg, size[a] - 1), lo);
+            LLVMValueRef hi = add64(cg, lo, i64c(cg, 1));
+            hi = sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, hi, i64c(cg, size[a] - 1), ""), i64c(cg, size[a] - 1), hi);
+            idx[a][0] = lo, idx[a][1] = hi;
+            frac[a] = f_sub(cg, src, LLVMBuildSIToFP(cg->b, lo, cg->t_f64, ""));
+        }
+        LLVMValueRef sum = LLVMConstReal(cg->t_f64, 0);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                LLVMValueRef wy = i ? frac[0] : f_sub(cg, LLVMConstReal(cg->t_f64, 1), frac[0]);
+                LLVMValueRef wx = j ? frac[1] : f_sub(cg, LLVMConstReal(cg->t_f64, 1), frac[1]);
+                LLVMValueRef e = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, idx[0][i], i64c(cg, W)), idx[1][j])));
+                sum = f_add(cg, sum, f_mul(cg, f_mul(cg, wy, wx), to_double(cg, DT_F32, e)));
+            }
+        value = from_double(cg, DT_F32, sum);
+    }
+    store_at(cg, DT_F32, value, out, add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, Wo)), lx.iv)));
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lc);
+}
+
+/* lrn over channels (axis 1) of x[N, C, ...], size s = perm[0]:
+ * out[c] = x[c] / (k + alpha/s sum_{c'=c-s/2}^{c+(s-1)/2} x[c']^2)^beta, absent channels 0 */
+static void emit_lrn(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports lrn of f32 values only");
+        return;
+    }
+    int64_t C = n->shape.dim[1], size = at_least_1(n->attr.perm[0]);
+    double alpha = n->attr.f[0], beta = n->attr.f[1], k = n->attr.f[2];
+    LLVMValueRef inner = dims_product(cg, &n->shape, 2, n->shape.rank);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    LLVMValueRef acc = entry_alloca(cg, cg->t_f64, "lrn");
+    Loop ln = loop_begin(cg, dim_value(cg, &n->shape, 0), "lrn_n");
+    Loop lc = loop_begin(cg, i64c(cg, C), "lrn_c");
+    Loop li = loop_begin(cg, inner, "lrn_i");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), acc);
+    LLVMValueRef plane = mul64(cg, ln.iv, i64c(cg, C));
+    Loop lj = loop_begin(cg, i64c(cg, size), "lrn_j");
+    LLVMValueRef cc = add64(cg, lc.iv, add64(cg, lj.iv, i64c(cg, -(size / 2))));
+    LLVMBasicBlockRef join = if_begin(cg, in_range(cg, cc, C));
+    LLVMValueRef e = to_double(cg, DT_F32, load_at(cg, DT_F32, xp, add64(cg, mul64(cg, add64(cg, plane, cc), inner), li.iv)));
+    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, acc), f_mul(cg, e, e)), acc);
+    if_end(cg, join);
+    loop_end(cg, &lj);
+    LLVMValueRef at = add64(cg, mul64(cg, add64(cg, plane, lc.iv), inner), li.iv);
+    LLVMValueRef denom = f_add(cg, LLVMConstReal(cg->t_f64, k),
+                               f_mul(cg, LLVMConstReal(cg->t_f64, alpha / (double)size), load_var(cg, cg->t_f64, acc)));
+    denom = libm2(cg, "pow", DT_F64, denom, LLVMConstReal(cg->t_f64, beta));
+    LLVMValueRef xv = to_double(cg, DT_F32, load_at(cg, DT_F32, xp, at));
+    store_at(cg, DT_F32, from_double(cg, DT_F32, f_div(cg, xv, denom)), out, at);
+    loop_end(cg, &li);
+    loop_end(cg, &lc);
+    loop_end(cg, &ln);
+}
+
 /* Emits the computation of materialized node v into node_ptr(cg, v). */
 static void emit_node(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
@@ -1785,6 +2114,14 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_init_fill: emit_init_fill(cg, v); break;
     case OP_rand_uniform: emit_rand_uniform(cg, v); break;
     case OP_store: memcpy_node(cg, node_ptr(cg, v), node_ptr(cg, n->in[0]), n); break;
+    case OP_conv2d:
+    case OP_conv2d_grad_input:
+    case OP_conv2d_grad_weight: emit_conv(cg, v); break;
+    case OP_maxpool2d:
+    case OP_avgpool2d:
+    case OP_maxpool2d_grad: emit_pool(cg, v); break;
+    case OP_upsample2d: emit_upsample(cg, v); break;
+    case OP_lrn: emit_lrn(cg, v); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
             emit_elementwise(cg, v);
@@ -2232,7 +2569,6 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     cg.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
     cg.b = LLVMCreateBuilderInContext(ctx);
     cg.t_void = LLVMVoidTypeInContext(ctx);
-    cg.t_i1 = LLVMInt1TypeInContext(ctx);
     cg.t_i8 = LLVMInt8TypeInContext(ctx);
     cg.t_i32 = LLVMInt32TypeInContext(ctx);
     cg.t_i64 = LLVMInt64TypeInContext(ctx);
