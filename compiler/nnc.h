@@ -626,7 +626,7 @@ typedef struct Rewrite {
     Node *old;     /* the nodes before the rewrite (malloc'd copy) */
     int nold;
     Ref *map;      /* old ref -> new ref, for the old nodes visited so far */
-    bool *is_out;  /* old node i is the value of an output */
+    bool *is_out;  /* old node i is the value of a metric output (its name is kept) */
     int changes;   /* rewrites so far (the pass's return value) */
 } Rewrite;
 
@@ -635,8 +635,8 @@ Node rewrite_node(const Rewrite *rw, int i);
 /* Appends n as the new version of old node i; returns its new ref. */
 Ref rewrite_keep(Rewrite *rw, int i, const Node *n);
 /* Old node i (whose renamed form is n) becomes the new value r, which must have n's dtype
- * and shape. r inherits n's source name when it has none. When the names conflict on a
- * function output (metric_info reads an output node's name), n is kept instead. Returns the
+ * and shape. r inherits n's source name when it has none. When n is a metric output whose
+ * name differs from r's (metric_info reads the label there), n is kept instead. Returns the
  * new ref of node i. */
 Ref rewrite_forward(Rewrite *rw, int i, const Node *n, Ref r);
 /* Appends a node built from scratch (op, dtype, shape, inputs, attrs) with n's name and

@@ -33,7 +33,10 @@ void rewrite_begin(Rewrite *rw, Func *f) {
     }
     if (f->nnodes) memcpy(rw->old, f->nodes, (size_t)f->nnodes * sizeof *rw->old);
     for (int i = 0; i < f->nnodes; i++) rw->map[i] = REF_NONE;
-    for (int i = 0; i < f->nouts; i++) rw->is_out[f->outs[i].value] = true;
+    /* metric_info finds the label of a driver metric (f1, auc, ...) in the name of the
+     * output's node: such a node is never renamed */
+    for (int i = 0; i < f->nouts; i++)
+        if (f->outs[i].role == OUT_METRIC) rw->is_out[f->outs[i].value] = true;
     f->nnodes = 0; /* new nodes reuse the storage; the old ones are read from rw->old */
 }
 
