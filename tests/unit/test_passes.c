@@ -443,6 +443,24 @@ static void build_simplify(Module *m) {
     func_add_out(f, "mean_size1", OUT_OUTPUT, ir_reduce(f, OP_mean, x1, 4, false));
     func_add_out(f, "max_size1_keep", OUT_OUTPUT, ir_reduce(f, OP_max, x1, 4, true));
     func_add_out(f, "sum_real", OUT_OUTPUT, ir_reduce(f, OP_sum, x1, 2, false));
+    /* add(broadcast(r), 5) over [batch, 2, 3] with r [2, 3]: computed on [2, 3] */
+    Ref bc = ir_node(f, OP_broadcast, DT_F32, s, 1, &row, NULL);
+    func_add_out(f, "hoisted", OUT_OUTPUT, ir_binary(f, OP_add, bc, ir_const(f, DT_F32, s, 5)));
+    /* zero-padded concats along axis 2 (3 wide): [a, 0, 0] + [0, b] -> [a, b];
+     * [a, b] + [a2, b2] -> [a + a2, b + b2]; [a, 0, 0] + [b, a] stays an add (b overlaps a
+     * without the same extent) */
+    Ref pa = ir_slice(f, x, (int64_t[]){0, 0, 0}, (int64_t[]){1, 1, 1}, SHAPE(1, 1, 2, 1));
+    Ref pb = ir_slice(f, x, (int64_t[]){0, 0, 1}, (int64_t[]){1, 1, 1}, SHAPE(1, 1, 2, 2));
+    Ref z1 = ir_const(f, DT_F32, SHAPE(1, 1, 2, 1), 0), z2 = ir_const(f, DT_F32, SHAPE(1, 1, 2, 2), 0);
+    Ref ea = ir_unary(f, OP_exp, pa), eb = ir_unary(f, OP_exp, pb);
+    Ref padded_a = ir_concat(f, 3, (Ref[]){pa, z1, z1}, 2), padded_b = ir_concat(f, 2, (Ref[]){z1, pb}, 2);
+    func_add_out(f, "concat_sum", OUT_OUTPUT, ir_binary(f, OP_add, padded_a, padded_b));
+    Ref ab = ir_concat(f, 2, (Ref[]){pa, pb}, 2), eab = ir_concat(f, 2, (Ref[]){ea, eb}, 2);
+    func_add_out(f, "concat_aligned", OUT_OUTPUT, ir_binary(f, OP_add, ab, eab));
+    Ref ba = ir_concat(f, 2, (Ref[]){pb, pa}, 2);
+    func_add_out(f, "concat_overlap", OUT_OUTPUT, ir_binary(f, OP_add, padded_a, ba));
+    Ref zz = ir_concat(f, 2, (Ref[]){z1, z2}, 2);
+    func_add_out(f, "concat_zeros", OUT_OUTPUT, ir_binary(f, OP_add, ir_concat(f, 2, (Ref[]){z2, z1}, 2), zz));
 }
 
 static void test_simplify(void) {
@@ -479,6 +497,17 @@ static void test_simplify(void) {
     n = out_node(f, "max_size1_keep"); /* the reshape it reduces */
     CHECK(n->op == OP_reshape && f->nodes[n->in[0]].op == OP_input);
     CHECK(out_node(f, "sum_real")->op == OP_sum);
+    n = out_node(f, "hoisted");
+    CHECK(n->op == OP_broadcast && f->nodes[n->in[0]].op == OP_add && f->nodes[n->in[0]].shape.rank == 2);
+    n = out_node(f, "concat_sum");
+    CHECK(n->op == OP_concat && n->nin == 2 && f->nodes[n->in[0]].op == OP_slice &&
+          f->nodes[n->in[1]].op == OP_slice);
+    n = out_node(f, "concat_aligned");
+    CHECK(n->op == OP_concat && n->nin == 2 && f->nodes[n->in[0]].op == OP_add &&
+          f->nodes[n->in[1]].op == OP_add && f->nodes[n->in[1]].shape.dim[2] == 2);
+    CHECK(out_node(f, "concat_overlap")->op == OP_add);
+    n = out_node(f, "concat_zeros"); /* folded to one splat afterwards */
+    CHECK(n->op == OP_concat || (n->op == OP_const && n->attr.f[0] == 0));
     CHECK(simplify(f) == 0);
     case_end(&c);
 }
