@@ -668,6 +668,13 @@ int simplify(Func *f);
  * between two stores to the tensor). */
 int cse(Func *f);
 
+/* ================================================================ bnfold.c */
+
+/* Batchnorm folding: a per-channel affine chain (inference batchnorm, bias adds, scalings)
+ * after conv2d or a dense matmul becomes the layer's scaled weights and bias. Changes f32
+ * rounding (W * a before the product instead of after), so it runs at -O2 and above only. */
+int fold_batchnorm(Func *f);
+
 /* ================================================================ dce.c */
 
 /* Dead code elimination: removes nodes that reach no output and no store. */

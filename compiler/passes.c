@@ -2,9 +2,9 @@
  * verifier between passes, --dump-after, and the rewriting helpers the passes share.
  *
  *   -O0  nothing
- *   -O1  fold, simplify, dce                       (one round)
- *   -O2  fold, simplify, cse, dce                  (repeated until no pass changes anything,
- *   -O3  the same as -O2                            at most MAX_ROUNDS rounds)
+ *   -O1  fold, simplify, dce                       (one round; every rewrite bit-exact)
+ *   -O2  bnfold, then fold, simplify, cse, dce     (the round repeated until no pass changes
+ *   -O3  the same as -O2                            anything, at most MAX_ROUNDS rounds)
  *
  * Each pass runs on every function of the module before the next one starts, so that
  * `--dump-after=PASS` shows the whole module after PASS. docs/passes.md describes the passes.
@@ -97,7 +97,7 @@ bool splat_const(const Func *f, Ref r, double *v) {
 
 /* ---------------------------------------------------------------- the pipeline */
 
-static const char *const stage_names[] = {"lower", "fold", "simplify", "cse", "dce"};
+static const char *const stage_names[] = {"lower", "bnfold", "fold", "simplify", "cse", "dce"};
 enum { NSTAGES = sizeof stage_names / sizeof stage_names[0] };
 
 typedef struct Pipeline {
@@ -134,7 +134,7 @@ int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump) {
         for (int i = 0; i < NSTAGES; i++) known |= !strcmp(dump_after, stage_names[i]);
         if (!known) {
             const char *close = diag_closest(dump_after, stage_names, NSTAGES);
-            fprintf(stderr, "nnc: error: unknown pass '%s'; %s%s%svalid: lower, fold, simplify, cse, dce\n",
+            fprintf(stderr, "nnc: error: unknown pass '%s'; %s%s%svalid: lower, bnfold, fold, simplify, cse, dce\n",
                     dump_after, close ? "did you mean '" : "", close ? close : "", close ? "'? " : "");
             return 2;
         }
@@ -154,6 +154,7 @@ int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump) {
         run(&p, "simplify", simplify);
         run(&p, "dce", dce);
     } else if (opt_level >= 2) {
+        run(&p, "bnfold", fold_batchnorm);
         for (int round = 0; round < MAX_ROUNDS; round++) {
             int changes = run(&p, "fold", fold_constants);
             changes += run(&p, "simplify", simplify);
