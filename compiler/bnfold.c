@@ -63,8 +63,8 @@ static bool is_float(DType dt) { return dt == DT_F32 || dt == DT_F64; }
 static int channel_axis(const Func *f, const Node *n) {
     if (!is_float(n->dtype)) return -1;
     if (n->op == OP_conv2d && n->shape.rank == 4 && (n->nin == 2 || n->nin == 3)) return 1;
-    if (n->op == OP_matmul && f->nodes[n->in[1]].shape.rank == 2 && !shape_has_batch(&f->nodes[n->in[1]].shape))
-        return n->shape.rank - 1;
+    const Shape *w = n->op == OP_matmul ? &f->nodes[n->in[1]].shape : NULL;
+    if (w && w->rank == 2 && !shape_has_batch(w)) return n->shape.rank - 1;
     return -1;
 }
 
@@ -126,7 +126,8 @@ static bool find_chain(const Folder *fo, Ref p, Chain *ch, Ref *last) {
      * removed at batch 1 (one per step and activation value; a dense layer keeps one add
      * for its bias). Larger batches only gain. */
     const Node *pn = &f->nodes[p];
-    int64_t removed = (int64_t)(ch->nsteps - (pn->op == OP_matmul && shifts)) * shape_numel(&pn->shape, 1);
+    int kept = pn->op == OP_matmul && shifts;
+    int64_t removed = (int64_t)(ch->nsteps - kept) * shape_numel(&pn->shape, 1);
     int64_t added = scales ? shape_numel(&f->nodes[pn->in[1]].shape, 1) : 0;
     return removed > 0 && added <= removed;
 }
@@ -186,7 +187,8 @@ static Ref build_folded(Rewrite *rw, const Chain *ch) {
         }
         if (b != REF_NONE) bias = bias == REF_NONE ? b : ir_binary(f, OP_add, bias, b);
         Ref in[3] = {x, w, bias};
-        return ir_node(f, OP_conv2d, layer.dtype, layer.shape, bias == REF_NONE ? 2 : 3, in, &layer.attr);
+        int nin = bias == REF_NONE ? 2 : 3;
+        return ir_node(f, OP_conv2d, layer.dtype, layer.shape, nin, in, &layer.attr);
     }
     /* matmul: W is [O, K] with trans_b, else [K, O] */
     if (a != REF_NONE) w = scale_along(f, w, a, layer.attr.trans_b ? 0 : 1);

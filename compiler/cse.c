@@ -77,9 +77,9 @@ static uint64_t node_hash(const Node *n, int epoch) {
  * itself). Unused fields are zero; comparing them too can only miss a merge. */
 static bool attr_eq(const Node *x, const Node *y) {
     const Attr *a = &x->attr, *b = &y->attr;
-    if (a->index != b->index || a->tensor != b->tensor || a->axis != b->axis || a->axes != b->axes ||
-        a->keepdims != b->keepdims || a->trans_a != b->trans_a || a->trans_b != b->trans_b ||
-        a->flag != b->flag || a->fwd_op != b->fwd_op)
+    if (a->index != b->index || a->tensor != b->tensor || a->axis != b->axis ||
+        a->axes != b->axes || a->keepdims != b->keepdims || a->trans_a != b->trans_a ||
+        a->trans_b != b->trans_b || a->flag != b->flag || a->fwd_op != b->fwd_op)
         return false;
     if (memcmp(a->perm, b->perm, sizeof a->perm) || memcmp(a->start, b->start, sizeof a->start) ||
         memcmp(a->step, b->step, sizeof a->step) || memcmp(a->f, b->f, sizeof a->f))
@@ -90,7 +90,8 @@ static bool attr_eq(const Node *x, const Node *y) {
 }
 
 static bool node_eq(const Node *x, const Node *y) {
-    if (x->op != y->op || x->dtype != y->dtype || !shape_eq(&x->shape, &y->shape) || x->nin != y->nin)
+    if (x->op != y->op || x->dtype != y->dtype || x->nin != y->nin ||
+        !shape_eq(&x->shape, &y->shape))
         return false;
     bool same = true;
     for (int i = 0; i < x->nin; i++) same &= x->in[i] == y->in[i];
@@ -132,7 +133,8 @@ int cse(Func *f) {
         size_t s = h & t.mask;
         Ref found = REF_NONE;
         for (; t.slot[s] != REF_NONE; s = (s + 1) & t.mask)
-            if (t.hash[s] == h && t.epoch[t.slot[s]] == epoch && node_eq(&f->nodes[t.slot[s]], &n)) {
+            if (t.hash[s] == h && t.epoch[t.slot[s]] == epoch &&
+                node_eq(&f->nodes[t.slot[s]], &n)) {
                 found = t.slot[s];
                 break;
             }

@@ -63,7 +63,8 @@ static bool evaluate(Folder *fo, const Func *f, const Node *n, bool scalars, ITe
     Ref in[IR_MAX_INPUTS];
     for (int j = 0; j < n->nin; j++) {
         const Node *c = &f->nodes[n->in[j]];
-        in[j] = ir_node(sf, OP_const, c->dtype, scalars ? shape_scalar() : c->shape, 0, NULL, &c->attr);
+        Shape cs = scalars ? shape_scalar() : c->shape;
+        in[j] = ir_node(sf, OP_const, c->dtype, cs, 0, NULL, &c->attr);
     }
     Shape s = scalars ? shape_scalar() : n->shape;
     sf->outs[0].value = ir_node(sf, n->op, n->dtype, s, n->nin, in, &n->attr);

@@ -70,7 +70,9 @@ Ref rewrite_forward(Rewrite *rw, int i, const Node *n, Ref r) {
 
 Ref rewrite_emit(Rewrite *rw, const Node *like, Op op, DType dt, Shape shape, int nin,
                  const Ref *in, const Attr *attr) {
-    Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin, .name = like->name, .loc = like->loc};
+    Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin};
+    n.name = like->name;
+    n.loc = like->loc;
     for (int j = 0; j < nin; j++) n.in[j] = in[j];
     if (attr) n.attr = *attr;
     return append(rw->f, &n);
@@ -134,8 +136,11 @@ int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump) {
         for (int i = 0; i < NSTAGES; i++) known |= !strcmp(dump_after, stage_names[i]);
         if (!known) {
             const char *close = diag_closest(dump_after, stage_names, NSTAGES);
-            fprintf(stderr, "nnc: error: unknown pass '%s'; %s%s%svalid: lower, bnfold, fold, simplify, cse, dce\n",
-                    dump_after, close ? "did you mean '" : "", close ? close : "", close ? "'? " : "");
+            fprintf(stderr,
+                    "nnc: error: unknown pass '%s'; %s%s%svalid: lower, bnfold, fold, simplify, "
+                    "cse, dce\n",
+                    dump_after, close ? "did you mean '" : "", close ? close : "",
+                    close ? "'? " : "");
             return 2;
         }
     }
@@ -165,7 +170,7 @@ int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump) {
     }
 
     if (dump_after && !p.dumped)
-        fprintf(stderr, "nnc: warning: pass '%s' does not run at -O%d; nothing to show\n", dump_after,
-                opt_level);
+        fprintf(stderr, "nnc: warning: pass '%s' does not run at -O%d; nothing to show\n",
+                dump_after, opt_level);
     return 0;
 }

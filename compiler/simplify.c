@@ -87,8 +87,8 @@ static bool hoist_broadcasts(Simplifier *s, Node *n) {
         }
     }
     Shape back;
-    if (!broadcasts || shape_eq(&common, &n->shape) || !shape_broadcast(&common, &n->shape, &back) ||
-        !shape_eq(&back, &n->shape))
+    if (!broadcasts || shape_eq(&common, &n->shape) ||
+        !shape_broadcast(&common, &n->shape, &back) || !shape_eq(&back, &n->shape))
         return false;
     Ref in[IR_MAX_INPUTS];
     for (int j = 0; j < n->nin; j++) {
@@ -176,7 +176,8 @@ static Ref add_of_concats(Simplifier *s, const Node *n) {
                 continue;
             }
         } else if (!pa.zero[ka] && !pb.zero[kb]) {
-            if (pa.start[ka] != pos || pb.start[kb] != pos || pa.end[ka] != pb.end[kb]) return REF_NONE;
+            if (pa.start[ka] != pos || pb.start[kb] != pos || pa.end[ka] != pb.end[kb])
+                return REF_NONE;
             p.x = pa.ref[ka];
             p.y = pb.ref[kb];
             p.to = pa.end[ka];
@@ -317,9 +318,8 @@ static Ref simplify_node(Simplifier *s, Node *n, bool *changed) {
 int simplify(Func *f) {
     Rewrite rw;
     rewrite_begin(&rw, f);
-    Simplifier s = {.rw = &rw,
-                    .f = f,
-                    .drop_stop_gradient = strcmp(f->name, "loss") || module_find_func(f->mod, "grad")};
+    Simplifier s = {.rw = &rw, .f = f};
+    s.drop_stop_gradient = strcmp(f->name, "loss") || module_find_func(f->mod, "grad");
     for (int i = 0; i < rw.nold; i++) {
         Node n = rewrite_node(&rw, i);
         Ref r = REF_NONE;
