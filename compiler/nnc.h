@@ -544,7 +544,10 @@ int64_t llvm_seed_offset(const Module *m);
 int64_t llvm_state_bytes(const Module *m);
 /* Bytes of work one call of f needs (WORK_BYTES is the max over the functions). */
 int64_t llvm_work_bytes(const Func *f);
-int64_t llvm_max_work_bytes(const Module *m);
+int64_t llvm_max_work_bytes(const Module *m, bool embedded);
+/* Whether an object carries f: all functions, or with embedded weights only those that
+ * neither initialize nor store (infer, evaluate). */
+bool llvm_func_emitted(const Func *f, bool embedded);
 
 /* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
  * init(seed); infer(args..., outputs...); train_step(args..., loss);
