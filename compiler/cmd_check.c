@@ -132,7 +132,8 @@ static const char dump_help[] =
     "  --model NAME      one model of several\n"
     "  --dump-after=PASS the IR right after a stage of the pipeline: lower (before any pass),\n"
     "                    bnfold, fold, simplify, cse, dce (docs/passes.md)\n"
-    "  -O0 .. -O3        the optimization level of the pipeline (default -O2)\n";
+    "  -O0 .. -O3        run the pass pipeline of that level first (default: none, the IR\n"
+    "                    as lowered; -O2 with --dump-after)\n";
 
 int cmd_dump(int argc, char **argv) {
     static const OptSpec specs[] = {{"--ir", false},         {"--ast", false}, {"--fn", true}, {"--model", true},
@@ -160,8 +161,11 @@ int cmd_dump(int argc, char **argv) {
     const char *fn = o.values[FN];
     DriverOptions dopts = {.verify = true,
                            .train_functions = fn && (!strcmp(fn, "grad") || !strcmp(fn, "train_step"))};
+    /* the IR as lowered unless a level or a pass is asked for (then -O2 by default) */
+    dopts.set_opt = true;
+    dopts.opt_level = after ? 2 : 0;
     for (int level = 0; level <= 3; level++)
-        if (o.values[5 + level]) dopts.opt_level = level, dopts.set_opt = true;
+        if (o.values[5 + level]) dopts.opt_level = level;
     /* --dump-after prints the whole module from inside the pipeline; with --fn, capture it
      * and keep that function's text */
     char *captured = NULL;
