@@ -1099,7 +1099,8 @@ static int window_geometry(Run *r, const Attr *a, const ITensor *x, const ITenso
     if (g->ho < 0 || g->wo < 0)
         return fail(r, NNRT_EARG, "the %lld x %lld window (dilation %lld x %lld) does not fit "
                     "the padded %lld x %lld input", (long long)kh, (long long)kw, (long long)dh,
-                    (long long)dw, (long long)g->h, (long long)g->w);
+                    (long long)dw, (long long)(g->h + a->start[0] + a->start[2]),
+                    (long long)(g->w + a->start[1] + a->start[3]));
     if (y->dim[0] != g->n || y->dim[2] != g->ho || y->dim[3] != g->wo) {
         char b1[96], b2[96];
         return fail(r, NNRT_EARG, "output dims %s do not follow from input dims %s: expected "
