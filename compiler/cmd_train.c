@@ -733,6 +733,7 @@ static int train_loop(TrainArgs *ta) {
     if (!ta->quiet)
         printf("training %s on %s: %" PRId64 " train, %" PRId64 " validation, %" PRId64 " test samples; batch %" PRId64 ", %" PRId64 " epochs, %s\n",
                m->name, d.name, d.train.n, d.val.n, d.test.n, batch, epochs, s.exec.use_interp ? "interpreter" : "compiled (JIT)");
+    fflush(stdout);
     FILE *log = NULL;
     if (ta->log) {
         log = fopen(ta->log, start_epoch ? "a" : "w");

@@ -305,6 +305,11 @@ static void bind(Sema *s, const char *name, SrcLoc loc, Value v) {
         sema_error(s, loc, "'batch' is reserved for the batch dimension");
         v = value_error();
     }
+    if (strchr(name, '.')) {
+        /* dotted names read parameters (h1.weight); they never name a binding */
+        sema_error(s, loc, "'%s' cannot be defined: a name with '.' refers to a layer parameter", name);
+        v = value_error();
+    }
     Binding *old = scope_find(s->scope, name);
     if (old) {
         sema_error(s, loc, "duplicate name '%s'", name);
@@ -348,6 +353,29 @@ static Value func_value(const Builtin *b, const Block *def) {
     return v;
 }
 
+/* A dotted name (`h1.weight`) reads the parameter or state of that name, as declared so far
+ * (inside a def, relative to the def call: `fc.weight` is `<call>.fc.weight`). */
+static Value lookup_tensor(Sema *s, const char *name, SrcLoc loc) {
+    int id = s->m ? module_find_tensor(s->m, qualify(s, name)) : -1;
+    if (id >= 0 && s->m->tensors[id].kind != TK_STEP) {
+        Value v = value_tensor(s->f, sema_read_tensor(s, id));
+        v.tensor = id;
+        v.loc = loc;
+        v.origin = s->m->tensors[id].name;
+        v.origin_loc = s->m->tensors[id].loc;
+        return v;
+    }
+    const char **cands = arena_alloc(s->a, (size_t)(s->m ? s->m->ntensors + 1 : 1) * sizeof *cands);
+    int n = 0;
+    for (int i = 0; s->m && i < s->m->ntensors; i++) cands[n++] = s->m->tensors[i].name;
+    const char *close = diag_closest(qualify(s, name), cands, n);
+    if (close)
+        sema_error(s, loc, "no parameter or state named '%s' (so far); did you mean '%s'?", qualify(s, name), close);
+    else
+        sema_error(s, loc, "no parameter or state named '%s' (so far)", qualify(s, name));
+    return value_error();
+}
+
 static Value lookup(Sema *s, const char *name, SrcLoc loc) {
     Binding *b = scope_find(s->scope, name);
     if (b) {
@@ -364,6 +392,7 @@ static Value lookup(Sema *s, const char *name, SrcLoc loc) {
     if (di) return func_value(NULL, di->block);
     const Builtin *bi = builtin_find(name);
     if (bi) return func_value(bi, NULL);
+    if (strchr(name, '.')) return lookup_tensor(s, name, loc);
     const Stmt *later = declared_in_block(s->scope->block, name);
     if (later) {
         sema_error(s, loc, "'%s' is used before its declaration", name);
@@ -1591,10 +1620,8 @@ static Module *lower_model(Sema *s, const Block *b, Module *m) {
     bool has_loss = lossf->nouts > 0 && lossf->outs[0].role == OUT_LOSS;
     if (s->d->errors > errors) return NULL;
     push_func(m, run_pass(s, b, PASS_INFER));
-    if (has_loss) {
-        push_func(m, run_pass(s, b, PASS_EVALUATE));
-        push_func(m, lossf);
-    }
+    if (lossf->nouts) push_func(m, run_pass(s, b, PASS_EVALUATE)); /* a loss or metrics */
+    if (has_loss) push_func(m, lossf);
     move_tensor_last(m, s->step_tensor);
     return m;
 }
@@ -1651,7 +1678,8 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
     if (!e) return;
     switch (e->kind) {
     case E_NAME:
-        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) || builtin_find(e->str))
+        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) || builtin_find(e->str) ||
+            strchr(e->str, '.')) /* parameter names are checked when the def is expanded */
             return;
         dc_unknown(dc, e->str, e->loc, false);
         break;
