@@ -135,8 +135,8 @@ struct Sema {
     Ref loss_total;
     int nloss;
     /* def-call notes owed to the last error: flushed before the next error or statement */
-    SrcLoc trace_loc[MAX_TRACE];
-    const char *trace_name[MAX_TRACE];
+    SrcLoc trace_loc[MAX_TRACE + 1];
+    const char *trace_name[MAX_TRACE + 1];
     int ntrace;
 };
 
@@ -169,7 +169,10 @@ Arena *sema_arena(Sema *s) { return s->a; }
 
 static void flush_trace(Sema *s) {
     for (int i = 0; i < s->ntrace; i++)
-        diag_note(s->d, s->trace_loc[i], "in def '%s' called here", s->trace_name[i]);
+        if (s->trace_loc[i].first_line)
+            diag_note(s->d, s->trace_loc[i], "in def '%s' called here", s->trace_name[i]);
+        else
+            diag_note(s->d, s->trace_loc[i], "(%s more def calls)", s->trace_name[i]);
     s->ntrace = 0;
 }
 
@@ -180,9 +183,18 @@ bool sema_error(Sema *s, SrcLoc loc, const char *fmt, ...) {
     va_start(ap, fmt);
     diag_verror(s->d, loc, fmt, ap);
     va_end(ap);
-    for (Frame *fr = s->frame; fr && s->ntrace < MAX_TRACE; fr = fr->up) {
-        s->trace_loc[s->ntrace] = fr->call_loc;
-        s->trace_name[s->ntrace++] = fr->def->name;
+    /* the innermost calls, then (when the chain is long) the outermost one */
+    int depth = 0;
+    for (Frame *fr = s->frame; fr; fr = fr->up) depth++;
+    int k = 0;
+    for (Frame *fr = s->frame; fr; fr = fr->up, k++) {
+        if (k < MAX_TRACE - 1 || k == depth - 1) {
+            s->trace_loc[s->ntrace] = fr->call_loc;
+            s->trace_name[s->ntrace++] = fr->def->name;
+        } else if (k == MAX_TRACE - 1) {
+            s->trace_loc[s->ntrace] = (SrcLoc){0};
+            s->trace_name[s->ntrace++] = arena_printf(s->a, "%d", depth - MAX_TRACE);
+        }
     }
     return true;
 }
