@@ -689,8 +689,9 @@ static int train_loop(TrainArgs *ta) {
         if (seed < 0) seed = meta_int(&ck, "seed", -1);
         nnrt_st_free(&ck);
     }
+    static const char *const funcs[] = {"train_step", "evaluate", NULL};
     if (session_open(&s, ta->file, ta->model, ta->interp, seed, ta->resume,
-                     ta->resume ? NNRT_KINDS_ALL : NNRT_KINDS_WEIGHTS)) {
+                     ta->resume ? NNRT_KINDS_ALL : NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }
@@ -938,7 +939,8 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     Session s;
-    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS)) {
+    static const char *const funcs[] = {"evaluate", NULL};
+    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }
@@ -1013,7 +1015,8 @@ int cmd_sample(int argc, char **argv) {
         return 2;
     }
     Session s;
-    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS)) {
+    static const char *const funcs[] = {"infer", NULL};
+    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }

@@ -544,7 +544,10 @@ int64_t llvm_seed_offset(const Module *m);
 int64_t llvm_state_bytes(const Module *m);
 /* Bytes of work one call of f needs (WORK_BYTES is the max over the functions). */
 int64_t llvm_work_bytes(const Func *f);
-int64_t llvm_max_work_bytes(const Module *m);
+int64_t llvm_max_work_bytes(const Module *m, bool embedded);
+/* Whether an object carries f: all functions, or with embedded weights only those that
+ * neither initialize nor store (infer, evaluate). */
+bool llvm_func_emitted(const Func *f, bool embedded);
 
 /* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
  * init(seed); infer(args..., outputs...); train_step(args..., loss);
@@ -621,6 +624,7 @@ typedef struct Exec {
     bool use_interp;
     Interp interp;
     Jit *jit;
+    Module *jit_view;   /* the module as compiled: a subset of its functions */
     uint8_t *state;
     void *work;
     int64_t work_bytes;
@@ -628,7 +632,9 @@ typedef struct Exec {
 } Exec;
 
 bool exec_jit_available(void);
-int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed);
+/* funcs: NULL-terminated names of the functions to compile (init is always included), or NULL
+ * for all of them. */
+int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *const *funcs);
 void exec_close(Exec *e);
 int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
 /* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
@@ -650,8 +656,9 @@ typedef struct Session {
     bool exec_open;
 } Session;
 
+/* funcs: the functions the command calls (NULL-terminated), see exec_open. */
 int session_open(Session *s, const char *file, const char *model, bool interp, int64_t seed,
-                 const char *weights, unsigned required_kinds);
+                 const char *weights, unsigned required_kinds, const char *const *funcs);
 void session_close(Session *s);
 int save_checkpoint(Session *s, const char *path, int64_t step, int64_t epoch);
 void set_hyper(Exec *e, const char *name, double value);

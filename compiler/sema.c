@@ -370,6 +370,11 @@ static void bind(Sema *s, const char *name, SrcLoc loc, Value v) {
         sema_error(s, loc, "'batch' is reserved for the batch dimension");
         v = value_error();
     }
+    if (strchr(name, '.')) {
+        /* dotted names read parameters (h1.weight); they never name a binding */
+        sema_error(s, loc, "'%s' cannot be defined: a name with '.' refers to a layer parameter", name);
+        v = value_error();
+    }
     Binding *old = scope_find(s->scope, name);
     if (old) {
         sema_error(s, loc, "duplicate name '%s'", name);

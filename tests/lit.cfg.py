@@ -15,7 +15,7 @@ config.test_format = lit.formats.ShTest(execute_external=False)
 config.suffixes = ['.nn', '.test']
 # Inputs/ hold files used by tests; corpus/ and regress/ are fuzzer inputs that a .test
 # file runs explicitly.
-config.excludes = ['Inputs', 'corpus', 'regress']
+config.excludes = ['Inputs', 'corpus', 'regress', 'ref', 'bench']
 
 config.test_source_root = os.path.dirname(os.path.abspath(__file__))
 repo_root = os.path.dirname(config.test_source_root)

@@ -296,7 +296,8 @@ def main(argv=None):
     ap.add_argument('--case', action='append', default=[], help='run only this case (repeatable)')
     ap.add_argument('--rtol', type=float, default=1e-4)
     ap.add_argument('--atol', type=float, default=1e-5)
-    ap.add_argument('--timeout', type=int, default=300, help='seconds per nnc command')
+    ap.add_argument('--timeout', type=int, default=900,
+                    help='seconds per nnc command (JIT compiles of recurrent models are slow)')
     ap.add_argument('--keep', action='store_true', help='keep the scratch directories')
     ap.add_argument('--verbose', '-v', action='store_true', help='print failing commands')
     ap.add_argument('--list', action='store_true', help='list the cases and exit')

@@ -305,6 +305,31 @@ def prim_max():
 
 
 @case
+def prim_misc():
+    # split (a tuple, indexed), erf, cos, stop_gradient, the swish alias of silu
+    src = """model prim_misc {
+  input  x: f32[batch, 6]
+  label  t: f32[batch, 3]
+  param  W: f32[6, 6] = xavier_uniform
+  parts  = split(x @ W, 2)
+  l      = parts[0]
+  r      = parts[1]
+  u      = l * erf(r) + cos(l) + stop_gradient(r) * l
+  output o = swish(u)
+  loss   mse(o, t)
+}
+"""
+
+    def fwd(m, x, y):
+        l, r = torch.split(x['x'] @ m.W, 3, -1)
+        u = l * torch.erf(r) + torch.cos(l) + r.detach() * l
+        o = F.silu(u)
+        return {'o': o}, F.mse_loss(o, y['t'])
+    m = net(fwd, W=nn.Parameter(torch.randn(6, 6) * 0.5))
+    return Case('prim_misc', src, m, {'x': randn(B, 6)}, {'t': randn(B, 3)})
+
+
+@case
 def prim_slice():
     src = """model prim_slice {
   input  x: f32[batch, 6]
