@@ -5,7 +5,8 @@
  * are called directly, without exec_call's per-call name lookups. Links every compiler
  * object but main.o, as the compiler's unit tests do. The generated machine code is the
  * same as an object from `nnc compile` would hold, so the timings stand for both; bench.py
- * labels them "jit". Also measures the compile itself (a proxy for W7). */
+ * labels them "jit". Also measures the compile itself (a proxy for W7): parse, checks,
+ * autodiff, the LLVM pipeline at -O2 and machine code for every function of the module. */
 #include "harness.h"
 #include "nnc.h"
 
@@ -89,6 +90,9 @@ int bench_model_open(BenchModel *bm, const char *path) {
         fprintf(stderr, "harness: %s: JIT compilation failed\n", path);
         return 1;
     }
+    /* ORC compiles a function to machine code when it is first looked up: look up every
+     * function, as `nnc compile` would emit every one, before the clock stops */
+    for (int i = 0; i < j->m->nfuncs; i++) jit_lookup(j->exec.jit, j->m->funcs[i]->name);
     bm->compile_seconds = nnrt_now() - wall0;
     bm->compile_cpu_seconds = cpu_seconds() - cpu0;
     j->train_step = module_find_func(j->m, "train_step");

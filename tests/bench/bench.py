@@ -163,7 +163,7 @@ def first_error(r, limit):
         if "error" in obj and not ("see stderr" in obj["error"] and said):
             return obj["error"]
     if said:
-        return re.sub(r"^nnc: |^harness: ", "", said[0])
+        return re.sub(r"^(nnc: |harness: )?(internal )?error: ", "", said[0])
     return lines[-1] if lines else "exit status %s" % r.status
 
 
@@ -311,15 +311,13 @@ class Bench:
         if name in self.harness_cmd:
             return self.harness_cmd[name]
         cmd, reason = (None, None)
-        if self.have_compile:
+        w7 = self.raw["compile"].get(os.path.basename(nn)) if nn.startswith("examples/") else None
+        if w7 and w7["reason"]:  # the example already failed to compile in W7
+            reason = w7["reason"]
+        elif self.have_compile:
             cmd, reason = self.build_aot(name, nn)
         elif self.harness_jit:
-            ex = os.path.basename(nn)
-            w7 = self.raw["compile"].get(ex)
-            if w7 and w7["reason"]:  # the example already failed to compile in W7
-                reason = w7["reason"]
-            else:
-                cmd = [self.harness_jit, "--model", nn]
+            cmd = [self.harness_jit, "--model", nn]
         else:
             reason = "no compile command and no JIT harness"
         self.harness_cmd[name] = (cmd, reason)
