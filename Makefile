@@ -139,7 +139,8 @@ clean:
 # ---------------------------------------------------------------- runtime unit tests
 
 # Each tests/runtime/test_*.c is its own program linked against libnnrt; the runner prints
-# PASS/FAIL per program (with the failing program's output) and a summary line.
+# PASS/FAIL per program (with the failing program's output) and a summary line. The first
+# check compiles runtime/nnrt.h as C++ (it is used from C++ through extern "C").
 RT_TEST_SRC = $(wildcard tests/runtime/test_*.c)
 RT_TEST_BIN = $(RT_TEST_SRC:tests/runtime/%.c=$(BUILD)/tests/runtime/%)
 
@@ -150,6 +151,8 @@ $(BUILD)/tests/runtime/%: tests/runtime/%.c tests/runtime/check.h $(LIBRT)
 .PHONY: runtime-tests
 runtime-tests: $(RT_TEST_BIN)
 	@pass=0; fail=0; \
+	if $(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ runtime/nnrt.h; \
+	then echo "PASS nnrt.h-as-c++"; pass=1; else echo "FAIL nnrt.h-as-c++"; fail=1; fi; \
 	for t in $(RT_TEST_BIN); do \
 	  name=$$(basename $$t); \
 	  if $$t > $$t.log 2>&1; then echo "PASS $$name"; pass=$$((pass + 1)); \

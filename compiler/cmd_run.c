@@ -151,11 +151,16 @@ static bool load_inputs(Func *f, RunArgs *ra, nnrt_array *arrays, int64_t *n) {
         }
         *n = rows;
     }
-    for (int j = 0; ok && j < ra->ninputs; j++) {
+    for (int j = 0; j < ra->ninputs; j++) {
         if (ra->inputs[j].used) continue;
         const char *names[64];
         int k = 0;
-        for (int i = 0; i < f->nargs && k < 64; i++) names[k++] = f->args[i].name;
+        /* suggest among the names not given yet */
+        for (int i = 0; i < f->nargs && k < 64; i++) {
+            bool given = false;
+            for (int q = 0; q < ra->ninputs; q++) given |= !strcmp(ra->inputs[q].name, f->args[i].name);
+            if (!given) names[k++] = f->args[i].name;
+        }
         const char *close = diag_closest(ra->inputs[j].name, names, k);
         fprintf(stderr, "nnc: error: model '%s' has no input or label named '%s'", f->mod->name,
                 ra->inputs[j].name);
@@ -187,7 +192,7 @@ void session_close(Session *s) {
  * (kinds in required_kinds must be present; the other kinds are loaded when present).
  * seed < 0 takes the train block's seed (0 without one). */
 int session_open(Session *s, const char *file, const char *model, bool interp, int64_t seed,
-                 const char *weights, unsigned required_kinds) {
+                 const char *weights, unsigned required_kinds, const char *const *funcs) {
     memset(s, 0, sizeof *s);
     DriverOptions opts = {.train_functions = true};
     if (driver_load(file, &opts, &s->dr)) return 1;
@@ -195,7 +200,7 @@ int session_open(Session *s, const char *file, const char *model, bool interp, i
     if (!s->m) return 1;
     s->info = module_info(s->m);
     uint64_t used_seed = seed >= 0 ? (uint64_t)seed : s->m->train.present ? (uint64_t)s->m->train.seed : 0;
-    if (exec_open(&s->exec, s->m, interp, used_seed)) {
+    if (exec_open(&s->exec, s->m, interp, used_seed, funcs)) {
         fprintf(stderr, "nnc: error: cannot prepare model '%s' for execution\n", s->m->name);
         return 1;
     }
@@ -218,9 +223,10 @@ int session_open(Session *s, const char *file, const char *model, bool interp, i
     return 0;
 }
 
-static int session_open_args(Session *s, const RunArgs *ra) {
+static int session_open_args(Session *s, const RunArgs *ra, const char *func) {
+    const char *funcs[] = {func, NULL};
     return session_open(s, ra->file, ra->model, ra->interp, ra->seed,
-                        ra->weights ? ra->weights : ra->init, NNRT_KINDS_WEIGHTS);
+                        ra->weights ? ra->weights : ra->init, NNRT_KINDS_WEIGHTS, funcs);
 }
 
 static bool common_option(int argc, char **argv, int *i, RunArgs *ra, bool *bad) {
@@ -257,9 +263,16 @@ static const char run_help[] =
     "  --model M            the model to run when the file defines several\n"
     "  --interp             use the reference interpreter instead of compiled code\n";
 
-static void print_array(const char *name, DType dt, const float *fv, const int32_t *iv, int64_t rows,
-                        int64_t cols) {
-    printf("%s: %s[%" PRId64 ", %" PRId64 "]\n", name, dtype_names[dt], rows, cols);
+/* Prints an output as text: its concrete shape, then one row per sample (or per leading index). */
+static void print_array(const char *name, DType dt, const Shape *shape, int64_t n, const float *fv,
+                        const int32_t *iv) {
+    Shape concrete = *shape;
+    for (int d = 0; d < concrete.rank; d++) concrete.dim[d] = shape_dim(shape, d, n);
+    concrete.batch_mask = 0;
+    char buf[128];
+    printf("%s: %s%s\n", name, dtype_names[dt], shape_str(&concrete, buf, sizeof buf));
+    int64_t total = shape_numel(shape, n);
+    int64_t rows = concrete.rank > 1 ? concrete.dim[0] : 1, cols = rows ? total / (rows ? rows : 1) : 0;
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t c = 0; c < cols; c++) {
             if (dt == DT_I32) printf("%s%d", c ? " " : "", iv[r * cols + c]);
@@ -269,23 +282,30 @@ static void print_array(const char *name, DType dt, const float *fv, const int32
     }
 }
 
-/* Calls fn over all n samples in chunks of at most max_batch; per-sample strides come from the
- * function's args and outputs. Outputs with a batch axis are concatenated, scalars averaged
- * by chunk size. */
+/* Calls fn over all n samples, in chunks of at most max_batch when every output has a batch
+ * axis (outputs are then concatenated); outputs reduced over the batch need all samples in one
+ * call. Per-sample strides come from the function's args and outputs. */
 static int call_chunked(Session *s, Func *f, int64_t n, nnrt_array *in, void **outs) {
-    int64_t chunk = s->m->max_batch;
+    bool per_sample = true;
+    const char *reduced = NULL;
+    for (int o = 0; o < f->nouts; o++)
+        if (!shape_has_batch(&f->nodes[f->outs[o].value].shape)) per_sample = false, reduced = f->outs[o].name;
+    int64_t chunk = per_sample ? s->m->max_batch : n;
+    if (!per_sample && n > s->m->max_batch && !s->exec.use_interp) {
+        fprintf(stderr, "nnc: error: output '%s' combines the whole batch, so all %" PRId64 " samples must go in one call, "
+                        "but the model's batch is %" PRId64 " (set batch in the train block, or use --interp)\n",
+                reduced, n, s->m->max_batch);
+        return NNRT_EBATCH;
+    }
     void *bufs[2 * IR_MAX_INPUTS + 64];
     if (f->nargs + f->nouts > (int)(sizeof bufs / sizeof bufs[0])) return NNRT_EARG;
     for (int64_t start = 0; start < n; start += chunk) {
         int64_t cn = n - start < chunk ? n - start : chunk;
         for (int i = 0; i < f->nargs; i++)
             bufs[i] = (char *)in[i].data + start * sample_values(&f->args[i].shape) * 4;
-        float scalar_tmp[64];
         for (int o = 0; o < f->nouts; o++) {
             const Node *v = &f->nodes[f->outs[o].value];
-            bufs[f->nargs + o] = shape_has_batch(&v->shape)
-                                     ? (char *)outs[o] + start * sample_values(&v->shape) * 4
-                                     : (void *)&scalar_tmp[o % 64];
+            bufs[f->nargs + o] = (char *)outs[o] + start * sample_values(&v->shape) * 4;
         }
         char err[512];
         int rc = exec_call(&s->exec, f->name, (int)cn, bufs, err, sizeof err);
@@ -293,11 +313,6 @@ static int call_chunked(Session *s, Func *f, int64_t n, nnrt_array *in, void **o
             fprintf(stderr, "nnc: error: %s failed on samples %" PRId64 "..%" PRId64 ": %s\n", f->name,
                     start, start + cn - 1, err);
             return rc;
-        }
-        for (int o = 0; o < f->nouts; o++) {
-            const Node *v = &f->nodes[f->outs[o].value];
-            if (!shape_has_batch(&v->shape) && outs[o])
-                ((float *)outs[o])[0] += scalar_tmp[o % 64] * (float)cn / (float)n;
         }
     }
     return 0;
@@ -330,7 +345,7 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     Session s;
-    int status = session_open_args(&s, &ra);
+    int status = session_open_args(&s, &ra, "infer");
     Func *f = status ? NULL : module_find_func(s.m, "infer");
     nnrt_array in[IR_MAX_INPUTS * 4] = {{0}};
     void *outs[64] = {0};
@@ -348,7 +363,7 @@ int cmd_run(int argc, char **argv) {
     if (!status) {
         for (int o = 0; o < f->nouts && o < 64; o++) {
             const Node *v = &f->nodes[f->outs[o].value];
-            outs[o] = calloc((size_t)(n * sample_values(&v->shape) + 1), 4);
+            outs[o] = calloc((size_t)(shape_numel(&v->shape, n) + 1), 4);
         }
         status = call_chunked(&s, f, n, in, outs) ? 1 : 0;
     }
@@ -358,7 +373,6 @@ int cmd_run(int argc, char **argv) {
         for (int j = 0; j < ra.noutputs; j++)
             if (!strcmp(ra.outputs[j].name, f->outs[o].name)) path = ra.outputs[j].path;
         if (ra.noutputs && !path) continue;
-        int64_t per = sample_values(&v->shape);
         if (path) {
             int64_t shape[IR_MAX_RANK];
             for (int d = 0; d < v->shape.rank; d++) shape[d] = (v->shape.batch_mask >> d & 1) ? v->shape.dim[d] * n : v->shape.dim[d];
@@ -368,7 +382,7 @@ int cmd_run(int argc, char **argv) {
                 status = 1;
             }
         } else {
-            print_array(f->outs[o].name, v->dtype, outs[o], outs[o], shape_has_batch(&v->shape) ? n : 1, per);
+            print_array(f->outs[o].name, v->dtype, &v->shape, n, outs[o], outs[o]);
         }
     }
     for (int o = 0; o < 64; o++) free(outs[o]);
@@ -420,7 +434,7 @@ int cmd_grad(int argc, char **argv) {
         return 2;
     }
     Session s;
-    int status = session_open_args(&s, &ra);
+    int status = session_open_args(&s, &ra, "grad");
     Func *f = status ? NULL : module_find_func(s.m, "grad");
     nnrt_array in[IR_MAX_INPUTS * 4] = {{0}};
     int64_t n = 0;
@@ -521,7 +535,7 @@ static const char train_arrays_help[] =
 
 static int train_arrays(RunArgs *ra) {
     Session s;
-    int status = session_open_args(&s, ra);
+    int status = session_open_args(&s, ra, "train_step");
     Func *f = status ? NULL : module_find_func(s.m, "train_step");
     nnrt_array in[IR_MAX_INPUTS * 4] = {{0}};
     int64_t n = 0;

@@ -446,7 +446,8 @@ static void batcher_fill(Batcher *b, const Split *s, const int64_t *order, int64
 
 /* Runs fn (evaluate or train_step) on a filled batch; fills the scalar outputs into vals
  * (in scores_names order). */
-static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, char *err, size_t errlen) {
+static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, double *lr, char *err,
+                     size_t errlen) {
     void *bufs[64];
     float scalars[64];
     int nargs = 0;
@@ -460,6 +461,7 @@ static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, char
         const Node *v = &f->nodes[f->outs[o].value];
         if ((f->outs[o].role == OUT_LOSS || f->outs[o].role == OUT_METRIC) && v->shape.rank == 0)
             vals[k++] = scalars[o];
+        if (lr && f->outs[o].role == OUT_EXTRA && !strcmp(f->outs[o].name, "lr")) *lr = scalars[o];
     }
     return 0;
 }
@@ -476,7 +478,7 @@ static int evaluate_split(Exec *e, Func *f, const Dataset *d, const Split *s, in
         batcher_fill(&b, s, NULL, first, n);
         double vals[MAX_METRICS];
         char err[512];
-        rc = run_batch(e, f, &b, n, vals, err, sizeof err);
+        rc = run_batch(e, f, &b, n, vals, NULL, err, sizeof err);
         if (rc) {
             fprintf(stderr, "nnc: error: evaluation failed: %s\n", err);
             break;
@@ -571,6 +573,8 @@ static const char train_help[] =
     "  --batch N            minibatch size (at most the train block's batch)\n"
     "  --seed N             initialization, shuffling and dropout seed (default: train block)\n"
     "  --validation F       hold out this fraction of the training data (default: train block)\n"
+    "  --lr X               peak learning rate instead of the optimizer's (the schedule scales it)\n"
+    "  --lr-find            LR range test: sweep the rate, print and plot the loss, suggest a rate\n"
     "  --save W             checkpoint after every epoch and at the end (atomic)\n"
     "  --resume W           continue from a checkpoint of the same model\n"
     "  --log F.csv          per-epoch numbers as CSV\n"
@@ -584,9 +588,85 @@ static const char train_help[] =
 typedef struct TrainArgs {
     const char *file, *model, *data, *save, *resume, *log, *plot;
     int64_t epochs, batch, seed;
-    double validation;
-    bool interp, quiet, validation_set;
+    double validation, lr;
+    bool interp, quiet, validation_set, lr_find;
 } TrainArgs;
+
+/* The base rate the IR schedule starts from (the optimizer's lr; sgd(lr=0.01) without a
+ * train block, as optim.c documents). */
+static double base_lr(const Module *m) { return m->train.present ? m->train.opt.lr : 0.01; }
+
+/* The LR range test (Smith 2017, as popularized by fastai): from fresh weights, one step per
+ * rate on a geometric sweep from 1e-7 to 10 over at most 100 steps; the loss is smoothed
+ * (exponential average, beta 0.98, bias-corrected); the sweep stops once it exceeds 4x its
+ * best. Suggests the rate where the smoothed loss falls fastest (steepest negative slope
+ * against log lr). */
+static int lr_find(Session *s, Dataset *d, int64_t batch, const char *plot) {
+    enum { STEPS = 100 };
+    const double lo = 1e-7, hi = 10;
+    Func *step_fn = module_find_func(s->m, "train_step");
+    Batcher b;
+    batcher_init(&b, d, batch);
+    double lrs[STEPS], losses[STEPS], avg = 0, best = INFINITY;
+    int count = 0, status = 0;
+    int64_t steps_per_epoch = (d->train.n + batch - 1) / batch;
+    printf("lr-find: %d steps from %g to %g (batch %" PRId64 ")\n", STEPS, lo, hi, batch);
+    printf("%12s %12s\n", "lr", "loss");
+    for (int k = 0; k < STEPS; k++) {
+        double lr = lo * pow(hi / lo, (double)k / (STEPS - 1));
+        /* undo the schedule: ask for exactly lr at this step */
+        set_hyper(&s->exec, "lr_scale", 1);
+        int64_t first = (k % steps_per_epoch) * batch, n = d->train.n - first < batch ? d->train.n - first : batch;
+        batcher_fill(&b, &d->train, NULL, first, n);
+        double vals[MAX_METRICS], sched = NAN;
+        char err[512];
+        /* probe the scheduled rate on a copy of the state, then take the real step */
+        void *saved = malloc((size_t)s->m->state_bytes + 1);
+        memcpy(saved, exec_state(&s->exec), (size_t)s->m->state_bytes);
+        int rc = run_batch(&s->exec, step_fn, &b, n, vals, &sched, err, sizeof err);
+        memcpy(exec_state(&s->exec), saved, (size_t)s->m->state_bytes);
+        exec_state_changed(&s->exec);
+        free(saved);
+        if (!rc) {
+            set_hyper(&s->exec, "lr_scale", sched > 0 ? lr / sched : lr / base_lr(s->m));
+            rc = run_batch(&s->exec, step_fn, &b, n, vals, NULL, err, sizeof err);
+        }
+        if (rc && rc != NNRT_ENONFINITE) {
+            fprintf(stderr, "nnc train: error: lr-find step %d: %s\n", k + 1, err);
+            status = 1;
+            break;
+        }
+        if (rc == NNRT_ENONFINITE) break;
+        avg = 0.98 * avg + 0.02 * vals[0];
+        double smooth = avg / (1 - pow(0.98, k + 1));
+        lrs[count] = lr;
+        losses[count++] = smooth;
+        printf("%12.4g %12.6g\n", lr, smooth);
+        if (smooth < best) best = smooth;
+        if (smooth > 4 * best && k > 10) break;
+    }
+    batcher_free(&b);
+    if (status) return status;
+    int pick = -1;
+    double steepest = 0;
+    for (int k = 1; k + 1 < count; k++) {
+        double slope = (losses[k + 1] - losses[k - 1]) / (log(lrs[k + 1]) - log(lrs[k - 1]));
+        if (slope < steepest) steepest = slope, pick = k;
+    }
+    if (pick < 0) {
+        printf("lr-find: the loss never fell; try a different model or data\n");
+        return 1;
+    }
+    printf("suggested lr: %.3g (steepest descent of the loss)\n", lrs[pick]);
+    if (plot) {
+        History *h = calloc(1, sizeof *h);
+        h->epochs = count;
+        for (int k = 0; k < count; k++) h->train_loss[k] = losses[k], h->val_loss[k] = NAN;
+        write_svg(plot, h);
+        free(h);
+    }
+    return 0;
+}
 
 static int64_t meta_int(const nnrt_st_file *f, const char *key, int64_t dflt) {
     for (int i = 0; i < f->n_meta; i++)
@@ -609,8 +689,9 @@ static int train_loop(TrainArgs *ta) {
         if (seed < 0) seed = meta_int(&ck, "seed", -1);
         nnrt_st_free(&ck);
     }
+    static const char *const funcs[] = {"train_step", "evaluate", NULL};
     if (session_open(&s, ta->file, ta->model, ta->interp, seed, ta->resume,
-                     ta->resume ? NNRT_KINDS_ALL : NNRT_KINDS_WEIGHTS)) {
+                     ta->resume ? NNRT_KINDS_ALL : NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }
@@ -638,6 +719,13 @@ static int train_loop(TrainArgs *ta) {
         return 1;
     }
     preprocess(&d, tc->preprocess);
+    if (ta->lr_find) {
+        int rc = lr_find(&s, &d, batch, ta->plot);
+        dataset_free(&d);
+        session_close(&s);
+        return rc;
+    }
+    if (ta->lr > 0) set_hyper(&s.exec, "lr_scale", ta->lr / base_lr(m));
     Func *step_fn = module_find_func(m, "train_step"), *eval_fn = module_find_func(m, "evaluate");
     int64_t steps_per_epoch = (d.train.n + batch - 1) / batch;
     set_hyper(&s.exec, "steps_per_epoch", (double)steps_per_epoch);
@@ -674,7 +762,7 @@ static int train_loop(TrainArgs *ta) {
             order[i] = order[j];
             order[j] = t;
         }
-        double t0 = nnrt_now();
+        double t0 = nnrt_now(), lr = NAN;
         Scores tr = names;
         memset(tr.values, 0, sizeof tr.values);
         for (int64_t k = 0; k < steps_per_epoch; k++) {
@@ -682,11 +770,11 @@ static int train_loop(TrainArgs *ta) {
             batcher_fill(&b, &d.train, order, first, n);
             double vals[MAX_METRICS];
             char err[512];
-            int rc = run_batch(&s.exec, step_fn, &b, n, vals, err, sizeof err);
+            int rc = run_batch(&s.exec, step_fn, &b, n, vals, &lr, err, sizeof err);
             if (rc) {
                 if (tty) fprintf(stderr, "\n");
                 fprintf(stderr, "nnc train: error: epoch %" PRId64 ", step %" PRId64 ": %s%s\n", epoch + 1, k + 1, err,
-                        rc == NNRT_ENONFINITE ? " (the loss is not finite); training stopped, the last checkpoint is kept" : "");
+                        rc == NNRT_ENONFINITE ? "; training stopped, the last checkpoint is kept" : "");
                 status = 1;
                 break;
             }
@@ -706,8 +794,8 @@ static int train_loop(TrainArgs *ta) {
         format_scores(line_tr, sizeof line_tr, "", &tr);
         format_scores(line_va, sizeof line_va, "val_", &va);
         if (!ta->quiet)
-            printf("epoch %" PRId64 "/%" PRId64 ": %s%s%s  %.1fs %.0f samples/s\n", epoch + 1, epochs, line_tr,
-                   va.count ? " " : "", line_va, secs, (double)d.train.n / secs);
+            printf("epoch %" PRId64 "/%" PRId64 ": %s%s%s lr=%.4g  %.1fs %.0f samples/s\n", epoch + 1, epochs, line_tr,
+                   va.count ? " " : "", line_va, lr, secs, (double)d.train.n / secs);
         fflush(stdout);
         int e = (int)(epoch < 4096 ? epoch : 4095);
         hist->epochs = e + 1;
@@ -770,7 +858,8 @@ static int train_loop(TrainArgs *ta) {
 int train_dataset(int argc, char **argv) {
     TrainArgs ta = {.seed = -1};
     static const char *const known[] = {"--data", "--epochs", "--batch", "--seed", "--validation", "--save", "--resume",
-                                        "--log", "--plot", "--quiet", "--model", "--interp", "--help", "--input", "--steps"};
+                                        "--log", "--plot", "--quiet", "--model", "--interp", "--help", "--input", "--steps",
+                                        "--lr", "--lr-find"};
     for (int i = 0; i < argc; i++) {
         const char *v = "";
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -796,8 +885,17 @@ int train_dataset(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "--plot", &v)) ta.plot = v;
         else if (opt_value(argc, argv, &i, "--model", &v)) ta.model = v;
         else if (!strcmp(argv[i], "--quiet")) ta.quiet = true;
+        else if (!strcmp(argv[i], "--lr-find")) ta.lr_find = true;
+        else if (opt_value(argc, argv, &i, "--lr", &v)) {
+            char *end = NULL;
+            ta.lr = v ? strtod(v, &end) : 0;
+            if (!v || *end || !(ta.lr > 0) || !isfinite(ta.lr)) {
+                fprintf(stderr, "nnc train: error: --lr expects a positive number\n");
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--interp")) ta.interp = true;
-        else if (argv[i][0] == '-' && argv[i][1]) return unknown_option("train", argv[i], known, 15);
+        else if (argv[i][0] == '-' && argv[i][1]) return unknown_option("train", argv[i], known, 17);
         else if (ta.file) {
             fprintf(stderr, "nnc train: error: more than one input file ('%s' and '%s')\n", ta.file, argv[i]);
             return 2;
@@ -841,7 +939,8 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     Session s;
-    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS)) {
+    static const char *const funcs[] = {"evaluate", NULL};
+    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }
@@ -916,7 +1015,8 @@ int cmd_sample(int argc, char **argv) {
         return 2;
     }
     Session s;
-    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS)) {
+    static const char *const funcs[] = {"infer", NULL};
+    if (session_open(&s, file, model, interp, -1, weights, NNRT_KINDS_WEIGHTS, funcs)) {
         session_close(&s);
         return 1;
     }

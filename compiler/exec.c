@@ -26,17 +26,34 @@ __attribute__((weak)) void interp_save_state(const Interp *in, void *state);
 
 bool exec_jit_available(void) { return jit_compile != NULL; }
 
-int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed) {
+int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *const *funcs) {
     memset(e, 0, sizeof *e);
     e->m = m;
     e->seed = seed;
     e->state = calloc(1, (size_t)m->state_bytes + 64);
     if (!e->state) return NNRT_ENOMEM;
     if (!use_interp && exec_jit_available()) {
-        e->jit = jit_compile(m, 2);
+        /* compile only the functions the command calls (init always): a view of the module
+         * with a subset of its functions, same tensors, same layout */
+        Module *view = m;
+        if (funcs) {
+            view = arena_alloc(m->arena, sizeof *view);
+            *view = *m;
+            view->funcs = arena_alloc(m->arena, sizeof *view->funcs * (size_t)(m->nfuncs + 1));
+            view->nfuncs = view->funcs_cap = 0;
+            for (int i = 0; i < m->nfuncs; i++) {
+                bool wanted = !strcmp(m->funcs[i]->name, "init");
+                for (int k = 0; funcs[k]; k++) wanted |= !strcmp(m->funcs[i]->name, funcs[k]);
+                if (wanted) view->funcs[view->nfuncs++] = m->funcs[i];
+            }
+            view->funcs_cap = view->nfuncs;
+        }
+        const char *lvl = getenv("NNC_JIT_OPT");
+        e->jit = jit_compile(view, lvl && *lvl >= '0' && *lvl <= '3' ? *lvl - '0' : 2);
+        e->jit_view = view;
         if (!e->jit) return NNRT_EARG;
-        for (int i = 0; i < m->nfuncs; i++) {
-            int64_t w = jit_work_bytes(e->jit, m->funcs[i]->name);
+        for (int i = 0; i < view->nfuncs; i++) {
+            int64_t w = jit_work_bytes(e->jit, view->funcs[i]->name);
             if (w > e->work_bytes) e->work_bytes = w;
         }
         e->work = calloc(1, (size_t)e->work_bytes + 64);

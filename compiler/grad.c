@@ -349,6 +349,114 @@ static void rule_slice(Grad *g, const Node *n, Ref dy) {
     contribute(g, x, cur);
 }
 
+/* ---------------------------------------------------------------- layers with kernels */
+
+/* y = conv2d(x, w[, b]):
+ *   dx = conv2d_grad_input(dy, w)    the adjoint of the convolution in x
+ *   dw = conv2d_grad_weight(x, dy)   the correlation of x with dy over batch and positions
+ *   db = sum of dy over N, H, W */
+static void rule_conv2d(Grad *g, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref x = n->in[0], w = n->in[1];
+    if (g->needs[x]) {
+        Ref in[2] = {dy, w};
+        contribute(g, x, ir_node(f, OP_conv2d_grad_input, n->dtype, node(g, x)->shape, 2, in, &n->attr));
+    }
+    if (g->needs[w]) {
+        Ref in[2] = {x, dy};
+        contribute(g, w, ir_node(f, OP_conv2d_grad_weight, n->dtype, node(g, w)->shape, 2, in, &n->attr));
+    }
+    if (n->nin > 2 && g->needs[n->in[2]]) contribute(g, n->in[2], ir_reduce(f, OP_sum, dy, 0xDu, false));
+}
+
+/* y = avgpool2d(x) = window sum / (KH KW), padding counted: the depthwise convolution with
+ * weights 1/(KH KW) (groups = C, dilation 1, the pool's stride and padding), so
+ *   dx = conv2d_grad_input(dy, w) with w = 1/(KH KW) of shape [C, 1, KH, KW]. */
+static void rule_avgpool2d(Grad *g, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref x = n->in[0];
+    Shape xs = node(g, x)->shape;
+    int64_t kh = n->attr.perm[0], kw = n->attr.perm[1];
+    Ref w = ir_const(f, n->dtype, shape_make(4, (int64_t[]){xs.dim[1], 1, kh, kw}, 0), 1.0 / (double)(kh * kw));
+    Attr at = n->attr;
+    at.perm[0] = at.perm[1] = 1;  /* dilation */
+    at.perm[2] = (int)xs.dim[1];  /* groups */
+    Ref in[2] = {dy, w};
+    contribute(g, x, ir_node(f, OP_conv2d_grad_input, n->dtype, xs, 2, in, &at));
+}
+
+/* The [in*scale, in] matrix of bilinear upsampling along one axis (align_corners=False):
+ * output o reads source position s = max(0, (o + 1/2)/scale - 1/2) as
+ * (1 - l) in[i0] + l in[i1], i0 = floor(s), i1 = min(i0 + 1, in - 1), l = s - i0. */
+static Ref bilinear_matrix(Func *f, DType dt, int64_t in, int64_t scale) {
+    int64_t out = in * scale;
+    double *m = arena_alloc(f->mod->arena, (size_t)(out * in) * sizeof *m);
+    for (int64_t o = 0; o < out; o++) {
+        double src = ((double)o + 0.5) / (double)scale - 0.5;
+        if (src < 0) src = 0;
+        int64_t i0 = (int64_t)src, i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+        double l = src - (double)i0;
+        m[o * in + i0] += 1 - l;
+        m[o * in + i1] += l;
+    }
+    Attr a = {.data = m};
+    return ir_node(f, OP_const, dt, shape_make(2, (int64_t[]){out, in}, 0), 0, NULL, &a);
+}
+
+/* y = upsample2d(x) by (sh, sw):
+ *   nearest: y[i, j] = x[i / sh, j / sw], so dx sums dy over each sh x sw block
+ *            (reshape to [N, C, H, sh, W, sw], sum axes 3 and 5);
+ *   bilinear: y = A_h x A_w^T for each (n, c), A the matrix of bilinear_matrix, so
+ *            dx = A_h^T dy A_w: dy @ A_w, then (.)^T @ A_h, transposed back. */
+static void rule_upsample2d(Grad *g, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref x = n->in[0];
+    Shape xs = node(g, x)->shape;
+    int64_t sh = n->attr.perm[0], sw = n->attr.perm[1];
+    if (n->attr.flag == 0) {
+        Shape blocks = {.rank = 6, .dim = {xs.dim[0], xs.dim[1], xs.dim[2], sh, xs.dim[3], sw}};
+        for (int a = 0; a < 4; a++)
+            if (xs.batch_mask >> a & 1) blocks.batch_mask = (uint8_t)(1u << (a < 3 ? a : 4));
+        contribute(g, x, ir_reduce(f, OP_sum, ir_reshape(f, dy, blocks), (1u << 3) | (1u << 5), false));
+        return;
+    }
+    Ref aw = bilinear_matrix(f, n->dtype, xs.dim[3], sw), ah = bilinear_matrix(f, n->dtype, xs.dim[2], sh);
+    Ref t = ir_matmul(f, dy, aw, false, false);         /* [N, C, Ho, W] */
+    Ref u = ir_matmul(f, t, ah, true, false);           /* [N, C, W, H] */
+    contribute(g, x, transpose_last2(f, u));
+}
+
+/* y = lrn(x) over channels (axis 1): with B[c', c] = 1 when c - n/2 <= c' <= c + (n-1)/2,
+ *   s_c = k + alpha/n sum_c' B[c', c] x_c'^2,   y_c = x_c s_c^-beta,
+ *   dx_j = dy_j s_j^-beta - (2 alpha beta / n) x_j sum_c B[j, c] dy_c x_c s_c^(-beta-1).
+ * Channels are moved last so both window sums are matmuls with the constant band B. */
+static void rule_lrn(Grad *g, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref x = n->in[0];
+    Shape xs = node(g, x)->shape;
+    int r = xs.rank, size = n->attr.perm[0];
+    int64_t channels = xs.dim[1];
+    double alpha = n->attr.f[0], beta = n->attr.f[1], k = n->attr.f[2];
+    int perm[IR_MAX_RANK], inverse[IR_MAX_RANK];
+    perm[0] = 0;
+    for (int a = 2; a < r; a++) perm[a - 1] = a;
+    perm[r - 1] = 1;
+    for (int a = 0; a < r; a++) inverse[perm[a]] = a;
+    double *band = arena_alloc(f->mod->arena, (size_t)(channels * channels) * sizeof *band);
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t from = c - size / 2; from <= c + (size - 1) / 2; from++)
+            if (from >= 0 && from < channels) band[from * channels + c] = 1;
+    Attr ba = {.data = band};
+    Ref b = ir_node(f, OP_const, n->dtype, shape_make(2, (int64_t[]){channels, channels}, 0), 0, NULL, &ba);
+    Ref xt = ir_transpose(f, x, perm), dyt = ir_transpose(f, dy, perm);
+    Ref s = add(g, cst(g, x, k), mul(g, cst(g, x, alpha / size), ir_matmul(f, mul(g, xt, xt), b, false, false)));
+    Ref s_beta = ir_binary(f, OP_pow, s, cst(g, x, -beta));
+    Ref t = mul(g, mul(g, dyt, xt), dvd(g, s_beta, s));
+    Ref u = ir_matmul(f, t, b, false, true);
+    Ref dxt = sub(g, mul(g, dyt, s_beta), mul(g, cst(g, x, 2 * alpha * beta / size), mul(g, xt, u)));
+    contribute(g, x, ir_transpose(f, dxt, inverse));
+}
+
 /* ---------------------------------------------------------------- the rules */
 
 /* Applies the rule of forward node i, whose adjoint is dy. Returns false for an op with
@@ -510,6 +618,15 @@ static bool grad_rule(Grad *g, int i, Ref dy) {
                                  n->nin + 1, in, &n->attr));
         return true;
     }
+    case OP_conv2d: rule_conv2d(g, n, dy); return true;
+    case OP_maxpool2d: { /* dy goes to the element each window took (its first maximum) */
+        Ref in[2] = {x, dy};
+        contribute(g, x, ir_node(f, OP_maxpool2d_grad, n->dtype, node(g, x)->shape, 2, in, &n->attr));
+        return true;
+    }
+    case OP_avgpool2d: rule_avgpool2d(g, n, dy); return true;
+    case OP_upsample2d: rule_upsample2d(g, n, dy); return true;
+    case OP_lrn: rule_lrn(g, n, dy); return true;
     default:
         fprintf(stderr, "nnc: internal error: grad: no gradient rule for op '%s' (%%%d)\n",
                 op_info[op].name, i);

@@ -2,7 +2,7 @@
  *
  * The model's params are initialized by `init` (seeded), the inputs are random, `grad` runs
  * once in f64 through the interpreter, and for every element of every parameter (or a seeded
- * sample of 64 elements of a bigger one) the loss is evaluated at w +- eps:
+ * sample of 64 elements of a bigger one, --sample N) the loss is evaluated at w +- eps:
  *   numeric = (loss(w + eps) - loss(w - eps)) / (2 eps)
  *   error   = |symbolic - numeric| / max(1, |symbolic|, |numeric|)
  * The error is relative for gradients above 1 in magnitude and absolute below, so that the
@@ -23,26 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { GRADCHECK_SAMPLE = 64 };
+enum { GRADCHECK_SAMPLE = 64, GRADCHECK_MAX_SAMPLE = 4096 };
 
-/* The interpreter is weak while the branches land (as in exec.c): without it, gradcheck says
- * so instead of failing the build. */
-__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
-__attribute__((weak)) void interp_free(Interp *in);
-__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
-                                     char *err, size_t errlen);
-__attribute__((weak)) void itensor_free(ITensor *t);
 
 typedef struct Options {
     const char *path, *model;
     uint64_t seed;
-    int64_t batch;
+    int64_t batch, sample;
     double eps, tol;
 } Options;
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: nnc gradcheck FILE.nn [--seed N] [--model M] [--batch N] [--eps E] [--tol T]\n"
+            "usage: nnc gradcheck FILE.nn [--seed N] [--model M] [--batch N] [--sample N] [--eps E] [--tol T]\n"
             "\n"
             "Compares every parameter's symbolic gradient with central finite differences of the\n"
             "loss, in f64, on random inputs (labels drawn from the valid class range).\n"
@@ -50,13 +43,13 @@ static void usage(FILE *out) {
             "  --seed N    seed of the parameter init, the inputs and the sampled elements (0)\n"
             "  --model M   the model to check when the file defines several\n"
             "  --batch N   batch size of the random inputs (2)\n"
+            "  --sample N  elements checked per parameter at most, chosen by the seed (%d)\n"
             "  --eps E     finite-difference step (1e-6)\n"
             "  --tol T     largest accepted error (1e-4); error = |a - n| / max(1, |a|, |n|)\n"
             "\n"
-            "Parameters with more than %d elements are checked on %d elements chosen by the seed.\n"
             "Exit status: 0 all within tolerance, 1 a gradient is wrong or the input has errors,\n"
             "2 usage errors.\n",
-            GRADCHECK_SAMPLE, GRADCHECK_SAMPLE);
+            GRADCHECK_SAMPLE);
 }
 
 /* A number >= lo, or a message and false. */
@@ -74,8 +67,8 @@ static bool parse_number(const char *name, const char *s, double lo, double *out
 
 /* Returns 0, or 2 after a message; --help sets *help. */
 static int parse_options(int argc, char **argv, Options *o, bool *help) {
-    static const char *const known[] = {"--seed", "--model", "--batch", "--eps", "--tol", "--help"};
-    *o = (Options){.batch = 2, .eps = 1e-6, .tol = 1e-4};
+    static const char *const known[] = {"--seed", "--model", "--batch", "--sample", "--eps", "--tol", "--help"};
+    *o = (Options){.batch = 2, .sample = GRADCHECK_SAMPLE, .eps = 1e-6, .tol = 1e-4};
     *help = false;
     for (int i = 0; i < argc; i++) {
         const char *v;
@@ -92,6 +85,8 @@ static int parse_options(int argc, char **argv, Options *o, bool *help) {
             o->model = v;
         } else if (opt_value(argc, argv, &i, "--batch", &v)) {
             if (!v || !parse_int_arg("--batch", v, 1, 1 << 20, &o->batch)) return 2;
+        } else if (opt_value(argc, argv, &i, "--sample", &v)) {
+            if (!v || !parse_int_arg("--sample", v, 1, GRADCHECK_MAX_SAMPLE, &o->sample)) return 2;
         } else if (opt_value(argc, argv, &i, "--eps", &v)) {
             if (!parse_number("--eps", v, 1e-300, &x)) return 2;
             o->eps = x;
@@ -146,9 +141,16 @@ static int source_arg(const Func *f, Ref r) {
     }
 }
 
+/* The constant a value comes from through shape-only ops, or NULL. */
+static const Node *source_const(const Func *f, Ref r) {
+    while (f->nodes[r].op == OP_broadcast || f->nodes[r].op == OP_reshape) r = f->nodes[r].in[0];
+    return f->nodes[r].op == OP_const ? &f->nodes[r] : NULL;
+}
+
 /* For each i32 argument, the exclusive upper bound of valid values: the class count of the
- * logits of a cross_entropy it is the labels of, or the row count of a table it gathers
- * from; 2 when neither is found. */
+ * logits of a cross_entropy it is the labels of, the row count of a table it gathers from,
+ * or the size of the class ids it is compared with (one_hot: eq(labels, [0, 1, ... C-1]));
+ * 2 when none is found. */
 static void index_bounds(const Func *f, int64_t *bound) {
     for (int a = 0; a < f->nargs; a++) bound[a] = INT64_MAX;
     for (int i = 0; i < f->nnodes; i++) {
@@ -162,6 +164,14 @@ static void index_bounds(const Func *f, int64_t *bound) {
         } else if (n->op == OP_gather) {
             arg = source_arg(f, n->in[1]);
             limit = f->nodes[n->in[0]].shape.dim[0];
+        } else if (n->op == OP_eq && f->nodes[n->in[0]].dtype == DT_I32) {
+            for (int side = 0; side < 2 && arg < 0; side++) {
+                const Node *ids = source_const(f, n->in[1 - side]);
+                if (!ids || !ids->attr.data) continue;  /* a list of ids, not a splat */
+                arg = source_arg(f, n->in[side]);
+                for (int64_t j = 0; j < shape_numel(&ids->shape, 1); j++)
+                    if (ids->attr.data[j] + 1 > (double)limit) limit = (int64_t)ids->attr.data[j] + 1;
+            }
         }
         if (arg >= 0 && limit > 0 && limit < bound[arg]) bound[arg] = limit;
     }
@@ -242,14 +252,14 @@ static double eval_loss(Checker *c) {
     return value;
 }
 
-/* The elements to check: all, or GRADCHECK_SAMPLE distinct ones in increasing order. */
-static int64_t pick_elements(int64_t numel, uint64_t *rng, int64_t *out) {
-    if (numel <= GRADCHECK_SAMPLE) {
+/* The elements to check: all, or `sample` distinct ones in increasing order. */
+static int64_t pick_elements(int64_t numel, int64_t sample, uint64_t *rng, int64_t *out) {
+    if (numel <= sample) {
         for (int64_t i = 0; i < numel; i++) out[i] = i;
         return numel;
     }
     int64_t count = 0;
-    while (count < GRADCHECK_SAMPLE) {
+    while (count < sample) {
         int64_t e = (int64_t)(next_random(rng) % (uint64_t)numel), j = count;
         bool seen = false;
         for (int64_t k = 0; k < count; k++) seen = seen || out[k] == e;
@@ -290,10 +300,6 @@ int cmd_gradcheck(int argc, char **argv) {
         return 0;
     }
 
-    if (!interp_run) {
-        fprintf(stderr, "nnc gradcheck: error: this build lacks the interpreter that gradcheck needs\n");
-        return 1;
-    }
     DriverOptions dopts = {.train_functions = true, .verify = true};
     DriverResult r;
     if (driver_load(opt.path, &dopts, &r)) {
@@ -358,8 +364,8 @@ int cmd_gradcheck(int argc, char **argv) {
             continue;
         }
         double *w = c.in.tensors[t].data;
-        int64_t numel = c.in.tensors[t].numel, picked[GRADCHECK_SAMPLE];
-        int64_t count = pick_elements(numel, &rng, picked);
+        int64_t numel = c.in.tensors[t].numel, picked[GRADCHECK_MAX_SAMPLE];
+        int64_t count = pick_elements(numel, opt.sample, &rng, picked);
         Worst worst = {.element = -1};
         for (int64_t k = 0; k < count; k++) {
             int64_t e = picked[k];

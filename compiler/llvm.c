@@ -567,6 +567,7 @@ static const struct {
     {"cosf", (AnyFn)cosf}, {"cos", (AnyFn)cos},
     {"powf", (AnyFn)powf}, {"pow", (AnyFn)pow},
     {"erff", (AnyFn)erff}, {"erf", (AnyFn)erf},
+    {"erfcf", (AnyFn)erfcf}, {"erfc", (AnyFn)erfc},
     {"tanhf", (AnyFn)tanhf}, {"tanh", (AnyFn)tanh},
 };
 
@@ -753,6 +754,16 @@ static LLVMValueRef intrinsic1(Cg *cg, const char *name, LLVMValueRef x) {
     return call(cg, fty, fn, &x, 1);
 }
 
+/* llvm.NAME of two operands of one type (maximum: NaN-propagating max) */
+static LLVMValueRef intrinsic2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueRef y) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &t, 1);
+    LLVMValueRef args[2] = {x, y};
+    return call(cg, fty, fn, args, 2);
+}
+
 static void declare_runtime(Cg *cg) {
     LLVMTypeRef i32 = cg->t_i32, i64 = cg->t_i64, f32 = cg->t_f32, f64 = cg->t_f64, p = cg->t_ptr;
     LLVMTypeRef sgemm[] = {i32, i32, i32, i32, i32, f32, p, i32, p, i32, f32, p, i32};
@@ -829,73 +840,81 @@ static LLVMValueRef f_gt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 static LLVMValueRef f_lt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(cg->b, LLVMRealOLT, a, b, ""); }
 static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSelect(cg->b, c, a, b, ""); }
 
-/* 1 / (1 + e^-x) */
+/* 1 / (1 + e^-x), as e^x / (1 + e^x) for x < 0 (no overflow) */
 static LLVMValueRef sigmoid(Cg *cg, DType dt, LLVMValueRef x) {
     LLVMValueRef one = fpc(cg, dt, 1);
-    return f_div(cg, one, f_add(cg, one, libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, x, ""))));
+    LLVMValueRef e = libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, intrinsic1(cg, "llvm.fabs", x), ""));
+    LLVMValueRef pos = f_div(cg, one, f_add(cg, one, e)), neg = f_div(cg, e, f_add(cg, one, e));
+    return sel(cg, f_lt(cg, x, fpc(cg, dt, 0)), neg, pos);
 }
 
-/* log(1 + e^(beta x)) / beta, or x when beta x > threshold (PyTorch's Softplus) */
-static LLVMValueRef softplus(Cg *cg, DType dt, LLVMValueRef x, double beta, double threshold) {
-    LLVMValueRef bx = f_mul(cg, x, fpc(cg, dt, beta));
-    LLVMValueRef soft = f_div(cg, libm1(cg, "log1p", dt, libm1(cg, "exp", dt, bx)), fpc(cg, dt, beta));
-    return sel(cg, f_gt(cg, bx, fpc(cg, dt, threshold)), x, soft);
+/* log(1 + e^x) without overflow: x + log1p(e^-x) for x > 0 */
+static LLVMValueRef log1p_exp(Cg *cg, DType dt, LLVMValueRef x) {
+    LLVMValueRef e = libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, intrinsic1(cg, "llvm.fabs", x), ""));
+    LLVMValueRef l = libm1(cg, "log1p", dt, e);
+    return sel(cg, f_gt(cg, x, fpc(cg, dt, 0)), f_add(cg, x, l), l);
 }
 
+/* As interp.c: leaky_relu's slope and elu's alpha are attr.f[0] as written (sema sets them);
+ * a zero softplus beta or threshold means PyTorch's default. */
+static double leaky_slope(const Attr *a) { return a->f[0]; }
+static double elu_alpha(const Attr *a) { return a->f[0]; }
 static double softplus_beta(const Attr *a) { return a->f[0] != 0 ? a->f[0] : 1.0; }
 static double softplus_threshold(const Attr *a) { return a->f[1] != 0 ? a->f[1] : 20.0; }
 
-/* relu6(x + 3) / 6 */
-static LLVMValueRef hard_sigmoid(Cg *cg, DType dt, LLVMValueRef x) {
-    LLVMValueRef t = f_add(cg, x, fpc(cg, dt, 3));
-    t = sel(cg, f_lt(cg, t, fpc(cg, dt, 0)), fpc(cg, dt, 0), t);
-    t = sel(cg, f_gt(cg, t, fpc(cg, dt, 6)), fpc(cg, dt, 6), t);
-    return f_div(cg, t, fpc(cg, dt, 6));
+/* min(max(v, 0), 6), NaN propagating */
+static LLVMValueRef relu6(Cg *cg, DType dt, LLVMValueRef v) {
+    return sel(cg, f_lt(cg, v, fpc(cg, dt, 0)), fpc(cg, dt, 0), sel(cg, f_gt(cg, v, fpc(cg, dt, 6)), fpc(cg, dt, 6), v));
 }
 
 static const double SELU_ALPHA = 1.6732632423543772, SELU_SCALE = 1.0507009873554805;
 static const double SQRT1_2 = 0.70710678118654752440, SQRT_2_PI = 0.79788456080286535588,
                     INV_SQRT_2PI = 0.39894228040143267794, GELU_C = 0.044715;
 
-/* f(x) of an activation op */
+/* f(x) of an activation op (formulas of interp.c) */
 static LLVMValueRef activation(Cg *cg, Op op, const Attr *a, DType dt, LLVMValueRef x) {
     LLVMValueRef zero = fpc(cg, dt, 0), one = fpc(cg, dt, 1), half = fpc(cg, dt, 0.5);
     switch (op) {
-    case OP_relu: return sel(cg, f_gt(cg, x, zero), x, zero);
-    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, x, fpc(cg, dt, a->f[0])));
+    case OP_relu: return sel(cg, f_lt(cg, x, zero), zero, x);
+    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, leaky_slope(a)), x));
     case OP_elu:
-        return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, a->f[0]), libm1(cg, "expm1", dt, x)));
+        return sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, elu_alpha(a)), libm1(cg, "expm1", dt, x)));
     case OP_selu:
         return f_mul(cg, fpc(cg, dt, SELU_SCALE),
-                    sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "expm1", dt, x))));
+                     sel(cg, f_gt(cg, x, zero), x, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "expm1", dt, x))));
     case OP_gelu:
         if (a->flag) { /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
             LLVMValueRef x3 = f_mul(cg, f_mul(cg, x, x), x);
             LLVMValueRef u = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, x, f_mul(cg, fpc(cg, dt, GELU_C), x3)));
             return f_mul(cg, f_mul(cg, half, x), f_add(cg, one, libm1(cg, "tanh", dt, u)));
         }
-        return f_mul(cg, f_mul(cg, half, x), f_add(cg, one, libm1(cg, "erf", dt, f_mul(cg, x, fpc(cg, dt, SQRT1_2)))));
+        /* x/2 (1 + erf(x/sqrt 2)) = x/2 erfc(-x/sqrt 2), no cancellation for x << 0 */
+        return f_mul(cg, f_mul(cg, half, x), libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2))));
     case OP_sigmoid: return sigmoid(cg, dt, x);
     case OP_tanh: return libm1(cg, "tanh", dt, x);
-    case OP_softplus: return softplus(cg, dt, x, softplus_beta(a), softplus_threshold(a));
+    case OP_softplus: { /* log(1 + e^(b x)) / b, x when b x > threshold */
+        LLVMValueRef bx = f_mul(cg, fpc(cg, dt, softplus_beta(a)), x);
+        LLVMValueRef soft = f_div(cg, log1p_exp(cg, dt, bx), fpc(cg, dt, softplus_beta(a)));
+        return sel(cg, f_gt(cg, bx, fpc(cg, dt, softplus_threshold(a))), x, soft);
+    }
     case OP_silu: return f_mul(cg, x, sigmoid(cg, dt, x));
-    case OP_mish: return f_mul(cg, x, libm1(cg, "tanh", dt, softplus(cg, dt, x, 1, 20)));
-    case OP_hard_sigmoid: return hard_sigmoid(cg, dt, x);
-    case OP_hard_swish: return f_mul(cg, x, hard_sigmoid(cg, dt, x));
+    case OP_mish: return f_mul(cg, x, libm1(cg, "tanh", dt, log1p_exp(cg, dt, x)));
+    case OP_hard_sigmoid: return f_div(cg, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3))), fpc(cg, dt, 6));
+    case OP_hard_swish: return f_div(cg, f_mul(cg, x, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3)))), fpc(cg, dt, 6));
     default: return NULL;
     }
 }
 
-/* f'(x) of an activation op */
+/* f'(x) of an activation op, with PyTorch's choices at the kinks (as interp.c) */
 static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVMValueRef x) {
     LLVMValueRef zero = fpc(cg, dt, 0), one = fpc(cg, dt, 1), half = fpc(cg, dt, 0.5);
     switch (op) {
     case OP_relu: return sel(cg, f_gt(cg, x, zero), one, zero);
-    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), one, fpc(cg, dt, a->f[0]));
-    case OP_elu: return sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, a->f[0]), libm1(cg, "exp", dt, x)));
+    case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), one, fpc(cg, dt, leaky_slope(a)));
+    case OP_elu: return sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, elu_alpha(a)), libm1(cg, "exp", dt, x)));
     case OP_selu:
         return f_mul(cg, fpc(cg, dt, SELU_SCALE),
-                    sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "exp", dt, x))));
+                     sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "exp", dt, x))));
     case OP_gelu:
         if (a->flag) {
             /* u = c (x + k x^3): 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 k x^2) */
@@ -904,12 +923,12 @@ static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVM
             LLVMValueRef t = libm1(cg, "tanh", dt, u);
             LLVMValueRef du = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, one, f_mul(cg, fpc(cg, dt, 3 * GELU_C), x2)));
             return f_add(cg, f_mul(cg, half, f_add(cg, one, t)),
-                        f_mul(cg, f_mul(cg, half, x), f_mul(cg, f_sub(cg, one, f_mul(cg, t, t)), du)));
+                         f_mul(cg, f_mul(cg, f_mul(cg, half, x), f_sub(cg, one, f_mul(cg, t, t))), du));
         }
-        /* Phi(x) + x phi(x) */
-        return f_add(cg, f_mul(cg, half, f_add(cg, one, libm1(cg, "erf", dt, f_mul(cg, x, fpc(cg, dt, SQRT1_2))))),
-                    f_mul(cg, x, f_mul(cg, fpc(cg, dt, INV_SQRT_2PI),
-                                     libm1(cg, "exp", dt, f_mul(cg, fpc(cg, dt, -0.5), f_mul(cg, x, x))))));
+        /* Phi(x) + x phi(x) = erfc(-x/sqrt 2)/2 + x e^(-x^2/2) / sqrt(2 pi) */
+        return f_add(cg, f_mul(cg, half, libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2)))),
+                     f_mul(cg, f_mul(cg, x, libm1(cg, "exp", dt, f_mul(cg, fpc(cg, dt, -0.5), f_mul(cg, x, x)))),
+                           fpc(cg, dt, INV_SQRT_2PI)));
     case OP_sigmoid: {
         LLVMValueRef s = sigmoid(cg, dt, x);
         return f_mul(cg, s, f_sub(cg, one, s));
@@ -919,24 +938,24 @@ static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVM
         return f_sub(cg, one, f_mul(cg, t, t));
     }
     case OP_softplus: {
-        LLVMValueRef bx = f_mul(cg, x, fpc(cg, dt, softplus_beta(a)));
+        LLVMValueRef bx = f_mul(cg, fpc(cg, dt, softplus_beta(a)), x);
         return sel(cg, f_gt(cg, bx, fpc(cg, dt, softplus_threshold(a))), one, sigmoid(cg, dt, bx));
     }
     case OP_silu: { /* s (1 + x (1 - s)) */
         LLVMValueRef s = sigmoid(cg, dt, x);
         return f_mul(cg, s, f_add(cg, one, f_mul(cg, x, f_sub(cg, one, s))));
     }
-    case OP_mish: { /* tanh(sp) + x sigmoid(x) (1 - tanh^2(sp)) */
-        LLVMValueRef t = libm1(cg, "tanh", dt, softplus(cg, dt, x, 1, 20));
+    case OP_mish: { /* t + x s (1 - t^2), t = tanh(softplus x), s = sigmoid x */
+        LLVMValueRef t = libm1(cg, "tanh", dt, log1p_exp(cg, dt, x));
         return f_add(cg, t, f_mul(cg, f_mul(cg, x, sigmoid(cg, dt, x)), f_sub(cg, one, f_mul(cg, t, t))));
     }
     case OP_hard_sigmoid:
         return sel(cg, LLVMBuildAnd(cg->b, f_gt(cg, x, fpc(cg, dt, -3)), f_lt(cg, x, fpc(cg, dt, 3)), ""),
                    fpc(cg, dt, 1.0 / 6), zero);
-    case OP_hard_swish:
+    case OP_hard_swish: /* PyTorch's backward kernel */
         return sel(cg, f_lt(cg, x, fpc(cg, dt, -3)), zero,
-                   sel(cg, f_gt(cg, x, fpc(cg, dt, 3)), one,
-                       f_div(cg, f_add(cg, f_mul(cg, fpc(cg, dt, 2), x), fpc(cg, dt, 3)), fpc(cg, dt, 6))));
+                   sel(cg, LLVMBuildFCmp(cg->b, LLVMRealOLE, x, fpc(cg, dt, 3), ""),
+                       f_add(cg, f_div(cg, x, fpc(cg, dt, 3)), half), one));
     default: return NULL;
     }
 }
@@ -956,18 +975,27 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
     DType dt = n->dtype;
     bool fl = is_float(dt);
     LLVMBuilderRef b = cg->b;
+    static const Op int_ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_maximum, OP_minimum, OP_neg, OP_abs,
+                                 OP_sign, OP_select, OP_cast, OP_stop_gradient, OP_floor};
+    bool int_ok = (op_info[n->op].flags & OPF_CMP) != 0;
+    for (size_t i = 0; i < sizeof int_ops / sizeof int_ops[0]; i++) int_ok |= n->op == int_ops[i];
+    if (!fl && !int_ok) {
+        cg_error(cg, "op '%s' does not take i32 values", op_info[n->op].name);
+        return LLVMGetUndef(ty(cg, dt));
+    }
     switch (n->op) {
     case OP_add: return fl ? f_add(cg, x[0], x[1]) : LLVMBuildAdd(b, x[0], x[1], "");
     case OP_sub: return fl ? f_sub(cg, x[0], x[1]) : LLVMBuildSub(b, x[0], x[1], "");
     case OP_mul: return fl ? f_mul(cg, x[0], x[1]) : LLVMBuildMul(b, x[0], x[1], "");
     case OP_div: return fl ? f_div(cg, x[0], x[1]) : safe_sdiv(cg, x[0], x[1]);
     case OP_pow: return libm2(cg, "pow", dt, x[0], x[1]);
-    case OP_maximum:
-        return fl ? sel(cg, LLVMBuildFCmp(b, LLVMRealOGE, x[0], x[1], ""), x[0], x[1])
-                  : sel(cg, LLVMBuildICmp(b, LLVMIntSGE, x[0], x[1], ""), x[0], x[1]);
-    case OP_minimum:
-        return fl ? sel(cg, LLVMBuildFCmp(b, LLVMRealOLE, x[0], x[1], ""), x[0], x[1])
-                  : sel(cg, LLVMBuildICmp(b, LLVMIntSLE, x[0], x[1], ""), x[0], x[1]);
+    case OP_maximum: /* a >= b ? a : b, a NaN propagates */
+    case OP_minimum: {
+        bool max = n->op == OP_maximum;
+        if (!fl) return sel(cg, LLVMBuildICmp(b, max ? LLVMIntSGE : LLVMIntSLE, x[0], x[1], ""), x[0], x[1]);
+        LLVMValueRef pick = sel(cg, LLVMBuildFCmp(b, max ? LLVMRealOGE : LLVMRealOLE, x[0], x[1], ""), x[0], x[1]);
+        return sel(cg, LLVMBuildFCmp(b, LLVMRealUNO, x[0], x[1], ""), f_add(cg, x[0], x[1]), pick);
+    }
     case OP_eq: return fcmp_to(cg, LLVMRealOEQ, x[0], x[1], in_dt[0], dt);
     case OP_ne: return fcmp_to(cg, LLVMRealUNE, x[0], x[1], in_dt[0], dt);
     case OP_lt: return fcmp_to(cg, LLVMRealOLT, x[0], x[1], in_dt[0], dt);
@@ -991,8 +1019,9 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
         if (!fl)
             return sel(cg, LLVMBuildICmp(b, LLVMIntSGT, x[0], i32c(cg, 0), ""), i32c(cg, 1),
                        sel(cg, LLVMBuildICmp(b, LLVMIntSLT, x[0], i32c(cg, 0), ""), i32c(cg, -1), i32c(cg, 0)));
+        /* keeps +-0 and NaN */
         return sel(cg, f_gt(cg, x[0], fpc(cg, dt, 0)), fpc(cg, dt, 1),
-                   sel(cg, f_lt(cg, x[0], fpc(cg, dt, 0)), fpc(cg, dt, -1), fpc(cg, dt, 0)));
+                   sel(cg, f_lt(cg, x[0], fpc(cg, dt, 0)), fpc(cg, dt, -1), x[0]));
     case OP_floor: return fl ? intrinsic1(cg, "llvm.floor", x[0]) : x[0];
     case OP_cos: return libm1(cg, "cos", dt, x[0]);
     case OP_erf: return libm1(cg, "erf", dt, x[0]);
@@ -1000,7 +1029,12 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
         DType from = in_dt[0];
         if (from == dt) return x[0];
         if (from == DT_I32) return LLVMBuildSIToFP(b, x[0], ty(cg, dt), "");
-        if (dt == DT_I32) return LLVMBuildFPToSI(b, x[0], cg->t_i32, "");
+        if (dt == DT_I32) { /* truncating, saturating, NaN -> 0 */
+            LLVMTypeRef types[2] = {cg->t_i32, LLVMTypeOf(x[0])};
+            unsigned id = LLVMLookupIntrinsicID("llvm.fptosi.sat", 15);
+            return call(cg, LLVMIntrinsicGetType(cg->ctx, id, types, 2),
+                        LLVMGetIntrinsicDeclaration(cg->mod, id, types, 2), x, 1);
+        }
         return dt == DT_F64 ? LLVMBuildFPExt(b, x[0], cg->t_f64, "") : LLVMBuildFPTrunc(b, x[0], cg->t_f32, "");
     }
     case OP_stop_gradient: return x[0];
@@ -1113,9 +1147,9 @@ static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
 }
 
 static LLVMValueRef reduce_combine(Cg *cg, Op op, DType acc_dt, LLVMValueRef acc, LLVMValueRef x) {
-    if (op == OP_max)
+    if (op == OP_max) /* a NaN sticks */
         return acc_dt == DT_I32 ? sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, x, acc, ""), x, acc)
-                                : sel(cg, f_gt(cg, x, acc), x, acc);
+                                : intrinsic2(cg, "llvm.maximum", acc, x);
     return acc_dt == DT_I32 ? LLVMBuildAdd(cg->b, acc, x, "") : reassoc(f_add(cg, acc, x));
 }
 
@@ -1207,7 +1241,10 @@ static void emit_argmax(Cg *cg, Ref v) {
     Loop la = loop_begin(cg, len, "amax_a");
     LLVMValueRef e = load_at(cg, dt, in_ptr(cg, n, 0), add64(cg, base, mul64(cg, la.iv, inner)));
     LLVMValueRef cur = load_var(cg, ty(cg, dt), best);
-    LLVMValueRef better = dt == DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, e, cur, "") : f_gt(cg, e, cur);
+    /* the first maximum; a NaN counts as the maximum */
+    LLVMValueRef better = dt == DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, e, cur, "")
+                                       : LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, cur, cur, ""),
+                                                      LLVMBuildFCmp(cg->b, LLVMRealUGT, e, cur, ""), "");
     LLVMBuildStore(cg->b, sel(cg, better, e, cur), best);
     LLVMBuildStore(cg->b, sel(cg, better, la.iv, load_var(cg, cg->t_i64, arg)), arg);
     loop_end(cg, &la);
@@ -1314,28 +1351,30 @@ static void emit_scatter_add(Cg *cg, Ref v) {
 
 /* Row helpers for last-axis kernels: rows = numel / C. */
 
-/* max over row[0..C) of x */
+/* max over row[0..C) of x (a NaN sticks) */
 static LLVMValueRef row_max(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C) {
     LLVMValueRef m = entry_alloca(cg, ty(cg, dt), "rmax");
     LLVMBuildStore(cg->b, LLVMConstReal(ty(cg, dt), -INFINITY), m);
     Loop l = loop_begin(cg, C, "rmax");
     LLVMValueRef e = load_at(cg, dt, x, add64(cg, base, l.iv));
-    LLVMValueRef cur = load_var(cg, ty(cg, dt), m);
-    LLVMBuildStore(cg->b, sel(cg, f_gt(cg, e, cur), e, cur), m);
+    LLVMBuildStore(cg->b, intrinsic2(cg, "llvm.maximum", load_var(cg, ty(cg, dt), m), e), m);
     loop_end(cg, &l);
     return load_var(cg, ty(cg, dt), m);
 }
 
-/* log(sum_c e^(x_c - max)) + max, in double */
+/* log sum_c e^x_c of one row in double, stable: m + log sum e^(x_c - m); m itself when it is
+ * not finite (all -inf, an +inf or a NaN), as interp.c */
 static LLVMValueRef row_logsumexp(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C) {
-    LLVMValueRef m = row_max(cg, dt, x, base, C);
+    LLVMValueRef m = to_double(cg, dt, row_max(cg, dt, x, base, C));
     LLVMValueRef s = entry_alloca(cg, cg->t_f64, "rsum");
     LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), s);
     Loop l = loop_begin(cg, C, "rlse");
-    LLVMValueRef e = libm1(cg, "exp", dt, f_sub(cg, load_at(cg, dt, x, add64(cg, base, l.iv)), m));
-    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), to_double(cg, dt, e))), s);
+    LLVMValueRef d = f_sub(cg, to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv))), m);
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), libm1(cg, "exp", DT_F64, d))), s);
     loop_end(cg, &l);
-    return f_add(cg, to_double(cg, dt, m), libm1(cg, "log", DT_F64, load_var(cg, cg->t_f64, s)));
+    LLVMValueRef finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", m),
+                                        LLVMConstReal(cg->t_f64, INFINITY), "");
+    return sel(cg, finite, f_add(cg, m, libm1(cg, "log", DT_F64, load_var(cg, cg->t_f64, s))), m);
 }
 
 /* sum over row[0..C) of f(c) in double, f given as a callback-free pair of loads */
@@ -1365,20 +1404,12 @@ static void emit_softmax_family(Cg *cg, Ref v) {
     Loop lr = loop_begin(cg, rows, "row");
     LLVMValueRef base = mul64(cg, lr.iv, C);
     switch (n->op) {
-    case OP_softmax: { /* e_c = exp(x_c - max) kept in out, then scaled by 1 / sum (double) */
-        LLVMValueRef m = row_max(cg, dt, x, base, C);
-        LLVMValueRef s = entry_alloca(cg, cg->t_f64, "ssum");
-        LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), s);
-        Loop l = loop_begin(cg, C, "sm_exp");
-        LLVMValueRef e = libm1(cg, "exp", dt, f_sub(cg, load_at(cg, dt, x, add64(cg, base, l.iv)), m));
-        store_at(cg, dt, e, out, add64(cg, base, l.iv));
-        LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, s), to_double(cg, dt, e))), s);
+    case OP_softmax: { /* e^(x_c - logsumexp(x)) */
+        LLVMValueRef lse = row_logsumexp(cg, dt, x, base, C);
+        Loop l = loop_begin(cg, C, "sm");
+        LLVMValueRef e = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
+        store_at(cg, dt, from_double(cg, dt, libm1(cg, "exp", DT_F64, f_sub(cg, e, lse))), out, add64(cg, base, l.iv));
         loop_end(cg, &l);
-        LLVMValueRef sum = load_var(cg, cg->t_f64, s);
-        Loop l2 = loop_begin(cg, C, "sm_div");
-        LLVMValueRef e2 = to_double(cg, dt, load_at(cg, dt, out, add64(cg, base, l2.iv)));
-        store_at(cg, dt, from_double(cg, dt, f_div(cg, e2, sum)), out, add64(cg, base, l2.iv));
-        loop_end(cg, &l2);
         break;
     }
     case OP_log_softmax: { /* x_c - logsumexp(x) */
@@ -1487,41 +1518,34 @@ static void emit_cross_entropy(Cg *cg, Ref v) {
         cg_error(cg, "cross_entropy of i32 logits");
         return;
     }
-    LLVMValueRef nll = entry_alloca(cg, cg->t_f64, "ce_nll"), smooth = entry_alloca(cg, cg->t_f64, "ce_sm"),
-                 W = entry_alloca(cg, cg->t_f64, "ce_den");
+    LLVMValueRef total = entry_alloca(cg, cg->t_f64, "ce_total");
     LLVMValueRef dzero = LLVMConstReal(cg->t_f64, 0);
-    LLVMBuildStore(cg->b, dzero, nll);
-    LLVMBuildStore(cg->b, dzero, smooth);
-    LLVMBuildStore(cg->b, dzero, W);
+    LLVMBuildStore(cg->b, dzero, total);
+    double s = a.smoothing;
     Loop lp = loop_begin(cg, a.rows, "ce");
     LLVMValueRef valid;
     LLVMValueRef y = ce_label(cg, &a, lp.iv, &valid);
     LLVMBasicBlockRef join = if_begin(cg, valid);
     LLVMValueRef base = mul64(cg, lp.iv, a.C);
     LLVMValueRef lse = row_logsumexp(cg, a.dt, a.x, base, a.C);
-    LLVMValueRef wy = ce_weight(cg, &a, y);
     LLVMValueRef xy = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, y)));
-    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, nll), f_mul(cg, wy, f_sub(cg, lse, xy))), nll);
-    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, W), wy), W);
-    if (a.smoothing != 0) {
-        LLVMValueRef sp = entry_alloca(cg, cg->t_f64, "ce_sp");
-        LLVMBuildStore(cg->b, dzero, sp);
+    /* (1-s) w[y] (lse - x_y) + s/C sum_c w[c] (lse - x_c) */
+    LLVMValueRef term = f_mul(cg, f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), ce_weight(cg, &a, y)), f_sub(cg, lse, xy));
+    if (s != 0) {
+        LLVMValueRef smooth = entry_alloca(cg, cg->t_f64, "ce_smooth");
+        LLVMBuildStore(cg->b, dzero, smooth);
         Loop lc = loop_begin(cg, a.C, "ce_c");
         LLVMValueRef xc = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, lc.iv)));
-        LLVMValueRef term = f_mul(cg, ce_weight(cg, &a, lc.iv), f_sub(cg, lse, xc));
-        LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, sp), term)), sp);
+        LLVMValueRef t = f_mul(cg, ce_weight(cg, &a, lc.iv), f_sub(cg, lse, xc));
+        LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f64, smooth), t)), smooth);
         loop_end(cg, &lc);
-        LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, smooth), load_var(cg, cg->t_f64, sp)), smooth);
+        LLVMValueRef sc = f_div(cg, LLVMConstReal(cg->t_f64, s), LLVMBuildSIToFP(cg->b, a.C, cg->t_f64, ""));
+        term = f_add(cg, term, f_mul(cg, sc, load_var(cg, cg->t_f64, smooth)));
     }
+    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, total), term), total);
     if_end(cg, join);
     loop_end(cg, &lp);
-    double s = a.smoothing;
-    LLVMValueRef den = load_var(cg, cg->t_f64, W);
-    LLVMValueRef loss = f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), f_div(cg, load_var(cg, cg->t_f64, nll), den));
-    if (s != 0) {
-        LLVMValueRef sc = f_div(cg, LLVMConstReal(cg->t_f64, s), LLVMBuildSIToFP(cg->b, a.C, cg->t_f64, ""));
-        loss = f_add(cg, loss, f_mul(cg, sc, f_div(cg, load_var(cg, cg->t_f64, smooth), den)));
-    }
+    LLVMValueRef loss = f_div(cg, load_var(cg, cg->t_f64, total), ce_total_weight(cg, &a));
     store_at(cg, n->dtype, from_double(cg, n->dtype, loss), cg->ptr[v], i64c(cg, 0));
 }
 

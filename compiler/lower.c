@@ -1061,10 +1061,11 @@ static Ref attention_core(Sema *s, Ref q, Ref k, Ref v, int64_t heads, bool caus
     int64_t Tq = sq->dim[1], Tk = sk->dim[1], D = sq->dim[2], Dv = sv->dim[2];
     Shape out = *sq;
     out.dim[2] = Dv;
-    if (heads > 1) {
+    if (heads > 1) { /* self-attention passes one tensor three times: split it once */
+        Ref q0 = q, k0 = k;
         q = split_heads(s, q, heads);
-        k = split_heads(s, k, heads);
-        v = split_heads(s, v, heads);
+        k = k0 == q0 ? q : split_heads(s, k, heads);
+        v = v == k0 ? k : v == q0 ? q : split_heads(s, v, heads);
     }
     Ref scores = ir_matmul(F, q, k, false, true);
     scores = mul(s, scores, scalar(s, 1 / sqrt((double)(D / heads))));

@@ -621,6 +621,7 @@ typedef struct Exec {
     bool use_interp;
     Interp interp;
     Jit *jit;
+    Module *jit_view;   /* the module as compiled: a subset of its functions */
     uint8_t *state;
     void *work;
     int64_t work_bytes;
@@ -628,7 +629,9 @@ typedef struct Exec {
 } Exec;
 
 bool exec_jit_available(void);
-int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed);
+/* funcs: NULL-terminated names of the functions to compile (init is always included), or NULL
+ * for all of them. */
+int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *const *funcs);
 void exec_close(Exec *e);
 int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
 /* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
@@ -650,8 +653,9 @@ typedef struct Session {
     bool exec_open;
 } Session;
 
+/* funcs: the functions the command calls (NULL-terminated), see exec_open. */
 int session_open(Session *s, const char *file, const char *model, bool interp, int64_t seed,
-                 const char *weights, unsigned required_kinds);
+                 const char *weights, unsigned required_kinds, const char *const *funcs);
 void session_close(Session *s);
 int save_checkpoint(Session *s, const char *path, int64_t step, int64_t epoch);
 void set_hyper(Exec *e, const char *name, double value);

@@ -362,7 +362,10 @@ Func *optim_build_train_step(Module *m) {
     }
     o.t = add(&o, o.u, c32(&o, 1));
     o.first = REF_NONE;  /* made by the first update that needs it */
-    o.lr = schedule_lr(&o);
+    /* lr_scale (1 by default) lets the driver override the rate (--lr) and sweep it
+     * (--lr-find) without recompiling; the scaled rate is an extra output for progress lines */
+    o.lr = named(&o, mul(&o, schedule_lr(&o), hyper(&o, "lr_scale", 1)), "lr");
+    func_add_out(f, "lr", OUT_EXTRA, o.lr);
 
     /* the gradient of every param the loss depends on (others are left alone, as torch.optim
      * skips params whose .grad is None) */

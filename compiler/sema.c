@@ -591,12 +591,14 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
         c->arg[slot] = aa->value[i];
         c->arg_loc[slot] = aa->loc[i];
     }
+    bool reported = !ok; /* after an unknown keyword, "missing" would only repeat it */
     for (int j = 0; j < n; j++) {
         if (c->given[j]) continue;
         c->arg_name[j] = arena_strdup(s->a, sp[j].name);
         c->arg_loc[j] = call_loc;
         if (!sp[j].def[0]) {
-            sema_error(s, call_loc, "missing argument '%s' in call to %s", sp[j].name, sig_text(s, fname, sig));
+            if (!reported)
+                sema_error(s, call_loc, "missing argument '%s' in call to %s", sp[j].name, sig_text(s, fname, sig));
             ok = false;
             c->arg[j] = value_error();
         } else {
@@ -725,7 +727,7 @@ static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefi
         given[slot] = true;
         vals[slot] = aa->value[i];
     }
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < n && ok; j++)
         if (!given[j] && !def->params[j].default_value) {
             sema_error(s, call_loc, "missing argument '%s' in call to '%s'", def->params[j].name, def->name);
             sema_note(s, def->name_loc, "'%s' defined here", def->name);
@@ -1181,10 +1183,13 @@ static bool eval_init(Sema *s, const Expr *e, const Shape *sh, InitSpec *out) {
         const char *cands[NINITIALIZERS];
         for (int i = 0; i < NINITIALIZERS; i++) cands[i] = initializers[i].name;
         const char *close = diag_closest(name, cands, NINITIALIZERS);
-        if (close)
+        if (close) {
             sema_error(s, name_loc, "unknown initializer '%s'; did you mean '%s'?", name, close);
-        else
-            sema_error(s, name_loc, "unknown initializer '%s'", name);
+        } else {
+            const char *list = "";
+            for (int i = 0; i < NINITIALIZERS; i++) list = arena_printf(s->a, "%s%s%s", list, i ? ", " : "", cands[i]);
+            sema_error(s, name_loc, "unknown initializer '%s' (one of: %s)", name, list);
+        }
         return false;
     }
     Actuals aa = {0};
@@ -1536,8 +1541,11 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
         for (int i = 0; i < s->nouts; i++)
             if (s->outs[i].role == OUT_METRIC) {
                 func_add_out(f, s->outs[i].name, OUT_METRIC, s->outs[i].value);
-                /* the label a driver metric's predictions go with, for metric_info */
-                if (s->outs[i].label) f->nodes[s->outs[i].value].name = s->outs[i].label;
+                /* the label a driver metric's predictions go with, for metric_info (needed only
+                 * when the model has several labels; otherwise it is the only one) */
+                int nlabels = 0;
+                for (int j = 0; j < s->nargs; j++) nlabels += s->args[j].role == ARG_LABEL;
+                if (s->outs[i].label && nlabels > 1) f->nodes[s->outs[i].value].name = s->outs[i].label;
             }
     }
     if (pass == PASS_CHECK) {
@@ -1676,7 +1684,8 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
 
 /* Calls from def to defs, for the recursion check: visits e and reports the first call that
  * closes a cycle through `target`. */
-static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at);
+static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at,
+                      const char **via);
 
 static bool def_reaches(Sema *s, const Block *def, const char *target, int *visiting, int depth) {
     if (depth > s->ndefs) return false;
@@ -1684,10 +1693,11 @@ static bool def_reaches(Sema *s, const Block *def, const char *target, int *visi
     if (visiting[idx]) return false;
     visiting[idx] = 1;
     SrcLoc at;
+    const char *via;
     for (int i = 0; i < def->nstmts; i++)
-        if (calls_def(s, def->stmts[i]->value, target, visiting, depth + 1, &at)) return true;
+        if (calls_def(s, def->stmts[i]->value, target, visiting, depth + 1, &at, &via)) return true;
     for (int i = 0; i < def->nparams; i++)
-        if (calls_def(s, def->params[i].default_value, target, visiting, depth + 1, &at)) return true;
+        if (calls_def(s, def->params[i].default_value, target, visiting, depth + 1, &at, &via)) return true;
     return false;
 }
 
@@ -1697,35 +1707,38 @@ static bool call_reaches(Sema *s, const char *callee, const char *target, int *v
     return di && def_reaches(s, di->block, target, visiting, depth);
 }
 
-static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at) {
+static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at,
+                      const char **via) {
     if (!e) return false;
     switch (e->kind) {
     case E_CALL:
         if (call_reaches(s, e->str, target, visiting, depth)) {
             *at = e->loc;
+            *via = e->str;
             return true;
         }
         for (int i = 0; i < e->nargs; i++)
-            if (calls_def(s, e->args[i].value, target, visiting, depth, at)) return true;
+            if (calls_def(s, e->args[i].value, target, visiting, depth, at, via)) return true;
         return false;
     case E_PIPE:
         if (e->rhs && e->rhs->kind == E_NAME && call_reaches(s, e->rhs->str, target, visiting, depth)) {
             *at = e->loc;
+            *via = e->rhs->str;
             return true;
         }
-        return calls_def(s, e->lhs, target, visiting, depth, at) || calls_def(s, e->rhs, target, visiting, depth, at);
-    case E_BINARY: return calls_def(s, e->lhs, target, visiting, depth, at) || calls_def(s, e->rhs, target, visiting, depth, at);
-    case E_NEG: return calls_def(s, e->lhs, target, visiting, depth, at);
+        return calls_def(s, e->lhs, target, visiting, depth, at, via) || calls_def(s, e->rhs, target, visiting, depth, at, via);
+    case E_BINARY: return calls_def(s, e->lhs, target, visiting, depth, at, via) || calls_def(s, e->rhs, target, visiting, depth, at, via);
+    case E_NEG: return calls_def(s, e->lhs, target, visiting, depth, at, via);
     case E_INDEX:
     case E_LIST:
     case E_TUPLE:
-        if (calls_def(s, e->lhs, target, visiting, depth, at)) return true;
+        if (calls_def(s, e->lhs, target, visiting, depth, at, via)) return true;
         for (int i = 0; i < e->nitems; i++)
-            if (calls_def(s, e->items[i], target, visiting, depth, at)) return true;
+            if (calls_def(s, e->items[i], target, visiting, depth, at, via)) return true;
         return false;
     case E_SLICE:
         for (int i = 0; i < 3; i++)
-            if (calls_def(s, e->slice[i], target, visiting, depth, at)) return true;
+            if (calls_def(s, e->slice[i], target, visiting, depth, at, via)) return true;
         return false;
     default: return false;
     }
@@ -1799,9 +1812,13 @@ static void check_def(Sema *s, DefInfo *di) {
     int *visiting = arena_alloc(s->a, (size_t)s->ndefs * sizeof *visiting);
     for (int i = 0; i < def->nstmts; i++) {
         SrcLoc at;
+        const char *via = NULL;
         memset(visiting, 0, (size_t)s->ndefs * sizeof *visiting);
-        if (calls_def(s, def->stmts[i]->value, def->name, visiting, 0, &at)) {
-            sema_error(s, at, "def '%s' calls itself; recursion is not supported", def->name);
+        if (calls_def(s, def->stmts[i]->value, def->name, visiting, 0, &at, &via)) {
+            if (strcmp(via, def->name))
+                sema_error(s, at, "def '%s' calls itself through '%s'; recursion is not supported", def->name, via);
+            else
+                sema_error(s, at, "def '%s' calls itself; recursion is not supported", def->name);
             sema_note(s, def->name_loc, "'%s' defined here", def->name);
             dc.ok = false;
             break;
@@ -1827,7 +1844,8 @@ bool metric_info(const Func *f, int out, MetricInfo *mi) {
     if (!mi->kind) return false;
     mi->label_arg = -1;
     for (int i = 0; i < f->nargs; i++)
-        if (f->args[i].role == ARG_LABEL && n->name && !strcmp(f->args[i].name, n->name)) mi->label_arg = i;
+        if (f->args[i].role == ARG_LABEL && (mi->label_arg < 0 || (n->name && !strcmp(f->args[i].name, n->name))))
+            mi->label_arg = i;
     /* predictions come from argmax(logits) (classes = its input's last axis) or from a
      * single-logit comparison (2 classes) */
     mi->classes = 2;

@@ -7,6 +7,9 @@
  * The echoed line never sends raw control bytes or invalid UTF-8 to the terminal: they are
  * shown as '?'. Tabs are expanded to 8 columns so the caret lines up.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* strdup, fileno, isatty */
+#endif
 #include "ast.h"
 
 #include <errno.h>
@@ -17,8 +20,8 @@
 enum {
     SOURCE_MAX_BYTES = 64 << 20, /* larger .nn files are surely a mistake */
     ECHO_MAX_COLUMNS = 200,      /* longer lines are shown as a window around the caret */
-    ECHO_WINDOW_BEFORE = 80,     /* bytes of context kept before the caret in a window */
-    ECHO_WINDOW_BYTES = 160,
+    ECHO_WINDOW_BEFORE = 80,     /* columns of context kept before the caret in a window */
+    ECHO_WINDOW_COLUMNS = 160,   /* columns shown in a window */
     TAB_WIDTH = 8,
 };
 
@@ -210,6 +213,10 @@ void diag_init(Diag *d, const Source *src, FILE *out) {
     d->color = isatty(fileno(d->out)) && !(no_color && *no_color);
 }
 
+static int echo_width(unsigned char c) {
+    return c == '\t' ? TAB_WIDTH : (c & 0xc0) == 0x80 ? 0 : 1;
+}
+
 /* Prints the source line of loc, then the caret line. Columns are bytes; the display
  * column of each byte accounts for tabs and multi-byte characters. */
 static void echo_source_line(Diag *d, SrcLoc loc) {
@@ -230,12 +237,22 @@ static void echo_source_line(Diag *d, SrcLoc loc) {
     if (end > line_len) end = line_len;
     if (end <= caret) end = caret + 1;
 
+    /* [ws, we) is the shown byte range: the whole line, or a window of about
+     * ECHO_WINDOW_COLUMNS columns around the caret when the line is wider than
+     * ECHO_MAX_COLUMNS (widths estimated: a tab as 8, a UTF-8 continuation byte as 0). */
     size_t ws = 0, we = line_len;
-    if (line_len > ECHO_MAX_COLUMNS) {
-        ws = caret > ECHO_WINDOW_BEFORE ? caret - ECHO_WINDOW_BEFORE : 0;
-        we = ws + ECHO_WINDOW_BYTES < line_len ? ws + ECHO_WINDOW_BYTES : line_len;
-        if (we - ws < ECHO_WINDOW_BYTES) ws = we > ECHO_WINDOW_BYTES ? we - ECHO_WINDOW_BYTES : 0;
-        while (ws > 0 && ws < caret && (text[ls + ws] & 0xc0) == 0x80) ws++;
+    int width = 0;
+    for (size_t i = 0; i < line_len && width <= ECHO_MAX_COLUMNS; i++)
+        width += echo_width(text[ls + i]);
+    if (width > ECHO_MAX_COLUMNS) {
+        int before = 0, shown = 0;
+        ws = caret;
+        while (ws > 0 && before + echo_width(text[ls + ws - 1]) <= ECHO_WINDOW_BEFORE)
+            before += echo_width(text[ls + --ws]);
+        while (ws < caret && (text[ls + ws] & 0xc0) == 0x80) ws++; /* start on a character */
+        we = ws;
+        while (we < line_len && (we <= caret || shown + echo_width(text[ls + we]) <= ECHO_WINDOW_COLUMNS))
+            shown += echo_width(text[ls + we++]);
         while (we < line_len && (text[ls + we] & 0xc0) == 0x80) we++;
     }
 

@@ -69,6 +69,9 @@ struct Parser {
     Token pending;       /* a token held back while a TERM is returned before it */
     YYSTYPE pending_value;
 
+    Token stmt_first, stmt_second; /* the first tokens of the current statement, to name */
+    int stmt_ntokens;              /* the S_ERROR left when it does not parse */
+
     Bracket brackets[PARSE_MAX_BRACKETS];
     int nbrackets;       /* entries of brackets[] in use */
     int nexpr_brackets;  /* '(' and '[' among them */
@@ -130,6 +133,7 @@ static Block *finish_block(Parser *p, BlockKind kind, SrcLoc loc, const char *na
                            SrcLoc name_loc, Block *params, Block *body, SrcLoc open_loc,
                            bool closed);
 static void describe_lookahead(Parser *p, char *out, size_t size);
+static void add_error_stmt(Parser *p, Block *b, SrcLoc error_loc);
 }
 
 %define api.pure full
@@ -185,6 +189,9 @@ static void describe_lookahead(Parser *p, char *out, size_t size);
 /* program = { block } */
 program
     : %empty
+        {
+            (void)yynerrs; /* diag counts the errors; this keeps clang's -Wunused-but-set quiet */
+        }
     | program block
         {
             if ($2) VEC_PUSH(p->arena, p->prog->blocks, p->prog->nblocks, p->prog->blocks_cap, $2);
@@ -237,7 +244,8 @@ param_list
     ;
 
 /* body = { stmt TERM } [ stmt ]      (empty statements are allowed)
- * A statement with a syntax error is skipped up to the end of its line (or ';'). */
+ * A statement with a syntax error is skipped up to the end of its line (or ';') and
+ * leaves an S_ERROR, named after the binding it would have made when that is known. */
 body
     : stmts %prec BODY_END  { $$ = $1; p->body_error = false; }
     | stmts stmt %prec BODY_END
@@ -246,7 +254,8 @@ body
             if ($2) VEC_PUSH(p->arena, $$->stmts, $$->nstmts, $$->stmts_cap, $2);
             p->body_error = false;
         }
-    | stmts error %prec BODY_END { $$ = $1; p->body_error = true; if (p->diag->stopped) YYABORT; }
+    | stmts error %prec BODY_END {
+                            add_error_stmt(p, $1, @2); $$ = $1; p->body_error = true; if (p->diag->stopped) YYABORT; }
     ;
 
 stmts
@@ -263,6 +272,7 @@ stmts
              * report its errors at once. Otherwise it may be the rest of the broken
              * statement, and bison's usual three-token grace period applies. */
             $$ = $1;
+            add_error_stmt(p, $$, @2);
             if (!$3) yyerrok;
             lexer_drop_brackets(p, false);
             if (p->diag->stopped) YYABORT;
@@ -672,6 +682,27 @@ static Block *mk_block(Parser *p) {
     Block *b = arena_alloc(p->arena, sizeof *b);
     p->nodes++;
     return b;
+}
+
+/* The S_ERROR left by a statement that did not parse: it keeps the name the statement
+ * would have bound (`h1 = ...`, `input x ...`), so later phases can tell an unknown name
+ * from one whose definition was broken. */
+static void add_error_stmt(Parser *p, Block *b, SrcLoc error_loc) {
+    const Token *first = &p->stmt_first, *second = &p->stmt_second;
+    const Token *name = NULL;
+    if (p->stmt_ntokens >= 1 && first->kind == TOK_NAME && first->before_assign)
+        name = first;
+    else if (p->stmt_ntokens >= 2 && second->kind == TOK_NAME &&
+             (first->kind == TOK_INPUT || first->kind == TOK_LABEL || first->kind == TOK_PARAM ||
+              first->kind == TOK_STATE || first->kind == TOK_CONST || first->kind == TOK_OUTPUT))
+        name = second;
+    SrcLoc loc = p->stmt_ntokens ? loc_span(first->loc, error_loc) : error_loc;
+    Stmt *s = mk_stmt(p, S_ERROR, loc, NULL, loc, NULL, NULL);
+    if (name) {
+        s->name = arena_strndup(p->arena, p->src->text + name->offset, name->len);
+        s->name_loc = name->loc;
+    }
+    VEC_PUSH(p->arena, b->stmts, b->nstmts, b->stmts_cap, s);
 }
 
 /* The keyword of a statement (for statements that have one). */

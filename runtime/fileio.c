@@ -41,8 +41,8 @@ int nnrti_input_read(nnrti_input *in, void *dst, uint64_t n, const char *what,
                      nnrt_error *err) {
     if (n > in->size - in->pos)
         return nnrti_fail(err, NNRT_EFORMAT,
-                          "%s: truncated: %s needs %llu bytes at byte offset %llu but the "
-                          "file ends at byte %llu",
+                          "%s: truncated: expected %s (%llu bytes) at byte offset %llu but "
+                          "the file ends at byte %llu",
                           in->name, what, (unsigned long long)n, (unsigned long long)in->pos,
                           (unsigned long long)in->size);
     if (n == 0) return NNRT_OK;

@@ -56,8 +56,8 @@ static int idx_read_exact(idx_reader *r, void *dst, uint64_t n, const char *what
     if (rc) return rc;
     if (got < n)
         return nnrti_fail(err, NNRT_EFORMAT,
-                          "%s: truncated: %s needs %llu bytes from byte offset %llu but the "
-                          "%sdata ends at byte offset %llu",
+                          "%s: truncated: expected %s (%llu bytes) at byte offset %llu but "
+                          "the %sdata ends at byte offset %llu",
                           r->path, what, (unsigned long long)n, (unsigned long long)start,
                           r->gzip ? "uncompressed " : "", (unsigned long long)r->pos);
     return NNRT_OK;

@@ -529,18 +529,18 @@ static int validate(header *h, const char *file, uint64_t data_start, uint64_t d
         nnrti_format_shape(s1, sizeof s1, t->rank, t->shape);
         if (!nnrti_shape_bytes(t->rank, t->shape, nnrt_dtype_size(t->dtype), NULL, &bytes))
             return nnrti_fail(err, NNRT_EFORMAT,
-                              "%s: tensor '%.100s' (header byte offset %llu): shape %s "
+                              "%s: tensor '%.100s' (at byte offset %llu): shape %s "
                               "overflows",
                               file, t->name, (unsigned long long)t->where, s1);
         if (t->begin > t->end)
             return nnrti_fail(err, NNRT_EFORMAT,
-                              "%s: tensor '%.100s' (header byte offset %llu): data_offsets "
+                              "%s: tensor '%.100s' (at byte offset %llu): data_offsets "
                               "[%llu, %llu] end before they begin",
                               file, t->name, (unsigned long long)t->where,
                               (unsigned long long)t->begin, (unsigned long long)t->end);
         if (t->end - t->begin != bytes)
             return nnrti_fail(err, NNRT_EFORMAT,
-                              "%s: tensor '%.100s' (header byte offset %llu): shape %s of %s "
+                              "%s: tensor '%.100s' (at byte offset %llu): shape %s of %s "
                               "needs %llu bytes but data_offsets [%llu, %llu] hold %llu",
                               file, t->name, (unsigned long long)t->where, s1,
                               nnrt_dtype_name(t->dtype), (unsigned long long)bytes,
@@ -548,7 +548,7 @@ static int validate(header *h, const char *file, uint64_t data_start, uint64_t d
                               (unsigned long long)(t->end - t->begin));
         if (t->end > data_size)
             return nnrti_fail(err, NNRT_EFORMAT,
-                              "%s: tensor '%.100s' (header byte offset %llu): data_offsets "
+                              "%s: tensor '%.100s' (at byte offset %llu): data_offsets "
                               "[%llu, %llu] go past the end of the data area (%llu bytes "
                               "from byte offset %llu)",
                               file, t->name, (unsigned long long)t->where,
@@ -567,7 +567,7 @@ static int validate(header *h, const char *file, uint64_t data_start, uint64_t d
                                      ? by_name[i - 1]->where
                                      : by_name[i]->where;
                 int rc = nnrti_fail(err, NNRT_EFORMAT,
-                                    "%s: duplicate tensor name '%.100s' (header byte offset "
+                                    "%s: duplicate tensor name '%.100s' (at byte offset "
                                     "%llu)",
                                     file, by_name[i]->name, (unsigned long long)where);
                 free(by_name);

@@ -15,7 +15,7 @@ config.test_format = lit.formats.ShTest(execute_external=False)
 config.suffixes = ['.nn', '.test']
 # Inputs/ hold files used by tests; corpus/ and regress/ are fuzzer inputs that a .test
 # file runs explicitly.
-config.excludes = ['Inputs', 'corpus', 'regress']
+config.excludes = ['Inputs', 'corpus', 'regress', 'ref', 'bench']
 
 config.test_source_root = os.path.dirname(os.path.abspath(__file__))
 repo_root = os.path.dirname(config.test_source_root)
@@ -40,6 +40,12 @@ config.substitutions.append(('%python', shutil.which('python3') or 'python3'))
 
 # Diagnostics are compared as plain text.
 config.environment['NO_COLOR'] = '1'
-for var in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'HOME', 'TMPDIR'):
+for var in ('LSAN_OPTIONS', 'HOME', 'TMPDIR'):
     if var in os.environ:
         config.environment[var] = os.environ[var]
+# With a sanitizer build (--param nnc=build/asan/nnc), a report must fail the test even
+# under `not`, which accepts any non-zero exit: make sanitizers abort instead.
+config.environment['ASAN_OPTIONS'] = os.environ.get(
+    'ASAN_OPTIONS', 'abort_on_error=1:detect_leaks=1')
+config.environment['UBSAN_OPTIONS'] = os.environ.get(
+    'UBSAN_OPTIONS', 'abort_on_error=1:print_stacktrace=1:halt_on_error=1')

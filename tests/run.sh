@@ -24,7 +24,7 @@ add() {
 
 # run_lit NAME NNC_BINARY
 run_lit() {
-    $LIT -q -s --param nnc="$2" tests > "$log/$1.log" 2>&1
+    $LIT -s --no-progress-bar --param nnc="$2" tests > "$log/$1.log" 2>&1
     passed=$(sed -n 's/^ *Passed *: *\([0-9]*\).*/\1/p' "$log/$1.log" | head -1)
     failed=0
     for kind in Failed Unresolved 'Timed Out' 'Unexpectedly Passed'; do

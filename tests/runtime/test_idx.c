@@ -148,7 +148,7 @@ static void test_rejects(void) {
         const unsigned char dims[] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0};
         write_idx(path, dims, sizeof dims, gz);
         CHECK_ERR(nnrt_idx_load(path, &a, &err), NNRT_EFORMAT, err,
-                  "truncated: the dimensions needs 12 bytes from byte offset 4");
+                  "truncated: expected the dimensions (12 bytes) at byte offset 4");
         /* 2^32-1 cubed overflows; 65535^3 bytes (2.8e14) of claimed data is refused for a
          * plain file by its size and for gzip by running out of data: no huge allocation. */
         const unsigned char ovf[] = {0, 0, 8, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
@@ -170,7 +170,8 @@ static void test_rejects(void) {
     }
     write_idx(path, "", 0, 0);
     CHECK_ERR(nnrt_idx_load(path, &a, &err), NNRT_EFORMAT, err,
-              "truncated: the magic number needs 4 bytes from byte offset 0");
+              "truncated: expected the magic number (4 bytes) at byte offset 0 but the data ends "
+              "at byte offset 0");
     unlink(path);
     CHECK_ERR(nnrt_idx_load(path, &a, &err), NNRT_EIO, err, "cannot open");
     CHECK_ERR(nnrt_idx_load(test_dir, &a, &err), NNRT_EIO, err, "not a regular file");

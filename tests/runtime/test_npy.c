@@ -173,7 +173,7 @@ static void test_rejects(void) {
               "unsupported .npy format version 4.0");
     unsigned char short_hdr[18] = "\x93NUMPY\x01\x00\x76\x00{'descr'";
     CHECK_ERR(nnrt_npy_load_memory(short_hdr, sizeof short_hdr, "x.npy", &a, &err), NNRT_EFORMAT,
-              err, "truncated: the header needs 118 bytes at byte offset 10 but the file ends "
+              err, "truncated: expected the header (118 bytes) at byte offset 10 but the file ends "
                    "at byte 18");
     CHECK_ERR(nnrt_npy_load_memory(not_npy, 3, "x.npy", &a, &err), NNRT_EFORMAT, err,
               "truncated");

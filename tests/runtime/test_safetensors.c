@@ -169,7 +169,8 @@ static void test_rejects(void) {
     nnrt_st_file f;
     static const unsigned char short_file[5] = {1, 2, 3, 4, 5};
     CHECK_ERR(nnrt_st_read_memory(short_file, 5, "t.safetensors", &f, &err), NNRT_EFORMAT, err,
-              "truncated: the header length needs 8 bytes at byte offset 0");
+              "truncated: expected the header length (8 bytes) at byte offset 0 but the file ends "
+              "at byte 5");
 
     /* Header length past the end of the file, and above the 100 MB cap. */
     unsigned char past[16] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
@@ -270,7 +271,7 @@ static void test_rejects(void) {
     const char *path = test_path("trunc.safetensors");
     test_write_file(path, buf, n - 3);
     CHECK_ERR(nnrt_st_read(path, &f, &err), NNRT_EFORMAT, err,
-              "trunc.safetensors: tensor 'a' (header byte offset 9): data_offsets [0, 16] go past "
+              "trunc.safetensors: tensor 'a' (at byte offset 9): data_offsets [0, 16] go past "
               "the end of the data area (13 bytes from byte offset 63)");
     unlink(path);
     free(buf);

@@ -35,6 +35,8 @@ elif kind == 'pipe':            # x |> f |> f ...
     model(b'x' + b' |> f' * n)
 elif kind == 'long-line':       # an error at the end of a 10 MB line
     out.write(b'model m {\n  a = 1' + b' ' * n + b'oops\n  b = 2\n}\n')
+elif kind == 'long-line-middle':  # an error in the middle of a long line
+    out.write(b'model m {\n  a = 1' + b' ' * n + b'oops' + b' ' * n + b'# end\n}\n')
 elif kind == 'long-comment':    # a 10 MB comment and a 10 MB name parse fine
     out.write(b'model m {\n  # ' + b'c' * n + b'\n  ' + b'v' * n + b' = 1\n}\n')
 elif kind == 'garbage':         # n pseudo-random bytes

@@ -1,0 +1,708 @@
+/* test_llvm.c — differential tests of the LLVM backend against the interpreter (the oracle).
+ *
+ * Every case builds a small IR function by hand, JIT-compiles it at -O0 and -O2, runs it at
+ * several batch sizes on the same random data as interp.c, and compares every output and
+ * the state after the call within 1e-5 (relative to max(1, |reference|)). Cases cover every
+ * op of ops.h, fused elementwise chains through views, the store commit protocol (in-place
+ * and deferred stores, a non-finite loss leaving the state untouched), argument checks and
+ * the work-buffer planner. */
+#include "check.h"
+#include "nnc.h"
+#include "nnrt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const double TOL = 1e-5;
+
+/* ---------------------------------------------------------------- building cases */
+
+typedef struct ArgGen {
+    double lo, hi;   /* uniform values (i32: integers in [lo, hi)) */
+    bool special;    /* sprinkle NaN, +-inf and -0 */
+} ArgGen;
+
+typedef struct Case {
+    Arena arena;
+    Module *m;
+    Func *f;
+    ArgGen gen[16];
+    char name[96];
+    int nbatches;
+    int64_t batches[4];
+    bool skip_init;
+} Case;
+
+static Case *case_new(const char *name, const char *func) {
+    Case *c = calloc(1, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->m = module_new(&c->arena, "t");
+    c->m->max_batch = 5;
+    c->f = module_add_func(c->m, func);
+    c->nbatches = 3;
+    c->batches[0] = 1, c->batches[1] = 3, c->batches[2] = 5;
+    return c;
+}
+
+static Shape shp(int rank, int64_t d0, int64_t d1, int64_t d2, uint8_t batch_mask) {
+    int64_t d[3] = {d0, d1, d2};
+    return shape_make(rank, d, batch_mask);
+}
+
+/* An argument of the function; with batch_mask bit i set, dims[i] counts per batch. */
+static Ref arg(Case *c, DType dt, Shape s, double lo, double hi) {
+    char name[16];
+    snprintf(name, sizeof name, "a%d", c->f->nargs);
+    int i = func_add_arg(c->f, name, ARG_INPUT, dt, s, (SrcLoc){0});
+    c->gen[i] = (ArgGen){lo, hi, false};
+    return ir_input(c->f, i);
+}
+
+static Ref farg(Case *c, Shape s) { return arg(c, DT_F32, s, -3, 3); }
+
+static int param(Case *c, const char *name, Shape s, InitKind kind, double a, double b) {
+    InitSpec init = {kind, a, b, 0};
+    return module_add_tensor(c->m, name, TK_PARAM, DT_F32, s, init, (SrcLoc){0});
+}
+
+static void out(Case *c, Ref v) {
+    char name[16];
+    snprintf(name, sizeof name, "o%d", c->f->nouts);
+    func_add_out(c->f, name, OUT_OUTPUT, v);
+}
+
+static Ref node(Case *c, Op op, DType dt, Shape s, int nin, const Ref *in, const Attr *a) {
+    return ir_node(c->f, op, dt, s, nin, in, a);
+}
+
+/* ---------------------------------------------------------------- running cases */
+
+static uint64_t rng_state = 12345;
+static double rnd(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static const double specials[] = {NAN, INFINITY, -INFINITY, -0.0};
+
+static void fill_arg(ITensor *t, const FuncArg *a, const ArgGen *g, int64_t n) {
+    t->dtype = a->dtype;
+    t->rank = a->shape.rank;
+    for (int d = 0; d < t->rank; d++) t->dim[d] = shape_dim(&a->shape, d, n);
+    t->numel = shape_numel(&a->shape, n);
+    t->data = malloc((size_t)(t->numel + 1) * sizeof *t->data);
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = g->lo + (g->hi - g->lo) * rnd();
+        if (a->dtype == DT_I32) v = floor(v);
+        else if (a->dtype == DT_F32) v = (float)v;
+        if (g->special && i % 5 == 2) v = specials[(i / 5) % 4];
+        t->data[i] = v;
+    }
+}
+
+static void *to_buffer(DType dt, const double *data, int64_t count) {
+    void *buf = calloc((size_t)count + 1, 8);
+    for (int64_t i = 0; i < count; i++) {
+        if (dt == DT_F32) ((float *)buf)[i] = (float)data[i];
+        else if (dt == DT_I32) ((int32_t *)buf)[i] = (int32_t)data[i];
+        else ((double *)buf)[i] = data[i];
+    }
+    return buf;
+}
+
+static double buffer_at(DType dt, const void *buf, int64_t i) {
+    if (dt == DT_F32) return ((const float *)buf)[i];
+    if (dt == DT_I32) return ((const int32_t *)buf)[i];
+    return ((const double *)buf)[i];
+}
+
+static bool same_value(double got, double want) {
+    if (isnan(want) || isnan(got)) return isnan(want) && isnan(got);
+    if (isinf(want) || isinf(got)) return got == want;
+    return fabs(got - want) <= TOL * fmax(1, fabs(want));
+}
+
+static int mismatches;
+
+static void compare(const char *what, const char *name, DType dt, const void *got, const double *want,
+                    int64_t count) {
+    int shown = 0;
+    for (int64_t i = 0; i < count; i++) {
+        double g = buffer_at(dt, got, i);
+        if (same_value(g, want[i])) continue;
+        if (shown++ < 4) fprintf(stderr, "%s: %s[%lld] = %.9g, interpreter %.9g\n", what, name, (long long)i, g, want[i]);
+        mismatches++;
+        check_failures++;
+    }
+}
+
+/* Compares the module tensors of two state buffers (module_layout offsets). */
+static void compare_state(const char *what, const Module *m, const uint8_t *got, const uint8_t *want) {
+    for (int t = 0; t < m->ntensors; t++) {
+        const ModTensor *mt = &m->tensors[t];
+        int64_t count = shape_numel(&mt->shape, 1);
+        double *w = malloc((size_t)(count + 1) * sizeof *w);
+        for (int64_t i = 0; i < count; i++) w[i] = buffer_at(mt->dtype, want + mt->offset, i);
+        compare(what, mt->name, mt->dtype, got + mt->offset, w, count);
+        free(w);
+    }
+}
+
+static const uint64_t SEED = 2024;
+
+/* Runs f at every batch size on JIT and interpreter and compares. Returns the JIT's status
+ * of the last call (all calls must agree with the interpreter's success). */
+static void run_at(Case *c, Jit *j, int opt, int64_t n) {
+    Module *m = c->m;
+    Func *f = c->f;
+    char what[160];
+    snprintf(what, sizeof what, "%s -O%d n=%lld", c->name, opt, (long long)n);
+    Interp in;
+    interp_init(&in, m, false);
+    in.seed = SEED;
+    char err[256];
+    size_t state_bytes = (size_t)llvm_state_bytes(m);
+    uint8_t *state = calloc(1, state_bytes + 64), *want_state = calloc(1, state_bytes + 64);
+    void *work = calloc(1, (size_t)jit_work_bytes(j, f->name) + 64);
+    /* both start from init with the same seed */
+    if (!c->skip_init) {
+        int rc = interp_run_init(&in, err, sizeof err);
+        if (rc) fprintf(stderr, "%s: interp init: %s\n", what, err);
+        CHECK(rc == 0);
+        uint64_t seed = SEED;
+        void *init_args[1] = {&seed};
+        void *init_work = calloc(1, (size_t)jit_work_bytes(j, "init") + 64);
+        CHECK(jit_lookup(j, "init")(state, init_work, 1, init_args) == 0);
+        free(init_work);
+        interp_save_state(&in, want_state);
+        snprintf(what + strlen(what), sizeof what - strlen(what), " (init)");
+        compare_state(what, m, state, want_state);
+        what[strlen(what) - 7] = 0;
+        CHECK(*(uint64_t *)(state + llvm_seed_offset(m)) == SEED);
+    } else {
+        memcpy(state + llvm_seed_offset(m), &SEED, 8);
+        interp_load_state(&in, state);
+    }
+    ITensor *args = calloc((size_t)f->nargs + 1, sizeof *args);
+    ITensor *outs = calloc((size_t)f->nouts + 1, sizeof *outs);
+    void **bufs = calloc((size_t)(f->nargs + f->nouts) + 1, sizeof *bufs);
+    for (int i = 0; i < f->nargs; i++) {
+        fill_arg(&args[i], &f->args[i], &c->gen[i], n);
+        bufs[i] = to_buffer(f->args[i].dtype, args[i].data, args[i].numel);
+    }
+    for (int o = 0; o < f->nouts; o++)
+        bufs[f->nargs + o] = calloc((size_t)shape_numel(&f->nodes[f->outs[o].value].shape, n) + 1, 8);
+    int want_rc = interp_run(&in, f, n, args, outs, err, sizeof err);
+    if (want_rc) fprintf(stderr, "%s: interp: %s\n", what, err);
+    CHECK(want_rc == 0);
+    int rc = jit_lookup(j, f->name)(state, work, (int)n, bufs);
+    if (rc) fprintf(stderr, "%s: compiled code returned %d\n", what, rc);
+    CHECK(rc == 0);
+    if (!rc && !want_rc) {
+        for (int o = 0; o < f->nouts; o++) {
+            const Node *v = &f->nodes[f->outs[o].value];
+            compare(what, f->outs[o].name, v->dtype, bufs[f->nargs + o], outs[o].data, outs[o].numel);
+        }
+        interp_save_state(&in, want_state);
+        compare_state(what, m, state, want_state);
+    }
+    for (int i = 0; i < f->nargs; i++) free(args[i].data), free(bufs[i]);
+    for (int o = 0; o < f->nouts; o++) itensor_free(&outs[o]), free(bufs[f->nargs + o]);
+    free(args);
+    free(outs);
+    free(bufs);
+    free(state);
+    free(want_state);
+    free(work);
+    interp_free(&in);
+}
+
+static int cases_run;
+
+/* Finishes the module (layout, init), verifies the IR, and compares at -O0 and -O2. */
+static void run_case(Case *c) {
+    module_layout(c->m);
+    module_build_init(c->m);
+    int problems = 0;
+    for (int i = 0; i < c->m->nfuncs; i++) problems += ir_verify(c->m->funcs[i], stderr);
+    if (problems) fprintf(stderr, "%s: the test's IR does not verify\n", c->name);
+    CHECK(problems == 0);
+    int before = mismatches;
+    for (int opt = 0; opt <= 2 && !problems; opt += 2) {
+        Jit *j = jit_compile(c->m, opt);
+        CHECK(j != NULL);
+        if (!j) break;
+        for (int b = 0; b < c->nbatches; b++) run_at(c, j, opt, c->batches[b]);
+        jit_free(j);
+    }
+    if (mismatches != before) fprintf(stderr, "FAIL %s\n", c->name);
+    cases_run++;
+    arena_free(&c->arena);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void test_binary(void) {
+    static const Op ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_maximum, OP_minimum, OP_eq, OP_ne,
+                             OP_lt, OP_le, OP_gt, OP_ge};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        for (int special = 0; special < 2; special++) {
+            char name[64];
+            snprintf(name, sizeof name, "binary %s%s", op_info[ops[i]].name, special ? " specials" : "");
+            Case *c = case_new(name, "infer");
+            Ref a = farg(c, shp(2, 1, 7, 0, 1));
+            Ref b = farg(c, shp(1, 7, 0, 0, 0)); /* broadcast over the batch */
+            c->gen[0].special = special;
+            c->gen[1].special = special;
+            out(c, ir_binary(c->f, ops[i], a, b));
+            run_case(c);
+        }
+    }
+    Case *c = case_new("binary pow", "infer");
+    out(c, ir_binary(c->f, OP_pow, arg(c, DT_F32, shp(2, 1, 6, 0, 1), 0.1, 3), farg(c, shp(2, 1, 6, 0, 1))));
+    run_case(c);
+}
+
+static void test_int(void) {
+    static const Op ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_maximum, OP_minimum, OP_eq, OP_lt, OP_ge};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "i32 %s", op_info[ops[i]].name);
+        Case *c = case_new(name, "infer");
+        Ref a = arg(c, DT_I32, shp(2, 1, 6, 0, 1), -100, 100);
+        Ref b = arg(c, DT_I32, shp(2, 1, 6, 0, 1), -4, 4); /* zeros: division by zero gives 0 */
+        out(c, ir_binary(c->f, ops[i], a, b));
+        run_case(c);
+    }
+    Case *c = case_new("i32 unary, select, cast", "infer");
+    Ref a = arg(c, DT_I32, shp(2, 1, 6, 0, 1), -100, 100);
+    out(c, ir_unary(c->f, OP_neg, a));
+    out(c, ir_unary(c->f, OP_abs, a));
+    out(c, ir_unary(c->f, OP_sign, a));
+    Ref fa = ir_cast(c->f, a, DT_F32);
+    out(c, fa);
+    Ref x = arg(c, DT_F32, shp(2, 1, 6, 0, 1), -4e9, 4e9); /* saturating float -> i32 */
+    c->gen[1].special = true;
+    out(c, ir_cast(c->f, x, DT_I32));
+    out(c, ir_select(c->f, a, x, fa));
+    out(c, ir_select(c->f, ir_binary(c->f, OP_gt, x, fa), a, ir_unary(c->f, OP_neg, a)));
+    run_case(c);
+}
+
+static void test_unary(void) {
+    static const struct {
+        Op op;
+        double lo, hi;
+    } ops[] = {{OP_neg, -3, 3}, {OP_exp, -5, 5}, {OP_log, 0.01, 10}, {OP_sqrt, 0, 10}, {OP_abs, -3, 3},
+               {OP_sign, -3, 3}, {OP_floor, -3, 3}, {OP_cos, -6, 6}, {OP_erf, -3, 3},
+               {OP_stop_gradient, -3, 3}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        for (int special = 0; special < 2; special++) {
+            char name[64];
+            snprintf(name, sizeof name, "unary %s%s", op_info[ops[i].op].name, special ? " specials" : "");
+            Case *c = case_new(name, "infer");
+            Ref x = arg(c, DT_F32, shp(3, 1, 3, 5, 1), ops[i].lo, ops[i].hi);
+            c->gen[0].special = special;
+            out(c, ir_unary(c->f, ops[i].op, x));
+            run_case(c);
+        }
+    }
+}
+
+static void test_activations(void) {
+    static const struct {
+        Op op;
+        double f0, f1;
+        int flag;
+    } acts[] = {{OP_relu, 0, 0, 0},        {OP_leaky_relu, 0, 0, 0}, {OP_leaky_relu, 0.2, 0, 0},
+                {OP_elu, 0, 0, 0},         {OP_elu, 0.5, 0, 0},      {OP_selu, 0, 0, 0},
+                {OP_gelu, 0, 0, 0},        {OP_gelu, 0, 0, 1},       {OP_sigmoid, 0, 0, 0},
+                {OP_tanh, 0, 0, 0},        {OP_softplus, 0, 0, 0},   {OP_softplus, 2, 5, 0},
+                {OP_silu, 0, 0, 0},        {OP_mish, 0, 0, 0},       {OP_hard_sigmoid, 0, 0, 0},
+                {OP_hard_swish, 0, 0, 0}};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "activation %s %g %g %d", op_info[acts[i].op].name, acts[i].f0, acts[i].f1,
+                 acts[i].flag);
+        Case *c = case_new(name, "infer");
+        Ref x = arg(c, DT_F32, shp(2, 1, 40, 0, 1), -30, 30);
+        Ref dy = farg(c, shp(2, 1, 40, 0, 1));
+        Attr a = {.f = {acts[i].f0, acts[i].f1}, .flag = acts[i].flag};
+        out(c, ir_unary_attr(c->f, acts[i].op, x, &a));
+        Attr g = a;
+        g.fwd_op = acts[i].op;
+        Ref in[2] = {x, dy};
+        out(c, node(c, OP_act_grad, DT_F32, ir_at(c->f, x)->shape, 2, in, &g));
+        run_case(c);
+        /* the interesting range, and the kinks */
+        c = case_new(name, "infer");
+        x = arg(c, DT_F32, shp(2, 1, 40, 0, 1), -4, 4);
+        dy = farg(c, shp(2, 1, 40, 0, 1));
+        c->gen[0].special = true;
+        Ref xs[2] = {x, dy};
+        out(c, ir_unary_attr(c->f, acts[i].op, x, &a));
+        out(c, node(c, OP_act_grad, DT_F32, ir_at(c->f, x)->shape, 2, xs, &g));
+        run_case(c);
+    }
+}
+
+/* A long chain: broadcasts, a transpose and a slice fused into elementwise loops. */
+static void test_fusion(void) {
+    Case *c = case_new("fused chain through views", "infer");
+    Ref x = farg(c, shp(3, 1, 4, 6, 1));
+    Ref b = farg(c, shp(1, 6, 0, 0, 0));
+    Ref y = farg(c, shp(3, 1, 6, 4, 1));
+    int perm[3] = {0, 2, 1};
+    Ref t = ir_transpose(c->f, y, perm);                     /* [batch, 4, 6] */
+    Ref e = ir_unary(c->f, OP_exp, ir_binary(c->f, OP_mul, x, b));
+    Ref s = ir_binary(c->f, OP_add, e, t);
+    Ref r = ir_unary(c->f, OP_tanh, ir_binary(c->f, OP_sub, s, ir_scalar(c->f, 0.5)));
+    int64_t start[3] = {0, 1, 0}, step[3] = {1, 2, 3};
+    Ref sl = ir_slice(c->f, r, start, step, shp(3, 1, 2, 2, 1));
+    out(c, r);
+    out(c, ir_unary(c->f, OP_neg, sl));
+    /* a value used twice is computed once, then read by both */
+    Ref twice = ir_unary(c->f, OP_sigmoid, x);
+    out(c, ir_binary(c->f, OP_mul, twice, ir_binary(c->f, OP_add, twice, e)));
+    /* a scalar broadcast over everything, and a constant with data */
+    static const double data[6] = {1, -2, 3, -4, 5, -6};
+    Attr ca = {.data = data};
+    Ref k = node(c, OP_const, DT_F32, shp(1, 6, 0, 0, 0), 0, NULL, &ca);
+    Ref bs = ir_cast(c->f, node(c, OP_batch_size, DT_I32, shape_scalar(), 0, NULL, NULL), DT_F32);
+    out(c, ir_binary(c->f, OP_mul, ir_binary(c->f, OP_add, x, k), bs));
+    out(c, node(c, OP_batch_size, DT_F32, shape_scalar(), 0, NULL, NULL));
+    out(c, ir_const(c->f, DT_F32, shp(2, 1, 3, 0, 1), 2.5));
+    run_case(c);
+}
+
+/* ---------------------------------------------------------------- reductions */
+
+static void test_reductions(void) {
+    static const Op ops[] = {OP_sum, OP_mean, OP_max};
+    static const uint32_t axes[] = {1, 2, 4, 3, 5, 6, 7};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t a = 0; a < sizeof axes / sizeof axes[0]; a++)
+            for (int keep = 0; keep < 2; keep++) {
+                char name[64];
+                snprintf(name, sizeof name, "%s axes=0x%x keepdims=%d", op_info[ops[i]].name, axes[a], keep);
+                Case *c = case_new(name, "infer");
+                Ref x = farg(c, shp(3, 1, 4, 5, 1));
+                c->gen[0].special = i == 2 && a == 0;
+                out(c, ir_reduce(c->f, ops[i], x, axes[a], keep));
+                run_case(c);
+            }
+    for (int axis = 0; axis < 3; axis++)
+        for (int special = 0; special < 2; special++) {
+            char name[64];
+            snprintf(name, sizeof name, "argmax axis=%d%s", axis, special ? " specials" : "");
+            Case *c = case_new(name, "infer");
+            Ref x = farg(c, shp(3, 1, 4, 5, 1));
+            c->gen[0].special = special;
+            out(c, ir_argmax(c->f, x, axis));
+            run_case(c);
+        }
+    Case *c = case_new("sum of a fused expression, batch on axis 1", "infer");
+    Ref x = farg(c, shp(3, 3, 1, 5, 2));
+    out(c, ir_reduce(c->f, OP_sum, ir_unary(c->f, OP_exp, x), 2, false));
+    out(c, ir_reduce(c->f, OP_mean, x, 7, false));
+    run_case(c);
+}
+
+/* ---------------------------------------------------------------- linear algebra and shapes */
+
+static void test_matmul(void) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            char name[64];
+            snprintf(name, sizeof name, "matmul 2-D ta=%d tb=%d", ta, tb);
+            Case *c = case_new(name, "infer");
+            Ref a = farg(c, ta ? shp(2, 7, 1, 0, 2) : shp(2, 1, 7, 0, 1));
+            Ref b = farg(c, tb ? shp(2, 3, 7, 0, 0) : shp(2, 7, 3, 0, 0));
+            out(c, ir_matmul(c->f, a, b, ta, tb));
+            run_case(c);
+            snprintf(name, sizeof name, "matmul 3-D ta=%d tb=%d", ta, tb);
+            c = case_new(name, "infer");
+            a = farg(c, ta ? shp(3, 1, 5, 4, 1) : shp(3, 1, 4, 5, 1));
+            b = farg(c, tb ? shp(3, 1, 3, 5, 1) : shp(3, 1, 5, 3, 1));
+            Ref b2 = farg(c, tb ? shp(2, 3, 5, 0, 0) : shp(2, 5, 3, 0, 0));
+            out(c, ir_matmul(c->f, a, b, ta, tb));
+            out(c, ir_matmul(c->f, a, b2, ta, tb));
+            run_case(c);
+        }
+    /* the weight-gradient shape: x^T @ dy over the batch */
+    Case *c = case_new("matmul x^T dy", "infer");
+    Ref x = farg(c, shp(2, 1, 6, 0, 1)), dy = farg(c, shp(2, 1, 4, 0, 1));
+    out(c, ir_matmul(c->f, dy, x, true, false));
+    run_case(c);
+}
+
+static void test_shapes(void) {
+    Case *c = case_new("reshape transpose broadcast slice", "infer");
+    Ref x = farg(c, shp(3, 1, 4, 6, 1));
+    out(c, ir_reshape(c->f, x, shp(2, 1, 24, 0, 1)));
+    int perms[][3] = {{0, 2, 1}, {2, 0, 1}, {1, 2, 0}};
+    for (int p = 0; p < 3; p++) out(c, ir_transpose(c->f, x, perms[p]));
+    Ref col = farg(c, shp(2, 4, 1, 0, 0));
+    out(c, ir_broadcast(c->f, col, shp(3, 1, 4, 6, 1)));
+    Ref row = farg(c, shp(3, 1, 1, 6, 1));
+    out(c, ir_broadcast(c->f, row, shp(3, 1, 4, 6, 1)));
+    int64_t start[3] = {0, 3, 5}, step[3] = {1, -1, -2};
+    out(c, ir_slice(c->f, x, start, step, shp(3, 1, 2, 3, 1)));
+    /* a reshape of a fused expression needs it in memory first */
+    out(c, ir_reshape(c->f, ir_unary(c->f, OP_exp, ir_transpose(c->f, x, perms[0])), shp(2, 1, 24, 0, 1)));
+    run_case(c);
+
+    c = case_new("concat", "infer");
+    Ref a = farg(c, shp(3, 1, 2, 3, 1)), b = farg(c, shp(3, 1, 4, 3, 1)), d = farg(c, shp(3, 1, 2, 3, 1));
+    Ref parts[3] = {a, b, d};
+    out(c, ir_concat(c->f, 3, parts, 1));
+    Ref e = farg(c, shp(3, 1, 2, 5, 1));
+    Ref parts2[2] = {a, e};
+    out(c, ir_concat(c->f, 2, parts2, 2));
+    Ref parts3[2] = {a, d};
+    out(c, ir_concat(c->f, 2, parts3, 0));
+    run_case(c);
+
+    c = case_new("gather scatter_add", "infer");
+    Ref table = farg(c, shp(3, 7, 2, 3, 0));
+    Ref idx = arg(c, DT_I32, shp(2, 1, 4, 0, 1), -2, 9); /* some out of range */
+    Ref in[2] = {table, idx};
+    int64_t gd[4] = {1, 4, 2, 3};
+    Shape gs = shape_make(4, gd, 1);
+    out(c, node(c, OP_gather, DT_F32, gs, 2, in, NULL));
+    Ref dy = farg(c, gs);
+    Ref sin[2] = {idx, dy};
+    out(c, node(c, OP_scatter_add, DT_F32, shp(3, 7, 2, 3, 0), 2, sin, NULL));
+    run_case(c);
+}
+
+/* ---------------------------------------------------------------- softmax and cross-entropy */
+
+static void test_softmax(void) {
+    static const Op ops[] = {OP_softmax, OP_log_softmax};
+    for (int i = 0; i < 2; i++)
+        for (int special = 0; special < 2; special++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s%s", op_info[ops[i]].name, special ? " specials" : "");
+            Case *c = case_new(name, "infer");
+            Ref x = arg(c, DT_F32, shp(3, 1, 3, 10, 1), -20, 20);
+            c->gen[0].special = special;
+            Ref y = node(c, ops[i], DT_F32, ir_at(c->f, x)->shape, 1, &x, NULL);
+            out(c, y);
+            Ref dy = farg(c, ir_at(c->f, x)->shape);
+            Ref g[2] = {y, dy};
+            if (!special)
+                out(c, node(c, i ? OP_log_softmax_grad : OP_softmax_grad, DT_F32, ir_at(c->f, x)->shape, 2, g, NULL));
+            run_case(c);
+        }
+}
+
+static void test_cross_entropy(void) {
+    for (int weighted = 0; weighted < 2; weighted++)
+        for (int smooth = 0; smooth < 2; smooth++)
+            for (int ignore = 0; ignore < 2; ignore++) {
+                char name[80];
+                snprintf(name, sizeof name, "cross_entropy weighted=%d smoothing=%d ignore=%d", weighted, smooth, ignore);
+                Case *c = case_new(name, "evaluate");
+                Ref x = arg(c, DT_F32, shp(2, 1, 6, 0, 1), -5, 5);
+                Ref y = arg(c, DT_I32, shp(1, 1, 0, 0, 1), ignore ? -1 : 0, 6);
+                Ref w = weighted ? arg(c, DT_F32, shp(1, 6, 0, 0, 0), 0.2, 2) : REF_NONE;
+                Ref dl = farg(c, shape_scalar());
+                Attr a = {.f = {smooth ? 0.1 : 0}};
+                Ref in[4] = {x, y, w, dl};
+                int nin = weighted ? 3 : 2;
+                Ref loss = node(c, OP_cross_entropy, DT_F32, shape_scalar(), nin, in, &a);
+                func_add_out(c->f, "loss", OUT_LOSS, loss);
+                if (!weighted) in[2] = dl;
+                out(c, node(c, OP_cross_entropy_grad, DT_F32, ir_at(c->f, x)->shape, nin + 1, in, &a));
+                run_case(c);
+            }
+    /* positions on two axes */
+    Case *c = case_new("cross_entropy over [batch, 3, 5]", "evaluate");
+    Ref x = farg(c, shp(3, 1, 3, 5, 1));
+    Ref y = arg(c, DT_I32, shp(2, 1, 3, 0, 1), 0, 5);
+    Ref in[2] = {x, y};
+    func_add_out(c->f, "loss", OUT_LOSS, node(c, OP_cross_entropy, DT_F32, shape_scalar(), 2, in, NULL));
+    run_case(c);
+}
+
+/* ---------------------------------------------------------------- state: init, stores, RNG */
+
+static void test_init_and_rng(void) {
+    Case *c = case_new("init_fill every initializer, rand_uniform", "train_step");
+    static const InitKind kinds[] = {INIT_ZEROS, INIT_ONES, INIT_CONSTANT, INIT_UNIFORM, INIT_NORMAL,
+                                     INIT_XAVIER_UNIFORM, INIT_XAVIER_NORMAL, INIT_HE_UNIFORM,
+                                     INIT_HE_NORMAL, INIT_ORTHOGONAL, INIT_TORCH_DEFAULT};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%zu", i);
+        param(c, name, shp(2, 6, 4, 0, 0), kinds[i], 0.5, 1.5);
+    }
+    InitSpec ones = {INIT_CONSTANT, 7, 0, 0};
+    int step = module_add_tensor(c->m, "step", TK_STEP, DT_I32, shape_scalar(), ones, (SrcLoc){0});
+    Ref x = farg(c, shp(2, 1, 6, 0, 1));
+    Attr ra = {.index = 3, .tensor = step};
+    Ref u = node(c, OP_rand_uniform, DT_F32, shp(2, 1, 6, 0, 1), 0, NULL, &ra);
+    out(c, ir_binary(c->f, OP_mul, x, u));
+    /* step += 1, then a second draw sees the new step */
+    Ref s1 = ir_binary(c->f, OP_add, ir_tensor(c->f, step), ir_const(c->f, DT_I32, shape_scalar(), 1));
+    ir_store(c->f, step, s1);
+    Attr rb = {.index = 4, .tensor = step};
+    out(c, node(c, OP_rand_uniform, DT_F32, shp(2, 1, 6, 0, 1), 0, NULL, &rb));
+    run_case(c);
+}
+
+/* An SGD-like step: the loss is checked before anything is written; parameter updates are
+ * computed into the state in place; a batch statistic stored before the loss is deferred. */
+static Case *sgd_case(const char *name, double loss_scale) {
+    Case *c = case_new(name, "train_step");
+    int W = param(c, "W", shp(2, 5, 3, 0, 0), INIT_UNIFORM, -1, 1);
+    int stat = module_add_tensor(c->m, "stat", TK_STATE, DT_F32, shp(1, 3, 0, 0, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                                 (SrcLoc){0});
+    int mom = module_add_tensor(c->m, "W.momentum", TK_SLOT, DT_F32, shp(2, 5, 3, 0, 0),
+                                (InitSpec){INIT_ZEROS, 0, 0, 0}, (SrcLoc){0});
+    Ref x = farg(c, shp(2, 1, 5, 0, 1));
+    Ref y = arg(c, DT_I32, shp(1, 1, 0, 0, 1), 0, 3);
+    Ref w = ir_tensor(c->f, W);
+    Ref logits = ir_matmul(c->f, x, w, false, false);
+    /* running statistic, stored before the loss: must be deferred */
+    Ref mean = ir_reduce(c->f, OP_mean, logits, 1, false);
+    Ref st = ir_tensor(c->f, stat);
+    ir_store(c->f, stat, ir_binary(c->f, OP_add, ir_binary(c->f, OP_mul, st, ir_scalar(c->f, 0.9)),
+                                   ir_binary(c->f, OP_mul, mean, ir_scalar(c->f, 0.1))));
+    Ref in[3] = {ir_binary(c->f, OP_mul, logits, ir_scalar(c->f, loss_scale)), y};
+    Ref loss = node(c, OP_cross_entropy, DT_F32, shape_scalar(), 2, in, NULL);
+    func_add_out(c->f, "loss", OUT_LOSS, loss);
+    Ref one = ir_scalar(c->f, 1);
+    in[2] = one;
+    Ref dlogits = node(c, OP_cross_entropy_grad, DT_F32, ir_at(c->f, logits)->shape, 3, in, NULL);
+    Ref gw = ir_matmul(c->f, x, dlogits, true, false);
+    /* momentum: m = 0.9 m + g; W = W - 0.1 (g + 0.9 m)   (nesterov) */
+    Ref m_new = ir_binary(c->f, OP_add, ir_binary(c->f, OP_mul, ir_tensor(c->f, mom), ir_scalar(c->f, 0.9)), gw);
+    ir_store(c->f, mom, m_new);
+    Ref upd = ir_binary(c->f, OP_add, gw, ir_binary(c->f, OP_mul, ir_tensor(c->f, mom), ir_scalar(c->f, 0.9)));
+    ir_store(c->f, W, ir_binary(c->f, OP_sub, w, ir_binary(c->f, OP_mul, upd, ir_scalar(c->f, 0.1))));
+    /* a metric reads the stored statistic */
+    func_add_out(c->f, "stat_sum", OUT_METRIC, ir_reduce(c->f, OP_sum, ir_tensor(c->f, stat), 1, false));
+    return c;
+}
+
+static void test_stores(void) {
+    run_case(sgd_case("sgd step with deferred and in-place stores", 1));
+
+    /* non-finite loss: NNRT_ENONFINITE, the state byte for byte as before */
+    Case *c = sgd_case("non-finite loss", INFINITY);
+    module_layout(c->m);
+    module_build_init(c->m);
+    Jit *j = jit_compile(c->m, 2);
+    CHECK(j != NULL);
+    size_t bytes = (size_t)llvm_state_bytes(c->m);
+    uint8_t *state = calloc(1, bytes), *before = calloc(1, bytes);
+    void *work = calloc(1, (size_t)jit_work_bytes(j, "train_step") + 1);
+    uint64_t seed = 1;
+    void *ia[1] = {&seed};
+    CHECK(jit_lookup(j, "init")(state, work, 1, ia) == 0);
+    memcpy(before, state, bytes);
+    float x[10] = {1, 2, 3, 4, 5, -1, -2, -3, -4, -5}, loss = 0, metric = 0;
+    int32_t y[2] = {0, 2};
+    void *args[4] = {x, y, &loss, &metric};
+    CHECK(jit_lookup(j, "train_step")(state, work, 2, args) == NNRT_ENONFINITE);
+    CHECK(!isfinite(loss));
+    CHECK(memcmp(state, before, bytes) == 0);
+    /* argument checks change nothing either */
+    CHECK(jit_lookup(j, "train_step")(state, work, 0, args) == NNRT_EBATCH);
+    CHECK(jit_lookup(j, "train_step")(state, work, 6, args) == NNRT_EBATCH);
+    CHECK(jit_lookup(j, "train_step")(NULL, work, 2, args) == NNRT_ENULL);
+    CHECK(jit_lookup(j, "train_step")(state, NULL, 2, args) == NNRT_ENULL);
+    CHECK(jit_lookup(j, "train_step")(state, work, 2, NULL) == NNRT_ENULL);
+    args[1] = NULL;
+    CHECK(jit_lookup(j, "train_step")(state, work, 2, args) == NNRT_ENULL);
+    CHECK(jit_lookup(j, "init")(state, work, 1, NULL) == NNRT_ENULL);
+    CHECK(memcmp(state, before, bytes) == 0);
+    CHECK(jit_lookup(j, "infer") == NULL);
+    CHECK(jit_work_bytes(j, "infer") < 0);
+    jit_free(j);
+    free(state);
+    free(before);
+    free(work);
+    arena_free(&c->arena);
+    free(c);
+}
+
+/* A stored value that is a state tensor itself is copied before the state changes:
+ * swapping two tensors through stores must not see the first store. */
+static void test_store_swap(void) {
+    Case *c = case_new("swap two tensors by stores", "train_step");
+    int a = param(c, "a", shp(1, 4, 0, 0, 0), INIT_UNIFORM, -1, 1);
+    int b = param(c, "b", shp(1, 4, 0, 0, 0), INIT_UNIFORM, 2, 3);
+    Ref ta = ir_tensor(c->f, a), tb = ir_tensor(c->f, b);
+    ir_store(c->f, a, tb);
+    ir_store(c->f, b, ta);
+    out(c, ir_tensor(c->f, a));
+    out(c, ta);
+    run_case(c);
+}
+
+/* ---------------------------------------------------------------- planner */
+
+static void test_planner(void) {
+    /* a chain of 8 matmuls keeps at most a few buffers alive */
+    Arena arena = {0};
+    Module *m = module_new(&arena, "p");
+    m->max_batch = 64;
+    Func *f = module_add_func(m, "infer");
+    int64_t d[2] = {1, 256};
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    int64_t wd[2] = {256, 256};
+    int w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                              (SrcLoc){0});
+    Ref h = ir_input(f, 0);
+    for (int i = 0; i < 8; i++) h = ir_unary(f, OP_relu, ir_matmul(f, h, ir_tensor(f, w), false, false));
+    func_add_out(f, "y", OUT_OUTPUT, ir_unary(f, OP_tanh, h));
+    module_layout(m);
+    int64_t one = 64 * 256 * 4;
+    int64_t work = llvm_work_bytes(f);
+    CHECK(work >= one);
+    CHECK(work <= 3 * one);
+    /* the last op writes straight into the output buffer */
+    CHECK(llvm_max_work_bytes(m) == work);
+    arena_free(&arena);
+}
+
+/* Every op of ops.h appears in some case above (a new op must get one). */
+static void test_op_coverage(void) {
+    static const Op covered[] = {
+        OP_input, OP_tensor, OP_const, OP_batch_size, OP_init_fill, OP_rand_uniform, OP_add, OP_sub,
+        OP_mul, OP_div, OP_pow, OP_maximum, OP_minimum, OP_eq, OP_ne, OP_lt, OP_le, OP_gt, OP_ge,
+        OP_select, OP_neg, OP_exp, OP_log, OP_sqrt, OP_abs, OP_sign, OP_floor, OP_cos, OP_erf,
+        OP_cast, OP_stop_gradient, OP_relu, OP_leaky_relu, OP_elu, OP_selu, OP_gelu, OP_sigmoid,
+        OP_tanh, OP_softplus, OP_silu, OP_mish, OP_hard_sigmoid, OP_hard_swish, OP_act_grad, OP_sum,
+        OP_mean, OP_max, OP_argmax, OP_matmul, OP_reshape, OP_transpose, OP_broadcast, OP_slice,
+        OP_concat, OP_gather, OP_scatter_add, OP_softmax, OP_log_softmax, OP_softmax_grad,
+        OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store};
+    bool seen[OP_COUNT] = {0};
+    for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) seen[covered[i]] = true;
+    for (int op = 0; op < OP_COUNT; op++)
+        if (!seen[op]) fprintf(stderr, "note: op '%s' has no LLVM backend test\n", op_info[op].name);
+}
+
+int main(void) {
+    test_binary();
+    test_int();
+    test_unary();
+    test_activations();
+    test_fusion();
+    test_reductions();
+    test_matmul();
+    test_shapes();
+    test_softmax();
+    test_cross_entropy();
+    test_init_and_rng();
+    test_stores();
+    test_store_swap();
+    test_planner();
+    test_op_coverage();
+    fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
+    return check_done();
+}
