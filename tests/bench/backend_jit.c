@@ -86,7 +86,7 @@ int bench_model_open(BenchModel *bm, const char *path) {
         fprintf(stderr, "harness: this build has no JIT\n");
         return 1;
     }
-    if (exec_open(&j->exec, j->m, false, 0)) {
+    if (exec_open(&j->exec, j->m, false, 0, NULL)) { /* every function, as nnc compile */
         fprintf(stderr, "harness: %s: JIT compilation failed\n", path);
         return 1;
     }
