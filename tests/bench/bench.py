@@ -2,11 +2,13 @@
 """bench.py: `make bench`, nnc against PyTorch on this machine (docs/performance.md).
 
     /usr/bin/python3 tests/bench/bench.py [--build build] [--reps 5] [--out build/bench]
+    /usr/bin/python3 tests/bench/bench.py --combine run1.json run2.json ...
 
 Standard library only (PyTorch runs in child processes, tests/bench/torch_bench.py). Builds
 the timing programs, runs workloads W1..W7 of DESIGN.md section 10 with nnc and PyTorch in the
 same run, single-threaded, R repetitions each, and prints a table of medians, which also goes
-to OUT/results.md (and every raw measurement to OUT/results.json).
+to OUT/results.md (and every raw measurement to OUT/results.json). --combine prints the table
+of the medians over several runs' results.json (docs/performance.md uses three).
 
 A workload nnc cannot run yet is reported as "n/a (reason)"; the script itself fails only
 when it cannot build its own programs. Each child runs under a CPU-time limit, so one that
@@ -300,6 +302,8 @@ class Bench:
                     wall.append(line[0]["wall"])
                 if cpu[-1] > 5:  # slow: once is enough
                     break
+            if reason and reason.startswith("stopped after"):
+                reason = "compiling " + reason
             res[ex] = {"cpu": cpu, "wall": wall, "reason": reason,
                        "how": "nnc compile" if self.have_compile else "jit"}
             log("W7 %-26s %s" % (ex, ("%.0f ms CPU" % (1e3 * median(cpu))) if cpu else
@@ -436,9 +440,19 @@ class Bench:
         vals = [o[key] for o in lines]
         return median(vals), lines
 
+    def flops(self):
+        self.raw["flops"] = {n: self.flops_per_sample(nn) for n, (nn, _) in MODELS.items()}
+
+    @classmethod
+    def from_raw(cls, raw):
+        """A finished run read back from its results.json (for --combine)."""
+        b = cls.__new__(cls)
+        b.raw = raw
+        return b
+
     def report(self):
         rows = []
-        fl = {n: self.flops_per_sample(nn) for n, (nn, _) in MODELS.items()}
+        fl = self.raw.get("flops", {})
         na = self.raw["na"]
 
         def cell_na(name):
@@ -598,9 +612,10 @@ def table(bench):
     lines.append("PyTorch %s, 1 thread, OPENBLAS_CORETYPE=SkylakeX; harness/roofline kernels: %s"
                  % (m.get("torch"), m.get("roofline_core", "?")))
     w1 = bench.raw["roofline"].get("64,512,784,0,1")
-    lines.append("sgemm 64x512x784 (W1 layer 1): %s GFLOP/s; load average %.1f at start, %.1f at "
-                 "end; medians of %d repetitions; times are process CPU time"
-                 % ("%.0f" % w1 if w1 else "?", m["load_start"][0], m["load_end"][0], m["reps"]))
+    load = m.get("load_text") or "load average %.1f at start, %.1f at end" % (
+        m["load_start"][0], m["load_end"][0])
+    lines.append("sgemm 64x512x784 (W1 layer 1): %s GFLOP/s; %s; medians of %s repetitions; "
+                 "times are process CPU time" % ("%.0f" % w1 if w1 else "?", load, m["reps"]))
     lines.append("")
     lines.append("| workload | nnc | PyTorch | ratio | target | status | % roofline nnc (PyTorch) |")
     lines.append("|---|---:|---:|---:|---|---|---:|")
@@ -639,7 +654,43 @@ def table(bench):
     return "\n".join(lines) + "\n"
 
 
+def combine(paths):
+    """The median over several runs (results.json files) of every cell of the table."""
+    runs = [Bench.from_raw(json.load(open(p))) for p in paths]
+    for r in runs:
+        r.report()
+    first = runs[0]
+    rows = []
+    for i, row in enumerate(first.rows):
+        same = [r.rows[i] for r in runs]
+        merged = Row(**{k: v for k, v in row.__dict__.items()})
+        for key in ("nnc", "torch", "roof"):
+            vals = [getattr(x, key) for x in same if getattr(x, key) is not None]
+            setattr(merged, key, median(vals))
+        if row.pct:
+            merged.pct = [median([x.pct[j] for x in same if x.pct and x.pct[j] is not None])
+                          for j in range(2)]
+        rows.append(merged)
+    first.rows = rows
+    m = first.raw["machine"]
+    loads = [r.raw["machine"]["load_start"][0] for r in runs] + \
+        [r.raw["machine"]["load_end"][0] for r in runs]
+    m["load_text"] = "load average %.1f to %.1f over the runs" % (min(loads), max(loads))
+    m["reps"] = "%d runs x %s" % (len(runs), m["reps"])
+    for ex, c in first.raw["compile"].items():
+        per_run = [r.raw["compile"].get(ex, {}) for r in runs]
+        c["cpu"] = [median(x["cpu"]) for x in per_run if x.get("cpu")]
+        c["wall"] = [median(x["wall"]) for x in per_run if x.get("wall")]
+    for key in ("64,512,784,0,1",):
+        vals = [r.raw["roofline"].get(key) for r in runs if r.raw["roofline"].get(key)]
+        first.raw["roofline"][key] = median(vals)
+    return table(first)
+
+
 def main():
+    if sys.argv[1:2] == ["--combine"]:
+        print(combine(sys.argv[2:]), end="")
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
@@ -663,6 +714,7 @@ def main():
     b.end_to_end()
     b.memory()
     b.raw["machine"]["load_end"] = os.getloadavg()
+    b.flops()
     b.report()
     text = table(b)
     print(text)
