@@ -468,7 +468,7 @@ class Bench:
             roof = self.ceiling(name + "/" + mode)
             pct = []
             for t in (t_nnc, t_pt):
-                if t and fl[name] and roof:
+                if t and fl.get(name) and roof:
                     pct.append(100.0 * fl[name] * flop_factor * batch / t / 1e9 / roof)
                 else:
                     pct.append(None)
@@ -485,7 +485,7 @@ class Bench:
             roof = self.ceiling(name + "/" + mode)
             batch = (lines or pt_lines or [{"batch": 1}])[0]["batch"]
             pct = [100.0 * fl[name] * flop_factor * batch / t / 1e9 / roof
-                   if t and fl[name] and roof else None for t in (t_nnc, t_pt)]
+                   if t and fl.get(name) and roof else None for t in (t_nnc, t_pt)]
             rows.append(Row(wid, label, t_nnc * scale if t_nnc else None,
                             t_pt * scale if t_pt else None, unit, target, higher_better=False,
                             nnc_na=None if t_nnc else cell_na(name),
@@ -667,6 +667,9 @@ def combine(paths):
         for key in ("nnc", "torch", "roof"):
             vals = [getattr(x, key) for x in same if getattr(x, key) is not None]
             setattr(merged, key, median(vals))
+        variants = {x.variant for x in same if x.torch is not None}
+        if len(variants) > 1:
+            merged.variant = "best of eager and frozen"
         if row.pct:
             merged.pct = [median([x.pct[j] for x in same if x.pct and x.pct[j] is not None])
                           for j in range(2)]
