@@ -74,7 +74,7 @@ $(LIBRT): $(RUNTIME_OBJ)
 $(NNC): $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT)
 	$(CC) $(SANITIZE) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(LLVM_LIBS) $(LDLIBS) -rdynamic
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f -not -path '*/lit/*' 2>/dev/null)
 
 # C unit tests of the compiler (tests/unit/test_*.c): each links every compiler object but main.o.
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)

@@ -15,9 +15,11 @@
  *      adjoints of every `tensor` node reading it, or zeros when the loss does not depend on
  *      it.
  *
- * Every gradient is built from ordinary IR nodes; composites use the gradient kernels of
- * ops.h (act_grad, softmax_grad, log_softmax_grad, cross_entropy_grad, scatter_add).
- * Nodes made by a rule carry the source location of the forward node they differentiate.
+ * Every gradient is built from ordinary IR nodes; ops with kernels of their own use the
+ * gradient kernels of ops.h (act_grad, softmax_grad, log_softmax_grad, cross_entropy_grad,
+ * scatter_add, conv2d_grad_input, conv2d_grad_weight, maxpool2d_grad). Nodes made by a rule
+ * carry the source location of the forward node they differentiate. docs/autodiff.md lists
+ * the rules that needed a decision (max ties, slices with steps, matmul's shared b, ...).
  */
 #include "nnc.h"
 

@@ -396,12 +396,12 @@ int cmd_gradcheck(int argc, char **argv) {
         }
     }
     if (failures) {
-        printf("gradcheck: FAILED: %d of %d parameters exceed tol %.1e (max rel error %.1e)\n",
-               failures, nparams, opt.tol, worst_all);
+        printf("gradcheck: FAILED: %d of %d parameter%s exceed%s tol %.1e (max rel error %.1e)\n",
+               failures, nparams, nparams == 1 ? "" : "s", failures == 1 ? "s" : "", opt.tol, worst_all);
         status = 1;
     } else if (!status) {
-        printf("gradcheck: ok: %d parameters, max rel error %.1e (tol %.1e)\n", nparams, worst_all,
-               opt.tol);
+        printf("gradcheck: ok: %d parameter%s, max rel error %.1e (tol %.1e)\n", nparams,
+               nparams == 1 ? "" : "s", worst_all, opt.tol);
     }
 
 done:

@@ -22,6 +22,10 @@
  *       index = (uint64_t)step * numel + i), step = the current value of the i32 tensor
  *       attr.tensor (converted through int64 to uint64, i.e. two's complement), numel = the
  *       node's element count at the run-time batch n.
+ *   maxpool2d and maxpool2d_grad: the element taken is the first maximum of the window in
+ *       row-major order; a NaN counts as the maximum and the first NaN is taken (PyTorch's CPU
+ *       kernel also gives NaN but routes the gradient to the last NaN); a window of -inf
+ *       takes its first element; padding is never taken.
  */
 #include "nnc.h"
 #include "nnrt.h"
@@ -1039,6 +1043,385 @@ static int eval_cross_entropy_grad(Run *r, const Node *n, ITensor *out) {
     return 0;
 }
 
+/* ================================================================ spatial layers (NCHW) */
+
+/* The geometry shared by conv2d, the pools and their gradient kernels (ops.h): an input
+ * x[N, C, H, W] and an output y[N, Co, Ho, Wo]; tap (ky, kx) of output (oy, ox) reads input
+ * row oy*sh - pt + ky*dh and column ox*sw - pl + kx*dw, which is padding outside [0, H) x
+ * [0, W). Names follow the doc strings of ops.h: k kernel, s stride, d dilation, pt/pl padding
+ * before (top, left). */
+typedef struct Window {
+    int64_t n, c, h, w;       /* input dims */
+    int64_t co, ho, wo;       /* output channels and spatial size */
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+} Window;
+
+/* The input index tap k of output position o reads along one axis, or -1 for padding. */
+static int64_t window_tap(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t dilation,
+                          int64_t in) {
+    int64_t i = o * stride - pad + k * dilation;
+    return i >= 0 && i < in ? i : -1;
+}
+
+/* Output size of a window along one axis: (in + before + after - d (k - 1) - 1) / s + 1 (floor),
+ * or -1 when the window does not fit in the padded input. Written so nothing overflows. */
+static int64_t window_out_size(int64_t in, int64_t before, int64_t after, int64_t k,
+                               int64_t dilation, int64_t stride) {
+    int64_t padded = in + before + after;
+    if (padded < 1 || k - 1 > (padded - 1) / dilation) return -1;
+    return (padded - 1 - dilation * (k - 1)) / stride + 1;
+}
+
+/* Fills g from x [N, C, H, W], y [N, Co, Ho, Wo], the kernel and dilation given, and the
+ * stride step[0..1] and padding start[0..3] of attr a; checks every attribute is in range and
+ * that y's spatial size is the one the formula gives. Channels are the caller's to check. */
+static int window_geometry(Run *r, const Attr *a, const ITensor *x, const ITensor *y, int64_t kh,
+                           int64_t kw, int64_t dh, int64_t dw, Window *g) {
+    if (x->rank != 4 || y->rank != 4)
+        return fail(r, NNRT_EARG, "needs NCHW tensors, got ranks %d and %d", x->rank, y->rank);
+    const int64_t limit = INT32_MAX;
+    int64_t sh = a->step[0], sw = a->step[1];
+    if (kh < 1 || kw < 1 || kh > limit || kw > limit)
+        return fail(r, NNRT_EARG, "kernel %lld x %lld out of range", (long long)kh, (long long)kw);
+    if (sh < 1 || sw < 1 || sh > limit || sw > limit)
+        return fail(r, NNRT_EARG, "stride %lld x %lld out of range", (long long)sh, (long long)sw);
+    if (dh < 1 || dw < 1 || dh > limit || dw > limit)
+        return fail(r, NNRT_EARG, "dilation %lld x %lld out of range", (long long)dh,
+                    (long long)dw);
+    for (int i = 0; i < 4; i++)
+        if (a->start[i] < 0 || a->start[i] > limit)
+            return fail(r, NNRT_EARG, "padding %lld out of range", (long long)a->start[i]);
+    *g = (Window){.n = x->dim[0], .c = x->dim[1], .h = x->dim[2], .w = x->dim[3],
+                  .co = y->dim[1], .kh = kh, .kw = kw, .sh = sh, .sw = sw, .dh = dh, .dw = dw,
+                  .pt = a->start[0], .pl = a->start[1]};
+    g->ho = window_out_size(g->h, a->start[0], a->start[2], kh, dh, sh);
+    g->wo = window_out_size(g->w, a->start[1], a->start[3], kw, dw, sw);
+    if (g->ho < 0 || g->wo < 0)
+        return fail(r, NNRT_EARG, "the %lld x %lld window (dilation %lld x %lld) does not fit "
+                    "the padded %lld x %lld input", (long long)kh, (long long)kw, (long long)dh,
+                    (long long)dw, (long long)(g->h + a->start[0] + a->start[2]),
+                    (long long)(g->w + a->start[1] + a->start[3]));
+    if (y->dim[0] != g->n || y->dim[2] != g->ho || y->dim[3] != g->wo) {
+        char b1[96], b2[96];
+        return fail(r, NNRT_EARG, "output dims %s do not follow from input dims %s: expected "
+                    "[%lld, %lld, %lld, %lld]", dims_str(y, b1, sizeof b1),
+                    dims_str(x, b2, sizeof b2), (long long)g->n, (long long)g->co,
+                    (long long)g->ho, (long long)g->wo);
+    }
+    return 0;
+}
+
+/* Every input and the result are float of the node's dtype. */
+static int need_float_inputs(Run *r, const Node *n, const ITensor *out) {
+    int rc = need_float(r, out);
+    for (int i = 0; !rc && i < n->nin; i++) rc = need_dtype(r, n, i, out->dtype);
+    return rc;
+}
+
+/* The operands of conv2d and its gradient kernels: x [N, C, H, W], w [O, C/g, KH, KW] and
+ * y [N, O, Ho, Wo] (any of them may be the node's result), dilation perm[0..1], groups perm[2].
+ * Sets the geometry and the group size of input (cg = C/g) and output (og = O/g) channels. */
+static int conv_operands(Run *r, const Node *n, const ITensor *x, const ITensor *w,
+                         const ITensor *y, Window *g, int64_t *cg, int64_t *og) {
+    if (w->rank != 4) return fail(r, NNRT_EARG, "the weight must be [O, C/groups, KH, KW]");
+    int rc = window_geometry(r, &n->attr, x, y, w->dim[2], w->dim[3], n->attr.perm[0],
+                             n->attr.perm[1], g);
+    if (rc) return rc;
+    int64_t groups = n->attr.perm[2];
+    if (groups < 1 || g->c % groups || g->co % groups)
+        return fail(r, NNRT_EARG, "groups %lld must divide the %lld input and %lld output "
+                    "channels", (long long)groups, (long long)g->c, (long long)g->co);
+    *cg = g->c / groups;
+    *og = g->co / groups;
+    if (w->dim[0] != g->co || w->dim[1] != *cg) {
+        char b[96];
+        return fail(r, NNRT_EARG, "weight dims %s, expected [%lld, %lld, KH, KW] for %lld input "
+                    "and %lld output channels in %lld groups", dims_str(w, b, sizeof b),
+                    (long long)g->co, (long long)*cg, (long long)g->c, (long long)g->co,
+                    (long long)groups);
+    }
+    return 0;
+}
+
+/* conv2d (x, w[, b]):
+ *   out[n,o,oy,ox] = b[o] + sum_{c < C/g, ky, kx} x[n, (o/(O/g))*(C/g) + c, iy, ix] w[o,c,ky,kx]
+ * with iy = oy*sh - pt + ky*dh, ix = ox*sw - pl + kx*dw, padding taps contributing 0. */
+static int eval_conv2d(Run *r, const Node *n, ITensor *out) {
+    if (n->nin != 2 && n->nin != 3)
+        return fail(r, NNRT_EARG, "takes x, w and an optional bias");
+    const ITensor *x = input(r, n, 0), *w = input(r, n, 1);
+    const ITensor *b = n->nin == 3 ? input(r, n, 2) : NULL;
+    Window g;
+    int64_t cg, og;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = conv_operands(r, n, x, w, out, &g, &cg, &og);
+    if (rc) return rc;
+    if (b && (b->rank != 1 || b->dim[0] != g.co))
+        return fail(r, NNRT_EARG, "the bias must be a vector of %lld", (long long)g.co);
+    for (int64_t i = 0; i < g.n; i++)
+        for (int64_t o = 0; o < g.co; o++) {
+            const double *xg = x->data + (i * g.c + o / og * cg) * g.h * g.w; /* o's group */
+            const double *kernel = w->data + o * cg * g.kh * g.kw; /* o's weights */
+            double *plane = out->data + (i * g.co + o) * g.ho * g.wo;
+            for (int64_t oy = 0; oy < g.ho; oy++)
+                for (int64_t ox = 0; ox < g.wo; ox++) {
+                    double acc = b ? b->data[o] : 0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t ky = 0; ky < g.kh; ky++) {
+                            int64_t iy = window_tap(oy, g.sh, g.pt, ky, g.dh, g.h);
+                            if (iy < 0) continue;
+                            const double *row = xg + (c * g.h + iy) * g.w;
+                            const double *wrow = kernel + (c * g.kh + ky) * g.kw;
+                            for (int64_t kx = 0; kx < g.kw; kx++) {
+                                int64_t ix = window_tap(ox, g.sw, g.pl, kx, g.dw, g.w);
+                                if (ix >= 0) acc += row[ix] * wrow[kx];
+                            }
+                        }
+                    plane[oy * g.wo + ox] = acc;
+                }
+        }
+    return 0;
+}
+
+/* conv2d_grad_input (dy, w), the adjoint of conv2d in x: every product x[n,c,iy,ix] w[o,c',ky,kx]
+ * that conv2d adds into y[n,o,oy,ox] sends dy[n,o,oy,ox] w[o,c',ky,kx] back to dx[n,c,iy,ix]. */
+static int eval_conv2d_grad_input(Run *r, const Node *n, ITensor *out) {
+    const ITensor *dy = input(r, n, 0), *w = input(r, n, 1);
+    Window g;
+    int64_t cg, og;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = conv_operands(r, n, out, w, dy, &g, &cg, &og);
+    if (rc) return rc;
+    for (int64_t i = 0; i < g.n; i++)
+        for (int64_t o = 0; o < g.co; o++) {
+            double *dxg = out->data + (i * g.c + o / og * cg) * g.h * g.w; /* o's group */
+            const double *kernel = w->data + o * cg * g.kh * g.kw; /* o's weights */
+            const double *plane = dy->data + (i * g.co + o) * g.ho * g.wo;
+            for (int64_t oy = 0; oy < g.ho; oy++)
+                for (int64_t ox = 0; ox < g.wo; ox++) {
+                    double d = plane[oy * g.wo + ox];
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t ky = 0; ky < g.kh; ky++) {
+                            int64_t iy = window_tap(oy, g.sh, g.pt, ky, g.dh, g.h);
+                            if (iy < 0) continue;
+                            double *row = dxg + (c * g.h + iy) * g.w;
+                            const double *wrow = kernel + (c * g.kh + ky) * g.kw;
+                            for (int64_t kx = 0; kx < g.kw; kx++) {
+                                int64_t ix = window_tap(ox, g.sw, g.pl, kx, g.dw, g.w);
+                                if (ix >= 0) row[ix] += d * wrow[kx];
+                            }
+                        }
+                }
+        }
+    return 0;
+}
+
+/* conv2d_grad_weight (x, dy):
+ *   dw[o,c,ky,kx] = sum_{n, oy, ox} dy[n,o,oy,ox] x[n, (o/(O/g))*(C/g) + c, iy, ix]
+ * with iy, ix as in conv2d, padding taps contributing 0. */
+static int eval_conv2d_grad_weight(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0), *dy = input(r, n, 1);
+    Window g;
+    int64_t cg, og;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = conv_operands(r, n, x, out, dy, &g, &cg, &og);
+    if (rc) return rc;
+    for (int64_t o = 0; o < g.co; o++)
+        for (int64_t c = 0; c < cg; c++)
+            for (int64_t ky = 0; ky < g.kh; ky++)
+                for (int64_t kx = 0; kx < g.kw; kx++) {
+                    double acc = 0;
+                    for (int64_t i = 0; i < g.n; i++) {
+                        const double *xc = x->data + (i * g.c + o / og * cg + c) * g.h * g.w;
+                        const double *plane = dy->data + (i * g.co + o) * g.ho * g.wo;
+                        for (int64_t oy = 0; oy < g.ho; oy++) {
+                            int64_t iy = window_tap(oy, g.sh, g.pt, ky, g.dh, g.h);
+                            if (iy < 0) continue;
+                            for (int64_t ox = 0; ox < g.wo; ox++) {
+                                int64_t ix = window_tap(ox, g.sw, g.pl, kx, g.dw, g.w);
+                                if (ix >= 0) acc += plane[oy * g.wo + ox] * xc[iy * g.w + ix];
+                            }
+                        }
+                    }
+                    out->data[((o * cg + c) * g.kh + ky) * g.kw + kx] = acc;
+                }
+    return 0;
+}
+
+/* The pools: x [N, C, H, W] and y [N, C, Ho, Wo] (either may be the node's result), window
+ * perm[0] x perm[1], no dilation. */
+static int pool_operands(Run *r, const Node *n, const ITensor *x, const ITensor *y, Window *g) {
+    int rc = window_geometry(r, &n->attr, x, y, n->attr.perm[0], n->attr.perm[1], 1, 1, g);
+    if (!rc && g->co != g->c)
+        return fail(r, NNRT_EARG, "%lld output channels, the input has %lld", (long long)g->co,
+                    (long long)g->c);
+    return rc;
+}
+
+/* The offset in an H x W plane of the element maxpool2d takes for output (oy, ox): the first
+ * maximum in row-major window order (a NaN counts as the maximum, the first one wins), padding
+ * never; -1 when the window holds no input element. */
+static int64_t maxpool_choice(const double *plane, const Window *g, int64_t oy, int64_t ox) {
+    int64_t best = -1;
+    for (int64_t ky = 0; ky < g->kh; ky++) {
+        int64_t iy = window_tap(oy, g->sh, g->pt, ky, 1, g->h);
+        if (iy < 0) continue;
+        for (int64_t kx = 0; kx < g->kw; kx++) {
+            int64_t ix = window_tap(ox, g->sw, g->pl, kx, 1, g->w);
+            if (ix < 0) continue;
+            double v = plane[iy * g->w + ix];
+            if (best < 0 || (!isnan(plane[best]) && (v > plane[best] || isnan(v))))
+                best = iy * g->w + ix;
+        }
+    }
+    return best;
+}
+
+/* maxpool2d: out[n,c,oy,ox] = max of the window's input elements (padding never wins) */
+static int eval_maxpool2d(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0);
+    Window g;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = pool_operands(r, n, x, out, &g);
+    if (rc) return rc;
+    for (int64_t p = 0; p < g.n * g.c; p++) { /* one (n, c) plane at a time */
+        const double *plane = x->data + p * g.h * g.w;
+        for (int64_t oy = 0; oy < g.ho; oy++)
+            for (int64_t ox = 0; ox < g.wo; ox++) {
+                int64_t at = maxpool_choice(plane, &g, oy, ox);
+                out->data[(p * g.ho + oy) * g.wo + ox] = at < 0 ? -INFINITY : plane[at];
+            }
+    }
+    return 0;
+}
+
+/* maxpool2d_grad (x, dy): zeros, plus dy[n,c,oy,ox] added where maxpool2d took output (oy, ox) */
+static int eval_maxpool2d_grad(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0), *dy = input(r, n, 1);
+    Window g;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = need_dims(r, n, 0, out);
+    if (!rc) rc = pool_operands(r, n, x, dy, &g);
+    if (rc) return rc;
+    for (int64_t p = 0; p < g.n * g.c; p++) {
+        const double *plane = x->data + p * g.h * g.w;
+        for (int64_t oy = 0; oy < g.ho; oy++)
+            for (int64_t ox = 0; ox < g.wo; ox++) {
+                int64_t at = maxpool_choice(plane, &g, oy, ox);
+                if (at >= 0) out->data[p * g.h * g.w + at] += dy->data[(p * g.ho + oy) * g.wo + ox];
+            }
+    }
+    return 0;
+}
+
+/* avgpool2d: out[n,c,oy,ox] = (sum of the window's input elements) / (KH KW), padding counted
+ * as zeros in the divisor (PyTorch's count_include_pad=True) */
+static int eval_avgpool2d(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0);
+    Window g;
+    int rc = need_float_inputs(r, n, out);
+    if (!rc) rc = pool_operands(r, n, x, out, &g);
+    if (rc) return rc;
+    for (int64_t p = 0; p < g.n * g.c; p++) {
+        const double *plane = x->data + p * g.h * g.w;
+        for (int64_t oy = 0; oy < g.ho; oy++)
+            for (int64_t ox = 0; ox < g.wo; ox++) {
+                double sum = 0;
+                for (int64_t ky = 0; ky < g.kh; ky++) {
+                    int64_t iy = window_tap(oy, g.sh, g.pt, ky, 1, g.h);
+                    if (iy < 0) continue;
+                    for (int64_t kx = 0; kx < g.kw; kx++) {
+                        int64_t ix = window_tap(ox, g.sw, g.pl, kx, 1, g.w);
+                        if (ix >= 0) sum += plane[iy * g.w + ix];
+                    }
+                }
+                out->data[(p * g.ho + oy) * g.wo + ox] = sum / (double)(g.kh * g.kw);
+            }
+    }
+    return 0;
+}
+
+/* One axis of bilinear upsampling by `scale` (align_corners=False, as PyTorch's
+ * upsample_bilinear2d): output o reads source position s = max(0, (o + 1/2)/scale - 1/2) as
+ * (1 - l) in[i0] + l in[i1], i0 = floor(s), i1 = min(i0 + 1, in - 1), l = s - i0. */
+static void bilinear_source(int64_t o, int64_t scale, int64_t in, int64_t *i0, int64_t *i1,
+                            double *l) {
+    double s = ((double)o + 0.5) / (double)scale - 0.5;
+    if (s < 0) s = 0;
+    *i0 = (int64_t)s;
+    *i1 = *i0 + 1 < in ? *i0 + 1 : in - 1;
+    *l = s - (double)*i0;
+}
+
+/* upsample2d by (sh, sw) = perm[0..1]: flag 0 nearest, out[oy, ox] = in[oy/sh, ox/sw];
+ * flag 1 bilinear, the interpolation of bilinear_source along H, then along W */
+static int eval_upsample2d(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0);
+    int rc = need_float_inputs(r, n, out);
+    if (rc) return rc;
+    int64_t sh = n->attr.perm[0], sw = n->attr.perm[1];
+    if (sh < 1 || sw < 1) return fail(r, NNRT_EARG, "scale %lld x %lld out of range",
+                                      (long long)sh, (long long)sw);
+    if (n->attr.flag != 0 && n->attr.flag != 1)
+        return fail(r, NNRT_EARG, "mode %d is neither nearest (0) nor bilinear (1)", n->attr.flag);
+    if (x->rank != 4 || out->rank != 4 || out->dim[0] != x->dim[0] || out->dim[1] != x->dim[1] ||
+        out->dim[2] % sh || out->dim[2] / sh != x->dim[2] || out->dim[3] % sw ||
+        out->dim[3] / sw != x->dim[3]) {
+        char b1[96], b2[96];
+        return fail(r, NNRT_EARG, "output dims %s are not input dims %s scaled by %lld x %lld",
+                    dims_str(out, b1, sizeof b1), dims_str(x, b2, sizeof b2), (long long)sh,
+                    (long long)sw);
+    }
+    int64_t h = x->dim[2], w = x->dim[3], ho = out->dim[2], wo = out->dim[3];
+    for (int64_t p = 0; p < x->dim[0] * x->dim[1]; p++) {
+        const double *in = x->data + p * h * w;
+        double *plane = out->data + p * ho * wo;
+        for (int64_t oy = 0; oy < ho; oy++)
+            for (int64_t ox = 0; ox < wo; ox++) {
+                if (n->attr.flag == 0) {
+                    plane[oy * wo + ox] = in[oy / sh * w + ox / sw];
+                    continue;
+                }
+                int64_t y0, y1, x0, x1;
+                double ly, lx;
+                bilinear_source(oy, sh, h, &y0, &y1, &ly);
+                bilinear_source(ox, sw, w, &x0, &x1, &lx);
+                const double *top = in + y0 * w, *bottom = in + y1 * w;
+                plane[oy * wo + ox] = (1 - ly) * ((1 - lx) * top[x0] + lx * top[x1]) +
+                                      ly * ((1 - lx) * bottom[x0] + lx * bottom[x1]);
+            }
+    }
+    return 0;
+}
+
+/* lrn over the channels (axis 1) of x [N, C, ...], size n = perm[0]:
+ *   out[c] = x[c] / (k + alpha/n sum_{c' = c - n/2}^{c + (n-1)/2} x[c']^2)^beta
+ * channels outside [0, C) counting as 0 (torch.nn.LocalResponseNorm) */
+static int eval_lrn(Run *r, const Node *n, ITensor *out) {
+    const ITensor *x = input(r, n, 0);
+    int rc = need_float(r, out);
+    if (!rc) rc = need_elementwise(r, n, out, 1);
+    if (rc) return rc;
+    int64_t size = n->attr.perm[0];
+    double alpha = n->attr.f[0], beta = n->attr.f[1], k = n->attr.f[2];
+    if (out->rank < 2) return fail(r, NNRT_EARG, "needs [N, C, ...], rank >= 2");
+    if (size < 1) return fail(r, NNRT_EARG, "size %lld out of range", (long long)size);
+    int64_t channels = out->dim[1], inner = dims_product(out->dim, 2, out->rank);
+    for (int64_t i = 0; i < out->dim[0]; i++)
+        for (int64_t c = 0; c < channels; c++)
+            for (int64_t e = 0; e < inner; e++) {
+                double sum = 0;
+                for (int64_t from = c - size / 2; from <= c + (size - 1) / 2; from++)
+                    if (from >= 0 && from < channels) {
+                        double v = x->data[(i * channels + from) * inner + e];
+                        sum += v * v;
+                    }
+                int64_t at = (i * channels + c) * inner + e;
+                out->data[at] = x->data[at] / pow(k + alpha / (double)size * sum, beta);
+            }
+    return 0;
+}
+
 /* ================================================================ effects */
 
 /* store: module tensor attr.tensor = x; later `tensor` reads in this run see the new value.
@@ -1103,6 +1486,14 @@ static int eval_node(Run *r, const Node *n, ITensor *out) {
     case OP_softmax_grad: case OP_log_softmax_grad: return eval_softmax_grad(r, n, out);
     case OP_cross_entropy: return eval_cross_entropy(r, n, out);
     case OP_cross_entropy_grad: return eval_cross_entropy_grad(r, n, out);
+    case OP_conv2d: return eval_conv2d(r, n, out);
+    case OP_conv2d_grad_input: return eval_conv2d_grad_input(r, n, out);
+    case OP_conv2d_grad_weight: return eval_conv2d_grad_weight(r, n, out);
+    case OP_maxpool2d: return eval_maxpool2d(r, n, out);
+    case OP_maxpool2d_grad: return eval_maxpool2d_grad(r, n, out);
+    case OP_avgpool2d: return eval_avgpool2d(r, n, out);
+    case OP_upsample2d: return eval_upsample2d(r, n, out);
+    case OP_lrn: return eval_lrn(r, n, out);
     case OP_store: return eval_store(r, n, out);
     default: return unsupported(r, n);
     }

@@ -3,10 +3,12 @@
  * commands that run models in-process.
  *
  * Every IR function F of model M becomes (docs/c-api.md is the contract):
- *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   the computation; noalias buffers
+ *   internal  M__F_part0, part1, ...                              the computation, 32 kernels each
+ *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
  *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
  *   external  M_info()                                             constant model descriptor
+ * docs/architecture.md ("Code generation") explains the design.
  *
  * Code generation in three steps per function:
  *   1. plan_func decides where every node's value lives (see Storage): recomputed inside its
@@ -39,6 +41,7 @@
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
@@ -185,6 +188,7 @@ typedef struct NodePlan {
     int64_t offset;    /* ST_WORK: byte offset in work */
     int64_t scratch;   /* bytes of temporary scratch while the node runs */
     int64_t scratch_offset;
+    bool donated;      /* ST_WORK: its region was taken over by a later elementwise node */
 } NodePlan;
 
 typedef struct Plan {
@@ -196,6 +200,14 @@ typedef struct Plan {
     int64_t work_bytes;     /* arena + discard area */
     bool needs_seed;
 } Plan;
+
+/* An elementwise value is fused into its consumer only when the consumer comes within this
+ * many nodes: fusing moves the reads of its inputs to the consumer, and across a long
+ * stretch of the schedule that keeps them alive (31 fused gradient adds of an LSTM kept
+ * 62 MB of inputs alive at once). */
+enum { FUSE_WINDOW = 16 };
+
+static bool is_splat(const Node *n) { return (n->op == OP_const && !n->attr.data) || n->op == OP_batch_size; }
 
 static bool is_view(Op op) { return op == OP_broadcast || op == OP_transpose || op == OP_slice; }
 static bool is_elementwise(Op op) {
@@ -213,8 +225,62 @@ static int reduce_inner_start(const Shape *in, uint32_t axes) {
     return k;
 }
 
-/* Reductions over an axis before the trailing reduced block accumulate into scratch. */
+/* ---- spatial ops (NCHW): the geometry of a conv2d-like node */
+
+typedef struct ConvGeom {
+    int64_t C, H, W;      /* input channels and size */
+    int64_t O, Ho, Wo;    /* output channels and size */
+    int64_t KH, KW;       /* window */
+    int64_t sh, sw;       /* stride */
+    int64_t pt, pl;       /* padding before (top, left) */
+    int64_t dh, dw;       /* dilation */
+    int64_t G, Cg, Og;    /* groups, channels per group */
+} ConvGeom;
+
+static int64_t at_least_1(int64_t v) { return v > 0 ? v : 1; }
+
+/* conv2d (x, w[, b]), conv2d_grad_input (dy, w), conv2d_grad_weight (x, dy), and the pools
+ * (window perm[0] x perm[1]) */
+static ConvGeom conv_geom(const Func *f, const Node *n) {
+    ConvGeom g = {0};
+    const Shape *in = NULL, *out = NULL, *w = NULL;
+    switch (n->op) {
+    case OP_conv2d: in = &f->nodes[n->in[0]].shape, w = &f->nodes[n->in[1]].shape, out = &n->shape; break;
+    case OP_conv2d_grad_input: in = &n->shape, w = &f->nodes[n->in[1]].shape, out = &f->nodes[n->in[0]].shape; break;
+    case OP_conv2d_grad_weight: in = &f->nodes[n->in[0]].shape, w = &n->shape, out = &f->nodes[n->in[1]].shape; break;
+    default: in = &f->nodes[n->in[0]].shape, out = n->op == OP_maxpool2d_grad ? &f->nodes[n->in[1]].shape : &n->shape; break;
+    }
+    g.C = in->dim[1], g.H = in->dim[2], g.W = in->dim[3];
+    g.O = out->dim[1], g.Ho = out->dim[2], g.Wo = out->dim[3];
+    g.sh = at_least_1(n->attr.step[0]), g.sw = at_least_1(n->attr.step[1]);
+    g.pt = n->attr.start[0], g.pl = n->attr.start[1];
+    if (w) {
+        g.KH = w->dim[2], g.KW = w->dim[3];
+        g.dh = at_least_1(n->attr.perm[0]), g.dw = at_least_1(n->attr.perm[1]);
+        g.G = at_least_1(n->attr.perm[2]);
+    } else {
+        g.KH = at_least_1(n->attr.perm[0]), g.KW = at_least_1(n->attr.perm[1]);
+        g.dh = g.dw = g.G = 1;
+    }
+    g.Cg = g.C / g.G, g.Og = g.O / g.G;
+    return g;
+}
+
+/* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
+static bool conv_is_pointwise(const ConvGeom *g) {
+    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
+           g->Ho == g->H && g->Wo == g->W;
+}
+
+static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_input || op == OP_conv2d_grad_weight; }
+
+/* Reductions over an axis before the trailing reduced block accumulate into scratch;
+ * convolutions unfold one image (one group) into columns [Cg*KH*KW, Ho*Wo]. */
 static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
+    if (is_conv(n->op)) {
+        ConvGeom g = conv_geom(f, n);
+        return conv_is_pointwise(&g) ? 0 : g.Cg * g.KH * g.KW * g.Ho * g.Wo * 4;
+    }
     if (n->op != OP_sum && n->op != OP_mean && n->op != OP_max) return 0;
     const Shape *in = &f->nodes[n->in[0]].shape;
     int k = reduce_inner_start(in, n->attr.axes);
@@ -242,7 +308,6 @@ static bool same_index_path(const Func *f, const Plan *p, Ref u, Ref x) {
 /* Whether every read of the entry value of tensor t through node r (a tensor read or an alias
  * of one) happens before x is computed, or at x's own element index inside x's loop. */
 static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool direct) {
-    const NodePlan *np = &p->nodes[r];
     int px = p->nodes[x].eval_pos;
     for (int o = 0; o < f->nouts; o++)
         if (f->outs[o].value == r) return false;  /* copied out at the end */
@@ -263,7 +328,6 @@ static bool reads_done_before(const Func *f, const Plan *p, Ref r, Ref x, bool d
         if (up->eval_pos == px && direct && same_index_path(f, p, u, x)) continue;
         return false;
     }
-    (void)np;
     return true;
 }
 
@@ -350,6 +414,40 @@ static void freelist_give(FreeList *fl, int64_t offset, int64_t size) {
     }
 }
 
+/* A dead operand whose region elementwise node x can write into: a materialized value of x's
+ * size whose last read is x's loop, read there only at x's own element index (a direct
+ * operand of x or of elementwise nodes fused into x). REF_NONE when there is none. */
+static Ref inplace_operand(const Func *f, const Plan *p, Ref x) {
+    if (!is_elementwise(f->nodes[x].op) || p->nodes[x].storage != ST_WORK) return REF_NONE;
+    int64_t bytes = node_bytes(&f->nodes[x], f->mod->max_batch);
+    /* the nodes fused into x lie shortly before it (FUSE_WINDOW per level); a donor missed
+       beyond that only costs memory */
+    for (Ref u = x; u >= 0 && u >= x - 8 * FUSE_WINDOW; u--) {
+        if (p->nodes[u].eval_pos != x || (u != x && p->nodes[u].storage != ST_INLINE)) continue;
+        if (!is_elementwise(f->nodes[u].op) || !same_index_path(f, p, u, x)) continue;
+        for (int i = 0; i < f->nodes[u].nin; i++) {
+            Ref y = f->nodes[u].in[i];
+            const NodePlan *yp = &p->nodes[y];
+            if (yp->storage != ST_WORK || yp->read_pos != x || yp->donated ||
+                node_bytes(&f->nodes[y], f->mod->max_batch) != bytes)
+                continue;
+            /* every read of y at x must be at x's index */
+            bool ok = true;
+            for (Ref w = y + 1; w <= x && ok; w++) {
+                const Node *wn = &f->nodes[w];
+                const NodePlan *wp = &p->nodes[w];
+                bool reads = false;
+                for (int j = 0; j < wn->nin; j++) reads |= wn->in[j] == y;
+                if (!reads || wp->storage == ST_DEAD) continue;
+                if (wp->storage == ST_ALIAS) ok = wp->read_pos < x;
+                else if (wp->eval_pos == x) ok = is_elementwise(wn->op) && same_index_path(f, p, w, x);
+            }
+            if (ok) return y;
+        }
+    }
+    return REF_NONE;
+}
+
 static int64_t plan_assign_offsets(const Func *f, Plan *p) {
     int64_t batch = f->mod->max_batch;
     int n = f->nnodes;
@@ -369,11 +467,18 @@ static int64_t plan_assign_offsets(const Func *f, Plan *p) {
     FreeList fl = {0};
     for (Ref v = 0; v < n; v++) {
         NodePlan *np = &p->nodes[v];
-        if (np->storage == ST_WORK) np->offset = freelist_take(&fl, node_bytes(&f->nodes[v], batch));
+        Ref donor = inplace_operand(f, p, v);
+        if (donor != REF_NONE) { /* x = f(y, ...) overwrites y as it goes */
+            np->offset = p->nodes[donor].offset;
+            p->nodes[donor].donated = true;
+        } else if (np->storage == ST_WORK) {
+            np->offset = freelist_take(&fl, node_bytes(&f->nodes[v], batch));
+        }
         if (np->scratch) np->scratch_offset = freelist_take(&fl, np->scratch);
         if (np->scratch) freelist_give(&fl, np->scratch_offset, np->scratch);
         for (int k = start[v]; k < start[v + 1]; k++)
-            freelist_give(&fl, p->nodes[list[k]].offset, node_bytes(&f->nodes[list[k]], batch));
+            if (!p->nodes[list[k]].donated)
+                freelist_give(&fl, p->nodes[list[k]].offset, node_bytes(&f->nodes[list[k]], batch));
     }
     free(fl.blocks);
     free(count);
@@ -452,7 +557,7 @@ static void plan_func(const Func *f, Plan *p) {
             np->alias_of = nd->in[0];
         } else if (is_elementwise(op)) {
             bool fuse = !np->needs_contig && np->uses == 1 && np->user != REF_NONE &&
-                        is_elementwise(f->nodes[np->user].op);
+                        is_elementwise(f->nodes[np->user].op) && np->user - v <= FUSE_WINDOW;
             np->storage = fuse ? ST_INLINE : ST_WORK;
         } else {
             np->storage = ST_WORK;
@@ -463,6 +568,7 @@ static void plan_func(const Func *f, Plan *p) {
            them, else where it is evaluated */
         int at = np->storage == ST_ALIAS ? (np->read_pos > v ? np->read_pos : v) : np->eval_pos;
         bool contig = !(is_elementwise(op) || is_view(op));
+        bool splat_ok = op == OP_concat; /* concat fills constant pieces without memory */
         Ref targets[IR_MAX_INPUTS + 1];
         int nt2 = 0;
         for (int i = 0; i < nd->nin; i++) targets[nt2++] = nd->in[i];
@@ -471,7 +577,7 @@ static void plan_func(const Func *f, Plan *p) {
             NodePlan *xp = &p->nodes[targets[i]];
             xp->uses++;
             xp->user = xp->uses == 1 ? v : REF_NONE;
-            if (contig) xp->needs_contig = true;
+            if (contig && !(splat_ok && is_splat(&f->nodes[targets[i]]))) xp->needs_contig = true;
             if (at > xp->read_pos) xp->read_pos = at;
         }
     }
@@ -578,7 +684,7 @@ typedef struct Cg {
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
     LLVMValueRef weights;    /* the embedded state global */
-    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
     LLVMTypeRef rt_type[RT_COUNT];
     /* the function being emitted */
@@ -587,9 +693,9 @@ typedef struct Cg {
     LLVMValueRef fn;
     LLVMBasicBlockRef alloca_block;
     LLVMValueRef state, work, n64, seed;
-    LLVMValueRef *argp;      /* nargs inputs, then nouts outputs */
-    LLVMValueRef *ptr;       /* per node: its memory, when it has some */
-    LLVMValueRef *tensor_ptr;/* per module tensor: where its current value is */
+    LLVMValueRef *argp;      /* nargs inputs, then nouts outputs (of the part being emitted) */
+    LLVMValueRef *ptr;       /* per node: its memory in the current part (node_ptr), or NULL */
+    LLVMValueRef *globals;   /* per node: the constant global of a non-splat const */
     int errors;
 } Cg;
 
@@ -669,32 +775,32 @@ static LLVMValueRef entry_alloca(Cg *cg, LLVMTypeRef t, const char *name) {
 
 static LLVMValueRef load_var(Cg *cg, LLVMTypeRef t, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, t, var, ""); }
 
-/* for (iv = 0; iv < count; iv++) — open with loop_begin, close with loop_end */
+/* for (iv = 0; iv < count; iv++) — open with loop_begin, close with loop_end.
+ * Emitted rotated, as `if (count > 0) do { ... } while (++iv < count)`: the form LLVM's loop
+ * passes want, so LoopRotate has nothing to do (rotating thousands of loops of a large
+ * model one by one costs time quadratic in their number). */
 typedef struct Loop {
-    LLVMBasicBlockRef head, exit;
-    LLVMValueRef iv;
+    LLVMBasicBlockRef body, exit;
+    LLVMValueRef iv, count;
 } Loop;
 
 static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
-    Loop l;
+    Loop l = {.count = count};
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
-    l.head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
+    l.body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
     l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
-    LLVMBuildBr(cg->b, l.head);
-    LLVMPositionBuilderAtEnd(cg->b, l.head);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, count, i64c(cg, 0), ""), l.body, l.exit);
+    LLVMPositionBuilderAtEnd(cg->b, l.body);
     l.iv = LLVMBuildPhi(cg->b, cg->t_i64, "");
     LLVMValueRef zero = i64c(cg, 0);
     LLVMAddIncoming(l.iv, &zero, &pre, 1);
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l.iv, count, ""), body, l.exit);
-    LLVMPositionBuilderAtEnd(cg->b, body);
     return l;
 }
 
 static void loop_end(Cg *cg, Loop *l) {
     LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, i64c(cg, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMBuildBr(cg->b, l->head);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, l->count, ""), l->body, l->exit);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
 }
@@ -754,14 +860,12 @@ static LLVMValueRef intrinsic1(Cg *cg, const char *name, LLVMValueRef x) {
     return call(cg, fty, fn, &x, 1);
 }
 
-/* llvm.NAME of two operands of one type (maximum: NaN-propagating max) */
-static LLVMValueRef intrinsic2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueRef y) {
-    LLVMTypeRef t = LLVMTypeOf(x);
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &t, 1);
-    LLVMValueRef args[2] = {x, y};
-    return call(cg, fty, fn, args, 2);
+/* max(acc, x) as interp.c takes it: a NaN sticks, the first of equal values stays.
+ * (llvm.maximum would do, but LLVM 19 cannot lower it for soft-float targets.) */
+static LLVMValueRef max_nan(Cg *cg, LLVMValueRef acc, LLVMValueRef x) {
+    LLVMValueRef pick = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, x, acc, ""), x, acc, "");
+    LLVMValueRef nan = LLVMBuildFCmp(cg->b, LLVMRealUNO, acc, x, "");
+    return LLVMBuildSelect(cg->b, nan, LLVMBuildFAdd(cg->b, acc, x, ""), pick, "");
 }
 
 static void declare_runtime(Cg *cg) {
@@ -813,6 +917,7 @@ typedef struct Index {
 } Index;
 
 static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix);
+static LLVMValueRef node_ptr(Cg *cg, Ref v);
 
 static LLVMValueRef linear_index(Cg *cg, const Shape *s, const Index *ix) {
     if (ix->flat) return ix->lin;
@@ -1059,8 +1164,7 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
         Index xi = {.flat = false};
         for (int j = 0; j < xs->rank; j++) {
             int vj = j + n->shape.rank - xs->rank;
-            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1) &&
-                          (n->shape.dim[vj] != 1 || (n->shape.batch_mask >> vj & 1));
+            bool repeat = xs->dim[j] == 1 && !(xs->batch_mask >> j & 1); /* a size-1 axis repeats */
             xi.at[j] = repeat ? i64c(cg, 0) : ix->at[vj];
         }
         return value_at(cg, n->in[0], &xi);
@@ -1095,7 +1199,7 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
 static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix) {
     const Node *n = &cg->f->nodes[v];
     if (cg->plan.nodes[v].storage == ST_INLINE) return compute_at(cg, v, ix);
-    return load_at(cg, n->dtype, cg->ptr[v], linear_index(cg, &n->shape, ix));
+    return load_at(cg, n->dtype, node_ptr(cg, v), linear_index(cg, &n->shape, ix));
 }
 
 /* Whether the fused expression of v reads anything through a view (then it needs per-axis
@@ -1112,7 +1216,7 @@ static bool fused_has_view(Cg *cg, Ref v, bool root) {
 /* Materializes an elementwise node, a view, or a constant: one loop (nest) over its shape. */
 static void emit_elementwise(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
-    LLVMValueRef out = cg->ptr[v];
+    LLVMValueRef out = node_ptr(cg, v);
     if (!fused_has_view(cg, v, true)) {
         Index ix = {.flat = true};
         if (n->shape.rank == 0) {
@@ -1139,7 +1243,7 @@ static void emit_elementwise(Cg *cg, Ref v) {
 /* ================================================================ kernels */
 
 static const Node *in_node(Cg *cg, const Node *n, int i) { return &cg->f->nodes[n->in[i]]; }
-static LLVMValueRef in_ptr(Cg *cg, const Node *n, int i) { return cg->ptr[n->in[i]]; }
+
 
 static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
     if (op != OP_max) return fpc(cg, acc_dt, 0);
@@ -1149,7 +1253,7 @@ static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
 static LLVMValueRef reduce_combine(Cg *cg, Op op, DType acc_dt, LLVMValueRef acc, LLVMValueRef x) {
     if (op == OP_max) /* a NaN sticks */
         return acc_dt == DT_I32 ? sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, x, acc, ""), x, acc)
-                                : intrinsic2(cg, "llvm.maximum", acc, x);
+                                : max_nan(cg, acc, x);
     return acc_dt == DT_I32 ? LLVMBuildAdd(cg->b, acc, x, "") : reassoc(f_add(cg, acc, x));
 }
 
@@ -1169,7 +1273,7 @@ static void emit_reduce(Cg *cg, Ref v) {
     int inner = reduce_inner_start(s, axes);
     bool outer_reduced = (axes & ((1u << inner) - 1)) != 0;
     LLVMValueRef inner_count = dims_product(cg, s, inner, s->rank);
-    LLVMValueRef xp = in_ptr(cg, n, 0), out = cg->ptr[v];
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
     LLVMValueRef count = i64c(cg, 1);  /* reduced elements per output */
     for (int k = 0; k < s->rank; k++)
         if (axes >> k & 1) count = mul64(cg, count, dim_value(cg, s, k));
@@ -1236,10 +1340,10 @@ static void emit_argmax(Cg *cg, Ref v) {
     Loop lo = loop_begin(cg, outer, "amax_o");
     Loop li = loop_begin(cg, inner, "amax_i");
     LLVMValueRef base = add64(cg, mul64(cg, mul64(cg, lo.iv, len), inner), li.iv);
-    LLVMBuildStore(cg->b, load_at(cg, dt, in_ptr(cg, n, 0), base), best);
+    LLVMBuildStore(cg->b, load_at(cg, dt, node_ptr(cg, n->in[0]), base), best);
     LLVMBuildStore(cg->b, i64c(cg, 0), arg);
     Loop la = loop_begin(cg, len, "amax_a");
-    LLVMValueRef e = load_at(cg, dt, in_ptr(cg, n, 0), add64(cg, base, mul64(cg, la.iv, inner)));
+    LLVMValueRef e = load_at(cg, dt, node_ptr(cg, n->in[0]), add64(cg, base, mul64(cg, la.iv, inner)));
     LLVMValueRef cur = load_var(cg, ty(cg, dt), best);
     /* the first maximum; a NaN counts as the maximum */
     LLVMValueRef better = dt == DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, e, cur, "")
@@ -1248,7 +1352,7 @@ static void emit_argmax(Cg *cg, Ref v) {
     LLVMBuildStore(cg->b, sel(cg, better, e, cur), best);
     LLVMBuildStore(cg->b, sel(cg, better, la.iv, load_var(cg, cg->t_i64, arg)), arg);
     loop_end(cg, &la);
-    store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), cg->ptr[v],
+    store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), node_ptr(cg, v),
              add64(cg, mul64(cg, lo.iv, inner), li.iv));
     loop_end(cg, &li);
     loop_end(cg, &lo);
@@ -1271,18 +1375,18 @@ static void emit_matmul(Cg *cg, Ref v) {
     LLVMValueRef L = dims_product(cg, &a->shape, 0, r - 2);
     LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N;
     LLVMValueRef one = LLVMConstReal(cg->t_f32, 1), zero = LLVMConstReal(cg->t_f32, 0);
-    if (bn->shape.rank == 2 && !ta) {
-        /* leading axes of a fold into M: one gemm */
-        LLVMValueRef args[] = {i32c(cg, 0), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
-                               to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), in_ptr(cg, n, 1),
-                               to_i32(cg, ldb), zero, cg->ptr[v], to_i32(cg, N)};
+    if (bn->shape.rank == 2 && (!ta || r == 2)) {
+        /* 2-D, or the leading axes of a fold into M: one gemm */
+        LLVMValueRef args[] = {i32c(cg, ta), i32c(cg, tb), to_i32(cg, mul64(cg, L, M)), to_i32(cg, N),
+                               to_i32(cg, K), one, node_ptr(cg, n->in[0]), to_i32(cg, lda), node_ptr(cg, n->in[1]),
+                               to_i32(cg, ldb), zero, node_ptr(cg, v), to_i32(cg, N)};
         runtime_call(cg, RT_SGEMM, args, 13);
         return;
     }
     LLVMValueRef stride_b = bn->shape.rank == 2 ? i64c(cg, 0) : mul64(cg, K, N);
     LLVMValueRef args[] = {to_i32(cg, L), i32c(cg, ta), i32c(cg, tb), to_i32(cg, M), to_i32(cg, N),
-                           to_i32(cg, K), one, in_ptr(cg, n, 0), to_i32(cg, lda), mul64(cg, M, K),
-                           in_ptr(cg, n, 1), to_i32(cg, ldb), stride_b, zero, cg->ptr[v], to_i32(cg, N),
+                           to_i32(cg, K), one, node_ptr(cg, n->in[0]), to_i32(cg, lda), mul64(cg, M, K),
+                           node_ptr(cg, n->in[1]), to_i32(cg, ldb), stride_b, zero, node_ptr(cg, v), to_i32(cg, N),
                            mul64(cg, M, N)};
     runtime_call(cg, RT_SGEMM_BATCHED, args, 17);
 }
@@ -1298,8 +1402,14 @@ static void emit_concat(Cg *cg, Ref v) {
         LLVMValueRef rows = mul64(cg, dim_value(cg, &in_node(cg, n, i)->shape, axis), inner);
         Loop lo = loop_begin(cg, outer, "cat_o");
         Loop lk = loop_begin(cg, rows, "cat_k");
-        LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, i), add64(cg, mul64(cg, lo.iv, rows), lk.iv));
-        store_at(cg, n->dtype, e, cg->ptr[v], add64(cg, add64(cg, mul64(cg, lo.iv, out_row), col), lk.iv));
+        LLVMValueRef e;
+        if (cg->plan.nodes[n->in[i]].storage == ST_INLINE) { /* a constant piece */
+            Index ix = {.flat = true, .lin = i64c(cg, 0)};
+            e = compute_at(cg, n->in[i], &ix);
+        } else {
+            e = load_at(cg, n->dtype, node_ptr(cg, n->in[i]), add64(cg, mul64(cg, lo.iv, rows), lk.iv));
+        }
+        store_at(cg, n->dtype, e, node_ptr(cg, v), add64(cg, add64(cg, mul64(cg, lo.iv, out_row), col), lk.iv));
         loop_end(cg, &lk);
         loop_end(cg, &lo);
         col = add64(cg, col, rows);
@@ -1313,13 +1423,13 @@ static void emit_gather(Cg *cg, Ref v) {
     LLVMValueRef rows = dim_value(cg, &table->shape, 0);
     LLVMValueRef width = dims_product(cg, &table->shape, 1, table->shape.rank);
     Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "gather");
-    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 1), lp.iv), cg->t_i64, "");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, node_ptr(cg, n->in[1]), lp.iv), cg->t_i64, "");
     LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
                                    LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
     LLVMValueRef src = mul64(cg, sel(cg, ok, i, i64c(cg, 0)), width), dst = mul64(cg, lp.iv, width);
     Loop lk = loop_begin(cg, width, "gather_k");
-    LLVMValueRef e = load_at(cg, n->dtype, in_ptr(cg, n, 0), add64(cg, src, lk.iv));
-    store_at(cg, n->dtype, sel(cg, ok, e, fpc(cg, n->dtype, 0)), cg->ptr[v], add64(cg, dst, lk.iv));
+    LLVMValueRef e = load_at(cg, n->dtype, node_ptr(cg, n->in[0]), add64(cg, src, lk.iv));
+    store_at(cg, n->dtype, sel(cg, ok, e, fpc(cg, n->dtype, 0)), node_ptr(cg, v), add64(cg, dst, lk.iv));
     loop_end(cg, &lk);
     loop_end(cg, &lp);
 }
@@ -1331,19 +1441,19 @@ static void emit_scatter_add(Cg *cg, Ref v) {
     LLVMValueRef rows = dim_value(cg, &n->shape, 0);
     LLVMValueRef width = dims_product(cg, &n->shape, 1, n->shape.rank);
     Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "scatter0");
-    store_at(cg, n->dtype, fpc(cg, n->dtype, 0), cg->ptr[v], lz.iv);
+    store_at(cg, n->dtype, fpc(cg, n->dtype, 0), node_ptr(cg, v), lz.iv);
     loop_end(cg, &lz);
     Loop lp = loop_begin(cg, numel_value(cg, &idx->shape), "scatter");
-    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, in_ptr(cg, n, 0), lp.iv), cg->t_i64, "");
+    LLVMValueRef i = LLVMBuildSExt(cg->b, load_at(cg, DT_I32, node_ptr(cg, n->in[0]), lp.iv), cg->t_i64, "");
     LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
                                    LLVMBuildICmp(cg->b, LLVMIntSLT, i, rows, ""), "");
     LLVMBasicBlockRef join = if_begin(cg, ok);
     LLVMValueRef dst = mul64(cg, i, width), src = mul64(cg, lp.iv, width);
     Loop lk = loop_begin(cg, width, "scatter_k");
-    LLVMValueRef cur = load_at(cg, n->dtype, cg->ptr[v], add64(cg, dst, lk.iv));
-    LLVMValueRef add = load_at(cg, n->dtype, in_ptr(cg, n, 1), add64(cg, src, lk.iv));
+    LLVMValueRef cur = load_at(cg, n->dtype, node_ptr(cg, v), add64(cg, dst, lk.iv));
+    LLVMValueRef add = load_at(cg, n->dtype, node_ptr(cg, n->in[1]), add64(cg, src, lk.iv));
     store_at(cg, n->dtype, is_float(n->dtype) ? f_add(cg, cur, add) : LLVMBuildAdd(cg->b, cur, add, ""),
-             cg->ptr[v], add64(cg, dst, lk.iv));
+             node_ptr(cg, v), add64(cg, dst, lk.iv));
     loop_end(cg, &lk);
     if_end(cg, join);
     loop_end(cg, &lp);
@@ -1357,7 +1467,7 @@ static LLVMValueRef row_max(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base,
     LLVMBuildStore(cg->b, LLVMConstReal(ty(cg, dt), -INFINITY), m);
     Loop l = loop_begin(cg, C, "rmax");
     LLVMValueRef e = load_at(cg, dt, x, add64(cg, base, l.iv));
-    LLVMBuildStore(cg->b, intrinsic2(cg, "llvm.maximum", load_var(cg, ty(cg, dt), m), e), m);
+    LLVMBuildStore(cg->b, max_nan(cg, load_var(cg, ty(cg, dt), m), e), m);
     loop_end(cg, &l);
     return load_var(cg, ty(cg, dt), m);
 }
@@ -1400,7 +1510,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
     int r = n->shape.rank;
     LLVMValueRef C = r ? dim_value(cg, &n->shape, r - 1) : i64c(cg, 1);
     LLVMValueRef rows = r ? dims_product(cg, &n->shape, 0, r - 1) : i64c(cg, 1);
-    LLVMValueRef x = in_ptr(cg, n, 0), out = cg->ptr[v];
+    LLVMValueRef x = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
     Loop lr = loop_begin(cg, rows, "row");
     LLVMValueRef base = mul64(cg, lr.iv, C);
     switch (n->op) {
@@ -1421,7 +1531,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
         break;
     }
     case OP_softmax_grad: { /* y (dy - sum(dy y)) */
-        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef dy = node_ptr(cg, n->in[1]);
         LLVMValueRef dot = row_dot(cg, dt, x, dy, base, C);
         Loop l = loop_begin(cg, C, "smg");
         LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
@@ -1431,7 +1541,7 @@ static void emit_softmax_family(Cg *cg, Ref v) {
         break;
     }
     case OP_log_softmax_grad: { /* dy - e^y sum(dy) */
-        LLVMValueRef dy = in_ptr(cg, n, 1);
+        LLVMValueRef dy = node_ptr(cg, n->in[1]);
         LLVMValueRef sum = row_dot(cg, dt, dy, NULL, base, C);
         Loop l = loop_begin(cg, C, "lsmg");
         LLVMValueRef y = to_double(cg, dt, load_at(cg, dt, x, add64(cg, base, l.iv)));
@@ -1464,9 +1574,9 @@ static CeArgs ce_args(Cg *cg, const Node *n, bool grad) {
     CeArgs a;
     const Node *x = in_node(cg, n, 0);
     int r = x->shape.rank;
-    a.x = in_ptr(cg, n, 0);
-    a.labels = in_ptr(cg, n, 1);
-    a.weight = n->nin >= (grad ? 4 : 3) ? in_ptr(cg, n, 2) : NULL;
+    a.x = node_ptr(cg, n->in[0]);
+    a.labels = node_ptr(cg, n->in[1]);
+    a.weight = n->nin >= (grad ? 4 : 3) ? node_ptr(cg, n->in[2]) : NULL;
     a.C = dim_value(cg, &x->shape, r - 1);
     a.rows = dims_product(cg, &x->shape, 0, r - 1);
     a.dt = x->dtype;
@@ -1546,7 +1656,7 @@ static void emit_cross_entropy(Cg *cg, Ref v) {
     if_end(cg, join);
     loop_end(cg, &lp);
     LLVMValueRef loss = f_div(cg, load_var(cg, cg->t_f64, total), ce_total_weight(cg, &a));
-    store_at(cg, n->dtype, from_double(cg, n->dtype, loss), cg->ptr[v], i64c(cg, 0));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, loss), node_ptr(cg, v), i64c(cg, 0));
 }
 
 static void emit_cross_entropy_grad(Cg *cg, Ref v) {
@@ -1557,7 +1667,7 @@ static void emit_cross_entropy_grad(Cg *cg, Ref v) {
         return;
     }
     const Node *dl = in_node(cg, n, n->nin - 1);
-    LLVMValueRef dloss = to_double(cg, dl->dtype, load_at(cg, dl->dtype, in_ptr(cg, n, n->nin - 1), i64c(cg, 0)));
+    LLVMValueRef dloss = to_double(cg, dl->dtype, load_at(cg, dl->dtype, node_ptr(cg, n->in[n->nin - 1]), i64c(cg, 0)));
     double s = a.smoothing;
     LLVMValueRef scale = f_div(cg, dloss, ce_total_weight(cg, &a));
     LLVMValueRef wsum = ce_weight_sum(cg, &a);
@@ -1575,7 +1685,7 @@ static void emit_cross_entropy_grad(Cg *cg, Ref v) {
     LLVMValueRef g = f_mul(cg, wy, f_sub(cg, pj, onehot));
     if (s != 0) g = f_add(cg, g, f_mul(cg, sc, f_sub(cg, f_mul(cg, pj, wsum), ce_weight(cg, &a, lc.iv))));
     g = sel(cg, valid, f_mul(cg, g, scale), LLVMConstReal(cg->t_f64, 0));
-    store_at(cg, n->dtype, from_double(cg, n->dtype, g), cg->ptr[v], add64(cg, base, lc.iv));
+    store_at(cg, n->dtype, from_double(cg, n->dtype, g), node_ptr(cg, v), add64(cg, base, lc.iv));
     loop_end(cg, &lc);
     loop_end(cg, &lp);
 }
@@ -1603,6 +1713,47 @@ static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
     return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
 }
 
+/* The memory of node v in the function being emitted: an argument, the state, work, a
+ * constant global. Built once per part, in its entry block, so it dominates every use. */
+static LLVMValueRef node_ptr(Cg *cg, Ref v) {
+    if (cg->ptr[v]) return cg->ptr[v];
+    const NodePlan *np = &cg->plan.nodes[v];
+    const Node *n = &cg->f->nodes[v];
+    LLVMValueRef p = NULL;
+    if (np->storage == ST_ALIAS) return cg->ptr[v] = node_ptr(cg, np->alias_of);
+    if (np->storage == ST_CONST) {
+        if (!cg->globals[v]) {
+            char name[64];
+            snprintf(name, sizeof name, "const.%d", v);
+            cg->globals[v] = const_global(cg, n->dtype, n->attr.data, NULL, shape_numel(&n->shape, 1), name);
+        }
+        return cg->ptr[v] = cg->globals[v];
+    }
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    switch (np->storage) {
+    case ST_ARG: p = cg->argp[n->attr.index]; break;
+    case ST_STATE: p = tensor_state_ptr(cg, n->attr.tensor); break;
+    case ST_WORK: p = byte_ptr(cg, cg->work, np->offset); break;
+    case ST_OUT: p = cg->argp[cg->f->nargs + np->out]; break;
+    case ST_INPLACE: p = tensor_state_ptr(cg, np->tensor); break;
+    default: assert(!"node without memory"); break;
+    }
+    LLVMPositionBuilderAtEnd(cg->b, here);
+    return cg->ptr[v] = p;
+}
+
+/* Where module tensor t's value is as node v runs: the last store to it before v, or the state. */
+static LLVMValueRef tensor_value_ptr(Cg *cg, int t, Ref v) {
+    for (Ref s = v - 1; s >= 0; s--)
+        if (cg->f->nodes[s].op == OP_store && cg->f->nodes[s].attr.tensor == t) return node_ptr(cg, s);
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    LLVMValueRef p = tensor_state_ptr(cg, t);
+    LLVMPositionBuilderAtEnd(cg->b, here);
+    return p;
+}
+
 /* The initial value of module tensor attr.tensor (nnrt_init_tensor with stream = tensor id;
  * constant fills for non-f32 tensors). A failing initializer (orthogonal: out of memory)
  * makes the function return its status. */
@@ -1618,14 +1769,14 @@ static void emit_init_fill(Cg *cg, Ref v) {
             return;
         }
         Loop l = loop_begin(cg, numel_value(cg, &n->shape), "fill");
-        store_at(cg, n->dtype, fpc(cg, n->dtype, value), cg->ptr[v], l.iv);
+        store_at(cg, n->dtype, fpc(cg, n->dtype, value), node_ptr(cg, v), l.iv);
         loop_end(cg, &l);
         return;
     }
     char name[64];
     snprintf(name, sizeof name, "shape.%d", t);
     LLVMValueRef shape = const_global(cg, DT_F32, NULL, n->shape.dim, n->shape.rank ? n->shape.rank : 1, name);
-    LLVMValueRef args[] = {cg->ptr[v], i32c(cg, n->shape.rank), shape, i32c(cg, is->kind),
+    LLVMValueRef args[] = {node_ptr(cg, v), i32c(cg, n->shape.rank), shape, i32c(cg, is->kind),
                            LLVMConstReal(cg->t_f64, is->a), LLVMConstReal(cg->t_f64, is->b),
                            i64c(cg, is->fan_in), cg->seed, i64c(cg, t)};
     LLVMValueRef status = runtime_call(cg, RT_INIT_TENSOR, args, 9);
@@ -1640,11 +1791,11 @@ static void emit_rand_uniform(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     LLVMValueRef count = numel_value(cg, &n->shape);
     const ModTensor *st = &cg->m->tensors[n->attr.tensor];
-    LLVMValueRef step = load_at(cg, st->dtype, cg->tensor_ptr[n->attr.tensor], i64c(cg, 0));
+    LLVMValueRef step = load_at(cg, st->dtype, tensor_value_ptr(cg, n->attr.tensor, v), i64c(cg, 0));
     step = st->dtype == DT_I32 ? LLVMBuildSExt(cg->b, step, cg->t_i64, "") : LLVMBuildFPToSI(cg->b, step, cg->t_i64, "");
     LLVMValueRef offset = LLVMBuildMul(cg->b, step, count, "");
     if (n->dtype == DT_F32) {
-        LLVMValueRef args[] = {cg->ptr[v], count, cg->seed, i64c(cg, n->attr.index), offset,
+        LLVMValueRef args[] = {node_ptr(cg, v), count, cg->seed, i64c(cg, n->attr.index), offset,
                                LLVMConstReal(cg->t_f32, 0), LLVMConstReal(cg->t_f32, 1)};
         runtime_call(cg, RT_RNG_FILL_UNIFORM, args, 7);
         return;
@@ -1653,7 +1804,7 @@ static void emit_rand_uniform(Cg *cg, Ref v) {
     LLVMValueRef args[] = {cg->seed, i64c(cg, n->attr.index), LLVMBuildAdd(cg->b, offset, l.iv, "")};
     LLVMValueRef u = runtime_call(cg, RT_RNG_UNIFORM, args, 3);
     store_at(cg, n->dtype, n->dtype == DT_F64 ? LLVMBuildFPExt(cg->b, u, cg->t_f64, "") : LLVMBuildFPToSI(cg->b, u, cg->t_i32, ""),
-             cg->ptr[v], l.iv);
+             node_ptr(cg, v), l.iv);
     loop_end(cg, &l);
 }
 
@@ -1665,7 +1816,283 @@ static void memcpy_node(Cg *cg, LLVMValueRef dst, LLVMValueRef src, const Node *
     LLVMBuildMemCpy(cg->b, dst, (unsigned)dtype_size(n->dtype), src, (unsigned)dtype_size(n->dtype), bytes_value(cg, n));
 }
 
-/* Emits the computation of materialized node v into cg->ptr[v]. */
+/* ---- spatial kernels (ops.h: NCHW, batch on axis 0, f32) */
+
+static LLVMValueRef in_range(Cg *cg, LLVMValueRef i, int64_t limit) {
+    return LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, i, i64c(cg, 0), ""),
+                        LLVMBuildICmp(cg->b, LLVMIntSLT, i, i64c(cg, limit), ""), "");
+}
+
+/* Input coordinate of output position o and window offset k along one axis. */
+static LLVMValueRef window_coord(Cg *cg, LLVMValueRef o, int64_t stride, int64_t pad, LLVMValueRef k, int64_t dil) {
+    return add64(cg, mul64(cg, o, i64c(cg, stride)), add64(cg, i64c(cg, -pad), mul64(cg, k, i64c(cg, dil))));
+}
+
+/* cols[(c*KH + ky)*KW + kx][oy*Wo + ox] = x[c][oy*sh - pt + ky*dh][ox*sw - pl + kx*dw], 0 in
+ * the padding; x is one image's group of Cg channels. With add, the adjoint instead:
+ * x[...] += cols[...] (col2im). */
+static void emit_im2col(Cg *cg, const ConvGeom *g, LLVMValueRef x, LLVMValueRef cols, bool adjoint) {
+    int64_t K2 = g->Cg * g->KH * g->KW, P = g->Ho * g->Wo;
+    Loop lr = loop_begin(cg, i64c(cg, K2), "im2col_r");
+    LLVMValueRef c = LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KH * g->KW), "");
+    LLVMValueRef ky = LLVMBuildSRem(cg->b, LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KW), ""), i64c(cg, g->KH), "");
+    LLVMValueRef kx = LLVMBuildSRem(cg->b, lr.iv, i64c(cg, g->KW), "");
+    Loop ly = loop_begin(cg, i64c(cg, g->Ho), "im2col_y");
+    LLVMValueRef iy = window_coord(cg, ly.iv, g->sh, g->pt, ky, g->dh);
+    LLVMValueRef yok = in_range(cg, iy, g->H);
+    Loop lx = loop_begin(cg, i64c(cg, g->Wo), "im2col_x");
+    LLVMValueRef ix = window_coord(cg, lx.iv, g->sw, g->pl, kx, g->dw);
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, yok, in_range(cg, ix, g->W), "");
+    LLVMValueRef src = add64(cg, mul64(cg, add64(cg, mul64(cg, c, i64c(cg, g->H)), iy), i64c(cg, g->W)), ix);
+    src = sel(cg, ok, src, i64c(cg, 0)); /* never read outside x */
+    LLVMValueRef col = add64(cg, mul64(cg, lr.iv, i64c(cg, P)), add64(cg, mul64(cg, ly.iv, i64c(cg, g->Wo)), lx.iv));
+    if (!adjoint) {
+        LLVMValueRef v = sel(cg, ok, load_at(cg, DT_F32, x, src), LLVMConstReal(cg->t_f32, 0));
+        store_at(cg, DT_F32, v, cols, col);
+    } else {
+        LLVMBasicBlockRef join = if_begin(cg, ok);
+        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, x, src), load_at(cg, DT_F32, cols, col)), x, src);
+        if_end(cg, join);
+    }
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lr);
+}
+
+static void sgemm_call(Cg *cg, bool ta, bool tb, int64_t M, int64_t N, int64_t K, LLVMValueRef a, int64_t lda,
+                       LLVMValueRef b, int64_t ldb, LLVMValueRef beta, LLVMValueRef c, int64_t ldc) {
+    LLVMValueRef args[] = {i32c(cg, ta), i32c(cg, tb), i32c(cg, M), i32c(cg, N), i32c(cg, K),
+                           LLVMConstReal(cg->t_f32, 1), a, i32c(cg, lda), b, i32c(cg, ldb), beta, c, i32c(cg, ldc)};
+    runtime_call(cg, RT_SGEMM, args, 13);
+}
+
+static LLVMValueRef f32_ptr(Cg *cg, LLVMValueRef base, LLVMValueRef elems) { return elem_ptr(cg, DT_F32, base, elems); }
+
+/* conv2d and its gradients: per image and group, im2col + sgemm
+ *   conv2d:        out[n, g] = w[g] [Og, K2] @ cols(x[n, g]) [K2, P]  (+ b, filled first)
+ *   grad_input:    dx[n, g] = col2im(w[g]^T @ dy[n, g])
+ *   grad_weight:   dw[g] = sum over n of dy[n, g] @ cols(x[n, g])^T */
+static void emit_conv(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports %s of f32 values only", op_info[n->op].name);
+        return;
+    }
+    ConvGeom g = conv_geom(cg->f, n);
+    int64_t K2 = g.Cg * g.KH * g.KW, P = g.Ho * g.Wo, HW = g.H * g.W;
+    bool pointwise = conv_is_pointwise(&g);
+    LLVMValueRef cols = pointwise ? NULL : byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    LLVMValueRef out = node_ptr(cg, v), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
+    LLVMValueRef N = dim_value(cg, n->op == OP_conv2d_grad_weight ? &in_node(cg, n, 0)->shape : &n->shape, 0);
+    if (n->op == OP_conv2d_grad_input) { /* col2im accumulates */
+        Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "dx0");
+        store_at(cg, DT_F32, zero, out, lz.iv);
+        loop_end(cg, &lz);
+    }
+    Loop ln = loop_begin(cg, N, "conv_n");
+    Loop lg = loop_begin(cg, i64c(cg, g.G), "conv_g");
+    LLVMValueRef xg = mul64(cg, add64(cg, mul64(cg, ln.iv, i64c(cg, g.C)), mul64(cg, lg.iv, i64c(cg, g.Cg))), i64c(cg, HW));
+    LLVMValueRef yg = mul64(cg, add64(cg, mul64(cg, ln.iv, i64c(cg, g.O)), mul64(cg, lg.iv, i64c(cg, g.Og))), i64c(cg, P));
+    LLVMValueRef wg = mul64(cg, lg.iv, i64c(cg, g.Og * K2));
+    switch (n->op) {
+    case OP_conv2d: {
+        LLVMValueRef x = f32_ptr(cg, node_ptr(cg, n->in[0]), xg), c = f32_ptr(cg, out, yg);
+        if (!pointwise) emit_im2col(cg, &g, x, cols, false);
+        LLVMValueRef beta = zero;
+        if (n->nin > 2) { /* the bias fills the output, which the product adds to */
+            Loop lo = loop_begin(cg, i64c(cg, g.Og), "bias_o");
+            LLVMValueRef b = load_at(cg, DT_F32, node_ptr(cg, n->in[2]), add64(cg, mul64(cg, lg.iv, i64c(cg, g.Og)), lo.iv));
+            Loop lp = loop_begin(cg, i64c(cg, P), "bias_p");
+            store_at(cg, DT_F32, b, c, add64(cg, mul64(cg, lo.iv, i64c(cg, P)), lp.iv));
+            loop_end(cg, &lp);
+            loop_end(cg, &lo);
+            beta = one;
+        }
+        sgemm_call(cg, false, false, g.Og, P, K2, f32_ptr(cg, node_ptr(cg, n->in[1]), wg), K2, pointwise ? x : cols, P,
+                   beta, c, P);
+        break;
+    }
+    case OP_conv2d_grad_input: {
+        LLVMValueRef dy = f32_ptr(cg, node_ptr(cg, n->in[0]), yg), dx = f32_ptr(cg, out, xg);
+        sgemm_call(cg, true, false, K2, P, g.Og, f32_ptr(cg, node_ptr(cg, n->in[1]), wg), K2, dy, P, zero,
+                   pointwise ? dx : cols, P);
+        if (!pointwise) emit_im2col(cg, &g, dx, cols, true);
+        break;
+    }
+    case OP_conv2d_grad_weight: {
+        LLVMValueRef x = f32_ptr(cg, node_ptr(cg, n->in[0]), xg), dy = f32_ptr(cg, node_ptr(cg, n->in[1]), yg);
+        if (!pointwise) emit_im2col(cg, &g, x, cols, false);
+        LLVMValueRef beta = sel(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, ln.iv, i64c(cg, 0), ""), zero, one);
+        sgemm_call(cg, false, true, g.Og, K2, P, dy, P, pointwise ? x : cols, P, beta, f32_ptr(cg, out, wg), K2);
+        break;
+    }
+    default: break;
+    }
+    loop_end(cg, &lg);
+    loop_end(cg, &ln);
+}
+
+/* maxpool2d, avgpool2d, maxpool2d_grad: for every (image, channel, oy, ox), the window
+ * perm[0] x perm[1] at stride step, padding start (padded positions: -inf for max, 0 for avg;
+ * avg divides by KH*KW always). maxpool2d_grad adds dy at the window's first maximum (a NaN
+ * counts as the maximum, as argmax). */
+static void emit_pool(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports %s of f32 values only", op_info[n->op].name);
+        return;
+    }
+    ConvGeom g = conv_geom(cg->f, n);
+    const Node *x = in_node(cg, n, 0);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    bool grad = n->op == OP_maxpool2d_grad, avg = n->op == OP_avgpool2d;
+    if (grad) {
+        Loop lz = loop_begin(cg, numel_value(cg, &n->shape), "dx0");
+        store_at(cg, DT_F32, LLVMConstReal(cg->t_f32, 0), out, lz.iv);
+        loop_end(cg, &lz);
+    }
+    LLVMTypeRef acc_t = avg ? cg->t_f64 : cg->t_f32;
+    LLVMValueRef acc = entry_alloca(cg, acc_t, "pool"), arg = entry_alloca(cg, cg->t_i64, "pool_arg");
+    LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, g.C));
+    Loop lc = loop_begin(cg, planes, "pool_c");
+    LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, g.H * g.W)), out_base = mul64(cg, lc.iv, i64c(cg, g.Ho * g.Wo));
+    Loop ly = loop_begin(cg, i64c(cg, g.Ho), "pool_y");
+    Loop lx = loop_begin(cg, i64c(cg, g.Wo), "pool_x");
+    LLVMBuildStore(cg->b, avg ? LLVMConstReal(cg->t_f64, 0) : LLVMConstReal(cg->t_f32, -INFINITY), acc);
+    LLVMBuildStore(cg->b, i64c(cg, -1), arg);
+    Loop lky = loop_begin(cg, i64c(cg, g.KH), "pool_ky");
+    LLVMValueRef iy = window_coord(cg, ly.iv, g.sh, g.pt, lky.iv, g.dh);
+    Loop lkx = loop_begin(cg, i64c(cg, g.KW), "pool_kx");
+    LLVMValueRef ix = window_coord(cg, lx.iv, g.sw, g.pl, lkx.iv, g.dw);
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, in_range(cg, iy, g.H), in_range(cg, ix, g.W), "");
+    LLVMBasicBlockRef join = if_begin(cg, ok);
+    LLVMValueRef src = add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, g.W)), ix));
+    LLVMValueRef e = load_at(cg, DT_F32, xp, src), cur = load_var(cg, acc_t, acc);
+    if (avg) {
+        LLVMBuildStore(cg->b, reassoc(f_add(cg, cur, to_double(cg, DT_F32, e))), acc);
+    } else {
+        /* the first maximum; a NaN wins and sticks */
+        LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, load_var(cg, cg->t_i64, arg), i64c(cg, 0), "");
+        LLVMValueRef better = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, cur, cur, ""),
+                                           LLVMBuildFCmp(cg->b, LLVMRealUGT, e, cur, ""), "");
+        better = LLVMBuildOr(cg->b, first, better, "");
+        LLVMBuildStore(cg->b, sel(cg, better, e, cur), acc);
+        LLVMBuildStore(cg->b, sel(cg, better, src, load_var(cg, cg->t_i64, arg)), arg);
+    }
+    if_end(cg, join);
+    loop_end(cg, &lkx);
+    loop_end(cg, &lky);
+    LLVMValueRef dst = add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, g.Wo)), lx.iv));
+    if (avg) {
+        LLVMValueRef mean = f_div(cg, load_var(cg, acc_t, acc), LLVMConstReal(cg->t_f64, (double)(g.KH * g.KW)));
+        store_at(cg, DT_F32, from_double(cg, DT_F32, mean), out, dst);
+    } else if (!grad) {
+        store_at(cg, DT_F32, load_var(cg, acc_t, acc), out, dst);
+    } else {
+        LLVMValueRef at = load_var(cg, cg->t_i64, arg);
+        LLVMBasicBlockRef j2 = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGE, at, i64c(cg, 0), ""));
+        LLVMValueRef dy = load_at(cg, DT_F32, node_ptr(cg, n->in[1]), dst);
+        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, out, at), dy), out, at);
+        if_end(cg, j2);
+    }
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lc);
+}
+
+/* upsample2d by perm[0] x perm[1]: nearest (flag 0): out[y, x] = in[y / sh, x / sw];
+ * bilinear (flag 1, align_corners=False): source (y + 0.5) / sh - 0.5 clamped below at 0,
+ * interpolating between floor and floor + 1 (clamped to H - 1); the same along x. */
+static void emit_upsample(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    const Node *x = in_node(cg, n, 0);
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports upsample2d of f32 values only");
+        return;
+    }
+    int64_t H = x->shape.dim[2], W = x->shape.dim[3], Ho = n->shape.dim[2], Wo = n->shape.dim[3];
+    int64_t sh = at_least_1(n->attr.perm[0]), sw = at_least_1(n->attr.perm[1]);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, x->shape.dim[1]));
+    Loop lc = loop_begin(cg, planes, "up_c");
+    LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, H * W)), out_base = mul64(cg, lc.iv, i64c(cg, Ho * Wo));
+    Loop ly = loop_begin(cg, i64c(cg, Ho), "up_y");
+    Loop lx = loop_begin(cg, i64c(cg, Wo), "up_x");
+    LLVMValueRef value;
+    if (!n->attr.flag) {
+        LLVMValueRef iy = LLVMBuildSDiv(cg->b, ly.iv, i64c(cg, sh), ""), ix = LLVMBuildSDiv(cg->b, lx.iv, i64c(cg, sw), "");
+        value = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, W)), ix)));
+    } else {
+        /* per axis: the two source indices and the weight of the second */
+        LLVMValueRef idx[2][2], frac[2];
+        LLVMValueRef pos[2] = {ly.iv, lx.iv};
+        int64_t scale[2] = {sh, sw}, size[2] = {H, W};
+        for (int a = 0; a < 2; a++) {
+            LLVMValueRef src = f_sub(cg, f_div(cg, f_add(cg, LLVMBuildSIToFP(cg->b, pos[a], cg->t_f64, ""),
+                                                         LLVMConstReal(cg->t_f64, 0.5)),
+                                               LLVMConstReal(cg->t_f64, (double)scale[a])),
+                                     LLVMConstReal(cg->t_f64, 0.5));
+            src = sel(cg, f_lt(cg, src, LLVMConstReal(cg->t_f64, 0)), LLVMConstReal(cg->t_f64, 0), src);
+            LLVMValueRef lo = LLVMBuildFPToSI(cg->b, src, cg->t_i64, "");
+            lo = sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lo, i64c(cg, size[a] - 1), ""), i64c(cg, size[a] - 1), lo);
+            LLVMValueRef hi = add64(cg, lo, i64c(cg, 1));
+            hi = sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, hi, i64c(cg, size[a] - 1), ""), i64c(cg, size[a] - 1), hi);
+            idx[a][0] = lo, idx[a][1] = hi;
+            frac[a] = f_sub(cg, src, LLVMBuildSIToFP(cg->b, lo, cg->t_f64, ""));
+        }
+        LLVMValueRef sum = LLVMConstReal(cg->t_f64, 0);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                LLVMValueRef wy = i ? frac[0] : f_sub(cg, LLVMConstReal(cg->t_f64, 1), frac[0]);
+                LLVMValueRef wx = j ? frac[1] : f_sub(cg, LLVMConstReal(cg->t_f64, 1), frac[1]);
+                LLVMValueRef e = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, idx[0][i], i64c(cg, W)), idx[1][j])));
+                sum = f_add(cg, sum, f_mul(cg, f_mul(cg, wy, wx), to_double(cg, DT_F32, e)));
+            }
+        value = from_double(cg, DT_F32, sum);
+    }
+    store_at(cg, DT_F32, value, out, add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, Wo)), lx.iv)));
+    loop_end(cg, &lx);
+    loop_end(cg, &ly);
+    loop_end(cg, &lc);
+}
+
+/* lrn over channels (axis 1) of x[N, C, ...], size s = perm[0]:
+ * out[c] = x[c] / (k + alpha/s sum_{c'=c-s/2}^{c+(s-1)/2} x[c']^2)^beta, absent channels 0 */
+static void emit_lrn(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports lrn of f32 values only");
+        return;
+    }
+    int64_t C = n->shape.dim[1], size = at_least_1(n->attr.perm[0]);
+    double alpha = n->attr.f[0], beta = n->attr.f[1], k = n->attr.f[2];
+    LLVMValueRef inner = dims_product(cg, &n->shape, 2, n->shape.rank);
+    LLVMValueRef xp = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
+    LLVMValueRef acc = entry_alloca(cg, cg->t_f64, "lrn");
+    Loop ln = loop_begin(cg, dim_value(cg, &n->shape, 0), "lrn_n");
+    Loop lc = loop_begin(cg, i64c(cg, C), "lrn_c");
+    Loop li = loop_begin(cg, inner, "lrn_i");
+    LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f64, 0), acc);
+    LLVMValueRef plane = mul64(cg, ln.iv, i64c(cg, C));
+    Loop lj = loop_begin(cg, i64c(cg, size), "lrn_j");
+    LLVMValueRef cc = add64(cg, lc.iv, add64(cg, lj.iv, i64c(cg, -(size / 2))));
+    LLVMBasicBlockRef join = if_begin(cg, in_range(cg, cc, C));
+    LLVMValueRef e = to_double(cg, DT_F32, load_at(cg, DT_F32, xp, add64(cg, mul64(cg, add64(cg, plane, cc), inner), li.iv)));
+    LLVMBuildStore(cg->b, f_add(cg, load_var(cg, cg->t_f64, acc), f_mul(cg, e, e)), acc);
+    if_end(cg, join);
+    loop_end(cg, &lj);
+    LLVMValueRef at = add64(cg, mul64(cg, add64(cg, plane, lc.iv), inner), li.iv);
+    LLVMValueRef denom = f_add(cg, LLVMConstReal(cg->t_f64, k),
+                               f_mul(cg, LLVMConstReal(cg->t_f64, alpha / (double)size), load_var(cg, cg->t_f64, acc)));
+    denom = libm2(cg, "pow", DT_F64, denom, LLVMConstReal(cg->t_f64, beta));
+    LLVMValueRef xv = to_double(cg, DT_F32, load_at(cg, DT_F32, xp, at));
+    store_at(cg, DT_F32, from_double(cg, DT_F32, f_div(cg, xv, denom)), out, at);
+    loop_end(cg, &li);
+    loop_end(cg, &lc);
+    loop_end(cg, &ln);
+}
+
+/* Emits the computation of materialized node v into node_ptr(cg, v). */
 static void emit_node(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     switch (n->op) {
@@ -1685,7 +2112,15 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_cross_entropy_grad: emit_cross_entropy_grad(cg, v); break;
     case OP_init_fill: emit_init_fill(cg, v); break;
     case OP_rand_uniform: emit_rand_uniform(cg, v); break;
-    case OP_store: memcpy_node(cg, cg->ptr[v], in_ptr(cg, n, 0), n); break;
+    case OP_store: memcpy_node(cg, node_ptr(cg, v), node_ptr(cg, n->in[0]), n); break;
+    case OP_conv2d:
+    case OP_conv2d_grad_input:
+    case OP_conv2d_grad_weight: emit_conv(cg, v); break;
+    case OP_maxpool2d:
+    case OP_avgpool2d:
+    case OP_maxpool2d_grad: emit_pool(cg, v); break;
+    case OP_upsample2d: emit_upsample(cg, v); break;
+    case OP_lrn: emit_lrn(cg, v); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
             emit_elementwise(cg, v);
@@ -1724,7 +2159,7 @@ static void check_batch(Cg *cg, LLVMValueRef n32) {
 /* Emits the loss check: a non-finite loss returns NNRT_ENONFINITE before any state write. */
 static void emit_loss_check(Cg *cg, Ref loss) {
     const Node *n = &cg->f->nodes[loss];
-    LLVMValueRef l = to_double(cg, n->dtype, load_at(cg, n->dtype, cg->ptr[loss], i64c(cg, 0)));
+    LLVMValueRef l = to_double(cg, n->dtype, load_at(cg, n->dtype, node_ptr(cg, loss), i64c(cg, 0)));
     LLVMValueRef finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", l),
                                         LLVMConstReal(cg->t_f64, INFINITY), "");
     return_if(cg, LLVMBuildNot(cg->b, finite, ""), NNRT_ENONFINITE);
@@ -1745,24 +2180,30 @@ static LLVMTypeRef body_type(Cg *cg, const Func *f) {
     return t;
 }
 
-/* M__F_body(state, work, n, [seed,] args..., outs...): the computation, no argument checks. */
-static LLVMValueRef emit_body(Cg *cg, Func *f) {
-    Module *m = cg->m;
-    char name[256];
-    snprintf(name, sizeof name, "%s__%s_body", m->name, f->name);
-    LLVMTypeRef fty = body_type(cg, f);
+enum { PART_KERNELS = 32 };  /* kernels per part function */
+
+static bool materialized(Storage st) { return st == ST_WORK || st == ST_OUT || st == ST_INPLACE; }
+
+static LLVMValueRef add_internal(Cg *cg, const char *name, LLVMTypeRef fty, bool noinline) {
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
+    if (noinline) add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline");
     unsigned nparams = LLVMCountParams(fn);
     for (unsigned i = 0; i < nparams; i++)
         if (LLVMTypeOf(LLVMGetParam(fn, i)) == cg->t_ptr) add_attr(cg, fn, i + 1, "noalias");
+    return fn;
+}
 
-    cg->f = f;
+/* Opens function fn (of body_type) for emission: entry block for allocas and pointers, the
+ * parameters, an empty pointer cache. Returns the block code starts in. */
+static LLVMBasicBlockRef begin_function(Cg *cg, LLVMValueRef fn, bool first) {
+    const Func *f = cg->f;
+    Module *m = cg->m;
     cg->fn = fn;
     cg->alloca_block = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(cg->ctx, fn, "start");
-    LLVMPositionBuilderAtEnd(cg->b, start);
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
     unsigned k = 0;
     cg->state = LLVMGetParam(fn, k++);
     if (cg->embedded) cg->state = cg->weights;
@@ -1771,68 +2212,98 @@ static LLVMValueRef emit_body(Cg *cg, Func *f) {
     cg->seed = NULL;
     if (is_init(f)) {
         cg->seed = LLVMGetParam(fn, k++);
-        LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
-        LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
+        if (first) { /* init keeps the seed for rand_uniform */
+            LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
+            LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
+        }
     } else if (cg->plan.needs_seed) {
         cg->seed = LLVMBuildLoad2(cg->b, cg->t_i64, byte_ptr(cg, cg->state, llvm_seed_offset(m)), "seed");
         LLVMSetAlignment(cg->seed, 8);
     }
-    cg->argp = malloc(((size_t)f->nargs + (size_t)f->nouts + 1) * sizeof *cg->argp);
-    cg->ptr = calloc((size_t)f->nnodes + 1, sizeof *cg->ptr);
-    cg->tensor_ptr = malloc(((size_t)m->ntensors + 1) * sizeof *cg->tensor_ptr);
-    if (!cg->argp || !cg->ptr || !cg->tensor_ptr) abort();
     for (int i = 0; i < f->nargs + f->nouts; i++) cg->argp[i] = LLVMGetParam(fn, k++);
-    for (int t = 0; t < m->ntensors; t++) cg->tensor_ptr[t] = tensor_state_ptr(cg, t);
+    memset(cg->ptr, 0, ((size_t)f->nnodes + 1) * sizeof *cg->ptr);
+    LLVMPositionBuilderAtEnd(cg->b, start);
+    return start;
+}
 
-    for (Ref v = 0; v < f->nnodes && !cg->errors; v++) {
-        const Node *n = &f->nodes[v];
-        const NodePlan *np = &cg->plan.nodes[v];
-        switch (np->storage) {
-        case ST_DEAD:
-        case ST_INLINE: continue;
-        case ST_ARG: cg->ptr[v] = cg->argp[n->attr.index]; break;
-        case ST_STATE: cg->ptr[v] = tensor_state_ptr(cg, n->attr.tensor); break;
-        case ST_CONST: {
-            char cname[64];
-            snprintf(cname, sizeof cname, "const.%d", v);
-            cg->ptr[v] = const_global(cg, n->dtype, n->attr.data, NULL, shape_numel(&n->shape, 1), cname);
-            break;
-        }
-        case ST_ALIAS: cg->ptr[v] = cg->ptr[np->alias_of]; break;
-        case ST_WORK:
-            cg->ptr[v] = byte_ptr(cg, cg->work, np->offset);
-            emit_node(cg, v);
-            break;
-        case ST_OUT:
-            cg->ptr[v] = cg->argp[f->nargs + np->out];
-            emit_node(cg, v);
-            break;
-        case ST_INPLACE:
-            cg->ptr[v] = tensor_state_ptr(cg, np->tensor);
-            emit_node(cg, v);
-            break;
-        }
-        if (n->op == OP_store) cg->tensor_ptr[n->attr.tensor] = cg->ptr[v];
-        if (v == cg->plan.check_after) emit_loss_check(cg, v);
-    }
-    /* outputs not computed in place, then the deferred stores */
-    for (int o = 0; o < f->nouts && !cg->errors; o++) {
-        Ref v = f->outs[o].value;
-        const NodePlan *np = &cg->plan.nodes[v];
-        if (np->storage == ST_OUT && np->out == o) continue;
-        memcpy_node(cg, cg->argp[f->nargs + o], cg->ptr[v], &f->nodes[v]);
-    }
-    for (Ref s = 0; s < f->nnodes && !cg->errors; s++)
-        if (f->nodes[s].op == OP_store && cg->plan.nodes[s].commit)
-            memcpy_node(cg, tensor_state_ptr(cg, f->nodes[s].attr.tensor), cg->ptr[s], &f->nodes[s]);
+static void end_function(Cg *cg, LLVMBasicBlockRef start) {
     LLVMBuildRet(cg->b, status(cg, NNRT_OK));
     LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
     LLVMBuildBr(cg->b, start);
+}
+
+/* M__F_body(state, work, n, [seed,] args..., outs...): the computation, no argument checks.
+ * It calls M__F_part0, part1, ... in turn, each emitting up to PART_KERNELS kernels and
+ * returning a status (the loss check, a failing initializer). Parts stay small functions,
+ * so LLVM's per-loop passes run in time linear in the model's size. The last part copies
+ * the outputs and commits the deferred stores. */
+static LLVMValueRef emit_body(Cg *cg, Func *f) {
+    Module *m = cg->m;
+    cg->f = f;
+    LLVMTypeRef fty = body_type(cg, f);
+    char name[256];
+    cg->argp = malloc(((size_t)f->nargs + (size_t)f->nouts + 1) * sizeof *cg->argp);
+    cg->ptr = calloc((size_t)f->nnodes + 1, sizeof *cg->ptr);
+    cg->globals = calloc((size_t)f->nnodes + 1, sizeof *cg->globals);
+    if (!cg->argp || !cg->ptr || !cg->globals) abort();
+    LLVMValueRef *parts = NULL;
+    int nparts = 0;
+    Ref v = 0;
+    do {
+        snprintf(name, sizeof name, "%s__%s_part%d", m->name, f->name, nparts);
+        LLVMValueRef part = add_internal(cg, name, fty, true);
+        parts = realloc(parts, (size_t)(nparts + 1) * sizeof *parts);
+        if (!parts) abort();
+        parts[nparts++] = part;
+        LLVMBasicBlockRef start = begin_function(cg, part, nparts == 1);
+        for (int kernels = 0; v < f->nnodes && kernels < PART_KERNELS && !cg->errors; v++) {
+            const NodePlan *np = &cg->plan.nodes[v];
+            if (materialized(np->storage)) {
+                emit_node(cg, v);
+                kernels++;
+            }
+            if (v == cg->plan.check_after) emit_loss_check(cg, v);
+        }
+        if (v == f->nnodes) {
+            /* outputs not computed in place, then the deferred stores */
+            for (int o = 0; o < f->nouts && !cg->errors; o++) {
+                Ref x = f->outs[o].value;
+                const NodePlan *xp = &cg->plan.nodes[x];
+                if (xp->storage == ST_OUT && xp->out == o) continue;
+                memcpy_node(cg, cg->argp[f->nargs + o], node_ptr(cg, x), &f->nodes[x]);
+            }
+            for (Ref s = 0; s < f->nnodes && !cg->errors; s++)
+                if (f->nodes[s].op == OP_store && cg->plan.nodes[s].commit)
+                    memcpy_node(cg, tensor_state_ptr(cg, f->nodes[s].attr.tensor), node_ptr(cg, s), &f->nodes[s]);
+        }
+        end_function(cg, start);
+    } while (v < f->nnodes && !cg->errors);
+
+    snprintf(name, sizeof name, "%s__%s_body", m->name, f->name);
+    LLVMValueRef body = add_internal(cg, name, fty, false);
+    cg->fn = body;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, body, "entry"));
+    unsigned nparams = LLVMCountParams(body);
+    LLVMValueRef *args = malloc((size_t)nparams * sizeof *args);
+    if (!args) abort();
+    for (unsigned i = 0; i < nparams; i++) args[i] = LLVMGetParam(body, i);
+    for (int i = 0; i < nparts; i++) {
+        LLVMValueRef rc = call(cg, fty, parts[i], args, nparams);
+        if (i < nparts - 1) {
+            LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, rc, status(cg, 0), ""));
+            LLVMBuildRet(cg->b, rc);
+            LLVMPositionBuilderAtEnd(cg->b, join);
+        } else {
+            LLVMBuildRet(cg->b, rc);
+        }
+    }
+    free(args);
+    free(parts);
     free(cg->argp);
     free(cg->ptr);
-    free(cg->tensor_ptr);
-    cg->argp = cg->ptr = cg->tensor_ptr = NULL;
-    return fn;
+    free(cg->globals);
+    cg->argp = cg->ptr = cg->globals = NULL;
+    return body;
 }
 
 /* Shared tail of the wrappers: null checks of state/work, then the body call. */
@@ -2067,7 +2538,7 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
 
 /* Functions an object carries: all, or with embedded weights those that neither initialize
  * nor write the (read-only) state. */
-static bool func_emitted(const Func *f, bool embedded) {
+bool llvm_func_emitted(const Func *f, bool embedded) {
     return !embedded || (!is_init(f) && !func_has_stores(f));
 }
 
@@ -2097,7 +2568,6 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     cg.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
     cg.b = LLVMCreateBuilderInContext(ctx);
     cg.t_void = LLVMVoidTypeInContext(ctx);
-    cg.t_i1 = LLVMInt1TypeInContext(ctx);
     cg.t_i8 = LLVMInt8TypeInContext(ctx);
     cg.t_i32 = LLVMInt32TypeInContext(ctx);
     cg.t_i64 = LLVMInt64TypeInContext(ctx);
@@ -2118,7 +2588,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
         Func *f = m->funcs[i];
         work_bytes[i] = -1;
-        if (!func_emitted(f, embedded)) continue;
+        if (!llvm_func_emitted(f, embedded != NULL)) continue;
         plan_func(f, &cg.plan);
         work_bytes[i] = cg.plan.work_bytes;
         if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
@@ -2146,17 +2616,25 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     return cg.mod;
 }
 
-int64_t llvm_max_work_bytes(const Module *m) {
+int64_t llvm_max_work_bytes(const Module *m, bool embedded) {
     int64_t max = 0;
     for (int i = 0; i < m->nfuncs; i++) {
+        if (!llvm_func_emitted(m->funcs[i], embedded)) continue;
         int64_t w = llvm_work_bytes(m->funcs[i]);
         if (w > max) max = w;
     }
     return max;
 }
 
+/* LLVM reports what it cannot do (e.g. an instruction a target cannot lower) through this,
+ * then exits: say so as nnc does. */
+static void llvm_fatal_error(const char *reason) {
+    fprintf(stderr, "nnc: error: LLVM cannot generate this code: %s\n", reason);
+}
+
 static void init_targets(bool all) {
     static bool native_done, all_done;
+    LLVMInstallFatalErrorHandler(llvm_fatal_error);
     if (all && !all_done) {
         LLVMInitializeAllTargetInfos();
         LLVMInitializeAllTargets();

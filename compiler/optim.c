@@ -13,6 +13,7 @@
  *   4. the learning rate of the schedule, computed from the step counter;
  *   5. the optimizer update, as the torch.optim pseudo-code of each algorithm;
  *   6. `store`s of params, slots and step + 1, after every read.
+ * Outputs: loss, metrics, and the learning rate used (OUT_EXTRA "lr", for progress lines).
  *
  * docs/optimizers.md gives every formula, the defaults, and the schedules' granularity.
  *
@@ -323,6 +324,21 @@ Func *optim_build_train_step(Module *m) {
         /* no train block: sgd(lr=0.01), constant schedule (docs/optimizers.md) */
         o.opt = (OptimizerSpec){.kind = OPT_SGD, .lr = 0.01};
         o.sched = (ScheduleSpec){.kind = SCHED_CONSTANT};
+    }
+
+    /* the counters and hyperparameters live under reserved names */
+    static const struct {
+        const char *name;
+        TensorKind kind;
+    } reserved[] = {{"step", TK_STEP}, {"steps_per_epoch", TK_HYPER}, {"total_steps", TK_HYPER},
+                    {"lr_scale", TK_HYPER}};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        int id = module_find_tensor(m, reserved[i].name);
+        if (id >= 0 && m->tensors[id].kind != reserved[i].kind) {
+            fprintf(stderr, "nnc: error: model '%s' has a %s named '%s', a name reserved for training\n",
+                    m->name, tensor_kind_names[m->tensors[id].kind], reserved[i].name);
+            return NULL;
+        }
     }
 
     Func *f = module_add_func(m, "train_step");

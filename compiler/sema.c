@@ -87,10 +87,18 @@ typedef struct Actuals {
     SrcLoc loc[CALL_MAX_ARGS];
 } Actuals;
 
+typedef struct DefCall {
+    int callee; /* index in Sema.defs */
+    SrcLoc loc; /* the call */
+} DefCall;
+
 typedef struct DefInfo {
     const Block *block;
-    int layers; /* 0 unknown, 1 visiting, 2 holds layers, 3 holds none */
-    bool broken; /* a static error was reported: calls yield V_ERROR silently */
+    DefCall *calls; /* the defs its body calls (by name), for recursion and has_layers */
+    int ncalls, calls_cap;
+    bool direct_layers; /* declares params/states or calls a builtin layer with parameters */
+    bool has_layers;    /* ... directly or through the defs it calls */
+    bool broken;        /* a static error was reported: calls yield V_ERROR silently */
 } DefInfo;
 
 struct Sema {
@@ -99,13 +107,20 @@ struct Sema {
     const Program *prog;
     DefInfo *defs;
     int ndefs;
+    int *def_table; /* open-addressing hash of def names: index + 1, 0 = empty */
+    int def_table_cap;
     Module *m;
     Func *f;
     int pass;
     bool training, has_labels;
     Scope *scope;
     Frame *frame;
-    int depth;
+    int depth;       /* def expansions */
+    int eval_depth;  /* nested expression evaluations, def bodies included */
+    bool depth_reported;
+    int call_depth;  /* nested calls: index of the CallScratch in use */
+    struct CallScratch **scratch;
+    int nscratch;
     const char *prefix; /* parameter-name prefix of the current def expansion, "" at model level */
     Naming naming;
     bool in_metric;
@@ -120,12 +135,30 @@ struct Sema {
     Ref loss_total;
     int nloss;
     /* def-call notes owed to the last error: flushed before the next error or statement */
-    SrcLoc trace_loc[MAX_TRACE];
-    const char *trace_name[MAX_TRACE];
+    SrcLoc trace_loc[MAX_TRACE + 1];
+    const char *trace_name[MAX_TRACE + 1];
     int ntrace;
 };
 
 static Value eval(Sema *s, const Expr *e);
+
+/* The arguments of a call being evaluated, one per nesting level of calls (reused, so that
+ * deeply nested expressions keep small stack frames). */
+typedef struct CallScratch {
+    Actuals actuals;
+    Call call;
+} CallScratch;
+
+static CallScratch *call_scratch(Sema *s) {
+    if (s->call_depth >= s->nscratch) {
+        CallScratch **grown = arena_alloc(s->a, (size_t)(s->nscratch + 16) * sizeof *grown);
+        if (s->nscratch) memcpy(grown, s->scratch, (size_t)s->nscratch * sizeof *grown);
+        for (int i = s->nscratch; i < s->nscratch + 16; i++) grown[i] = arena_alloc(s->a, sizeof **grown);
+        s->scratch = grown;
+        s->nscratch += 16;
+    }
+    return s->scratch[s->call_depth];
+}
 
 /* ---------------------------------------------------------------- services for lower.c */
 
@@ -136,7 +169,10 @@ Arena *sema_arena(Sema *s) { return s->a; }
 
 static void flush_trace(Sema *s) {
     for (int i = 0; i < s->ntrace; i++)
-        diag_note(s->d, s->trace_loc[i], "in def '%s' called here", s->trace_name[i]);
+        if (s->trace_loc[i].first_line)
+            diag_note(s->d, s->trace_loc[i], "in def '%s' called here", s->trace_name[i]);
+        else
+            diag_note(s->d, s->trace_loc[i], "(%s more def calls)", s->trace_name[i]);
     s->ntrace = 0;
 }
 
@@ -147,9 +183,18 @@ bool sema_error(Sema *s, SrcLoc loc, const char *fmt, ...) {
     va_start(ap, fmt);
     diag_verror(s->d, loc, fmt, ap);
     va_end(ap);
-    for (Frame *fr = s->frame; fr && s->ntrace < MAX_TRACE; fr = fr->up) {
-        s->trace_loc[s->ntrace] = fr->call_loc;
-        s->trace_name[s->ntrace++] = fr->def->name;
+    /* the innermost calls, then (when the chain is long) the outermost one */
+    int depth = 0;
+    for (Frame *fr = s->frame; fr; fr = fr->up) depth++;
+    int k = 0;
+    for (Frame *fr = s->frame; fr; fr = fr->up, k++) {
+        if (k < MAX_TRACE - 1 || k == depth - 1) {
+            s->trace_loc[s->ntrace] = fr->call_loc;
+            s->trace_name[s->ntrace++] = fr->def->name;
+        } else if (k == MAX_TRACE - 1) {
+            s->trace_loc[s->ntrace] = (SrcLoc){0};
+            s->trace_name[s->ntrace++] = arena_printf(s->a, "%d", depth - MAX_TRACE);
+        }
     }
     return true;
 }
@@ -289,10 +334,30 @@ static Binding *scope_find(Scope *sc, const char *name) {
     return NULL;
 }
 
+static uint32_t name_hash(const char *name) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *name; name++) h = (h ^ (uint8_t)*name) * 16777619u;
+    return h;
+}
+
 static DefInfo *find_def(Sema *s, const char *name) {
-    for (int i = 0; i < s->ndefs; i++)
-        if (!strcmp(s->defs[i].block->name, name)) return &s->defs[i];
-    return NULL;
+    if (!s->def_table_cap) return NULL;
+    for (uint32_t i = name_hash(name);; i++) {
+        int k = s->def_table[i & (uint32_t)(s->def_table_cap - 1)];
+        if (!k) return NULL;
+        if (!strcmp(s->defs[k - 1].block->name, name)) return &s->defs[k - 1];
+    }
+}
+
+static void add_def(Sema *s, const Block *b) {
+    s->defs[s->ndefs++] = (DefInfo){.block = b};
+    for (uint32_t i = name_hash(b->name);; i++) {
+        int *slot = &s->def_table[i & (uint32_t)(s->def_table_cap - 1)];
+        if (!*slot) {
+            *slot = s->ndefs;
+            return;
+        }
+    }
 }
 
 static const char *qualify(Sema *s, const char *local) {
@@ -303,6 +368,11 @@ static const char *qualify(Sema *s, const char *local) {
 static void bind(Sema *s, const char *name, SrcLoc loc, Value v) {
     if (!strcmp(name, "batch")) {
         sema_error(s, loc, "'batch' is reserved for the batch dimension");
+        v = value_error();
+    }
+    if (strchr(name, '.')) {
+        /* dotted names read parameters (h1.weight); they never name a binding */
+        sema_error(s, loc, "'%s' cannot be defined: a name with '.' refers to a layer parameter", name);
         v = value_error();
     }
     Binding *old = scope_find(s->scope, name);
@@ -348,7 +418,30 @@ static Value func_value(const Builtin *b, const Block *def) {
     return v;
 }
 
-static Value lookup(Sema *s, const char *name, SrcLoc loc) {
+/* A dotted name (`h1.weight`) reads the parameter or state of that name, as declared so far
+ * (inside a def, relative to the def call: `fc.weight` is `<call>.fc.weight`). */
+static Value lookup_tensor(Sema *s, const char *name, SrcLoc loc) {
+    int id = s->m ? module_find_tensor(s->m, qualify(s, name)) : -1;
+    if (id >= 0 && s->m->tensors[id].kind != TK_STEP) {
+        Value v = value_tensor(s->f, sema_read_tensor(s, id));
+        v.tensor = id;
+        v.loc = loc;
+        v.origin = s->m->tensors[id].name;
+        v.origin_loc = s->m->tensors[id].loc;
+        return v;
+    }
+    const char **cands = arena_alloc(s->a, (size_t)(s->m ? s->m->ntensors + 1 : 1) * sizeof *cands);
+    int n = 0;
+    for (int i = 0; s->m && i < s->m->ntensors; i++) cands[n++] = s->m->tensors[i].name;
+    const char *close = diag_closest(qualify(s, name), cands, n);
+    if (close)
+        sema_error(s, loc, "no parameter or state named '%s' (so far); did you mean '%s'?", qualify(s, name), close);
+    else
+        sema_error(s, loc, "no parameter or state named '%s' (so far)", qualify(s, name));
+    return value_error();
+}
+
+__attribute__((noinline)) static Value lookup(Sema *s, const char *name, SrcLoc loc) {
     Binding *b = scope_find(s->scope, name);
     if (b) {
         Value v = b->value;
@@ -364,6 +457,7 @@ static Value lookup(Sema *s, const char *name, SrcLoc loc) {
     if (di) return func_value(NULL, di->block);
     const Builtin *bi = builtin_find(name);
     if (bi) return func_value(bi, NULL);
+    if (strchr(name, '.')) return lookup_tensor(s, name, loc);
     const Stmt *later = declared_in_block(s->scope->block, name);
     if (later) {
         sema_error(s, loc, "'%s' is used before its declaration", name);
@@ -380,23 +474,19 @@ static Value lookup(Sema *s, const char *name, SrcLoc loc) {
 
 /* ---------------------------------------------------------------- layer naming */
 
-static int def_has_layers(Sema *s, DefInfo *di);
-
 /* The function a callee name resolves to without evaluating anything (for counting). */
 static bool callee_has_layers(Sema *s, const char *callee, const Arg *args, int nargs) {
     for (int i = 0; i < nargs; i++)
         if (args[i].name && !strcmp(args[i].name, "name")) return false; /* explicitly named */
-    if (s->scope) {
-        Binding *b = scope_find(s->scope, callee);
-        if (b) {
-            if (b->value.kind != V_FUNC) return false;
-            if (b->value.builtin) return b->value.builtin->kind == BK_PARAMS;
-            DefInfo *di = find_def(s, b->value.def->name);
-            return di && def_has_layers(s, di);
-        }
+    Binding *b = s->scope ? scope_find(s->scope, callee) : NULL;
+    if (b) {
+        if (b->value.kind != V_FUNC) return false;
+        if (b->value.builtin) return b->value.builtin->kind == BK_PARAMS;
+        DefInfo *di = find_def(s, b->value.def->name);
+        return di && di->has_layers;
     }
     DefInfo *di = find_def(s, callee);
-    if (di) return def_has_layers(s, di);
+    if (di) return di->has_layers;
     const Builtin *bi = builtin_find(callee);
     return bi && bi->kind == BK_PARAMS;
 }
@@ -431,26 +521,6 @@ static int count_layers(Sema *s, const Expr *e) {
     default: break;
     }
     return n;
-}
-
-static bool stmt_calls_layers(Sema *s, const Stmt *st) {
-    if (st->kind == S_PARAM || st->kind == S_STATE) return true;
-    if (st->kind == S_LET || st->kind == S_RETURN || st->kind == S_CONST) return count_layers(s, st->value) > 0;
-    return false;
-}
-
-/* Whether a def declares parameters, directly or through the layers and defs it calls. */
-static int def_has_layers(Sema *s, DefInfo *di) {
-    if (di->layers == 1) return 0; /* recursion: reported elsewhere */
-    if (di->layers) return di->layers == 2;
-    di->layers = 1;
-    Scope *saved = s->scope;
-    s->scope = NULL; /* def bodies see no model bindings */
-    bool any = false;
-    for (int i = 0; i < di->block->nstmts && !any; i++) any = stmt_calls_layers(s, di->block->stmts[i]);
-    s->scope = saved;
-    di->layers = any ? 2 : 3;
-    return any;
 }
 
 static void naming_begin(Sema *s, const char *bind_name, const Expr *e) {
@@ -611,8 +681,9 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
 /* ---------------------------------------------------------------- services for train.c and lower.c */
 
 void sema_layer_op(Sema *s, SrcLoc loc, const char *kind, Shape out, int64_t macs, int64_t flops) {
-    Call c = {.loc = loc, .name = display_name(s, kind)};
-    sema_layer(s, &c, kind, out, macs, flops);
+    if (s->pass != PASS_CHECK) return;
+    LayerInfo li = {.name = display_name(s, kind), .kind = kind, .out_shape = out, .macs = macs, .flops = flops, .loc = loc};
+    VEC_PUSH(s->a, s->m->layers, s->m->nlayers, s->m->layers_cap, li);
 }
 
 Value sema_eval(Sema *s, const Expr *e) { return eval(s, e); }
@@ -674,7 +745,8 @@ static void taint(Value *v, const Stmt *label) {
 
 static void def_stmt(Sema *s, const Stmt *st, Value *result);
 
-static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefix, const Actuals *aa) {
+__attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefix,
+                                                  const Actuals *aa) {
     const Block *def = di->block;
     if (di->broken) return value_error();
     for (Frame *fr = s->frame; fr; fr = fr->up)
@@ -688,7 +760,7 @@ static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefi
         return value_error();
     }
     /* match arguments to the def's parameters */
-    Value vals[CALL_MAX_ARGS];
+    int from[CALL_MAX_ARGS]; /* the actual argument of each parameter */
     bool given[CALL_MAX_ARGS] = {0};
     bool ok = true;
     int npos = 0, n = def->nparams < CALL_MAX_ARGS ? def->nparams : CALL_MAX_ARGS;
@@ -725,7 +797,7 @@ static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefi
             }
         }
         given[slot] = true;
-        vals[slot] = aa->value[i];
+        from[slot] = i;
     }
     for (int j = 0; j < n && ok; j++)
         if (!given[j] && !def->params[j].default_value) {
@@ -748,7 +820,7 @@ static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefi
     for (int j = 0; j < n; j++) {
         Value v;
         if (given[j]) {
-            v = vals[j];
+            v = aa->value[from[j]];
         } else {
             naming_begin(s, NULL, NULL);
             v = eval(s, def->params[j].default_value);
@@ -779,8 +851,8 @@ static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefi
 }
 
 /* callee(args) or lhs |> callee(args). */
-static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_loc, const Expr *pipe_lhs,
-                       const Arg *args, int nargs) {
+static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const char *callee, SrcLoc callee_loc,
+                            const Expr *pipe_lhs, const Arg *args, int nargs) {
     /* resolve the callee */
     const Builtin *bi = NULL;
     DefInfo *di = NULL;
@@ -809,7 +881,8 @@ static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_lo
     }
 
     /* evaluate the arguments */
-    Actuals aa = {0};
+    Actuals *aa = &scratch->actuals;
+    memset(aa, 0, sizeof *aa);
     bool bad = !resolved, unavail = false;
     const char *explicit_name = NULL;
     SrcLoc name_loc = {0};
@@ -819,9 +892,9 @@ static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_lo
         return value_error();
     }
     if (pipe_lhs) {
-        aa.value[0] = eval(s, pipe_lhs);
-        aa.loc[0] = pipe_lhs->loc;
-        aa.n = 1;
+        aa->value[0] = eval(s, pipe_lhs);
+        aa->loc[0] = pipe_lhs->loc;
+        aa->n = 1;
     }
     bool takes_name = di || (bi && bi->kind == BK_PARAMS);
     for (int i = 0; i < nargs; i++) {
@@ -836,28 +909,31 @@ static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_lo
             }
             continue;
         }
-        aa.name[aa.n] = args[i].name;
-        aa.name_loc[aa.n] = args[i].name_loc;
-        aa.value[aa.n] = v;
-        aa.loc[aa.n++] = args[i].value->loc;
+        aa->name[aa->n] = args[i].name;
+        aa->name_loc[aa->n] = args[i].name_loc;
+        aa->value[aa->n] = v;
+        aa->loc[aa->n++] = args[i].value->loc;
     }
     (void)name_loc;
-    for (int i = 0; i < aa.n; i++) {
-        if (any_kind(&aa.value[i], V_ERROR)) bad = true;
-        if (any_kind(&aa.value[i], V_UNAVAIL)) unavail = true;
+    for (int i = 0; i < aa->n; i++) {
+        if (any_kind(&aa->value[i], V_ERROR)) bad = true;
+        if (any_kind(&aa->value[i], V_UNAVAIL)) unavail = true;
     }
 
     /* name the layer before anything can return, so every pass consumes the same counters */
-    Call c = {.builtin = bi, .loc = loc};
+    Call *c = &scratch->call;
+    memset(c, 0, sizeof *c);
+    c->builtin = bi;
+    c->loc = loc;
     if (di) {
-        c.name = def_has_layers(s, di) ? next_layer_name(s, di->block->name, explicit_name)
+        c->name = di->has_layers ? next_layer_name(s, di->block->name, explicit_name)
                                        : qualify(s, explicit_name ? explicit_name
                                                                   : s->naming.bind ? s->naming.bind
                                                                                    : di->block->name);
     } else if (bi && bi->kind == BK_PARAMS) {
-        c.name = next_layer_name(s, bi->kind_name ? bi->kind_name : bi->name, explicit_name);
+        c->name = next_layer_name(s, bi->kind_name ? bi->kind_name : bi->name, explicit_name);
     } else if (bi && bi->kind == BK_LAYER) {
-        c.name = display_name(s, bi->kind_name ? bi->kind_name : bi->name);
+        c->name = display_name(s, bi->kind_name ? bi->kind_name : bi->name);
     }
     if (bad) return value_error();
     if (bi && bi->kind == BK_DRIVER_METRIC && !s->in_metric) {
@@ -866,7 +942,7 @@ static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_lo
         return value_error();
     }
     const Stmt *label = NULL;
-    for (int i = 0; i < aa.n && !label; i++) label = first_label(&aa.value[i]);
+    for (int i = 0; i < aa->n && !label; i++) label = first_label(&aa->value[i]);
     if (unavail) {
         Value v = mk(V_UNAVAIL);
         v.label = label;
@@ -874,19 +950,28 @@ static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_lo
     }
     Value r;
     if (di) {
-        r = expand_def(s, di, loc, c.name, &aa);
+        r = expand_def(s, di, loc, c->name, aa);
     } else {
-        if (!bind_sig(s, bi->name, bi->sig, loc, &aa, &c)) return value_error();
-        r = bi->lower(s, &c);
+        if (!bind_sig(s, bi->name, bi->sig, loc, aa, c)) return value_error();
+        r = bi->lower(s, c);
     }
     r.loc = loc;
     taint(&r, label);
     return r;
 }
 
+static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_loc, const Expr *pipe_lhs,
+                       const Arg *args, int nargs) {
+    CallScratch *scratch = call_scratch(s);
+    s->call_depth++;
+    Value v = eval_call_with(s, scratch, loc, callee, callee_loc, pipe_lhs, args, nargs);
+    s->call_depth--;
+    return v;
+}
+
 /* ---------------------------------------------------------------- expressions */
 
-static Value eval_tuple(Sema *s, const Expr *e) {
+__attribute__((noinline)) static Value eval_tuple(Sema *s, const Expr *e) {
     Value v = mk(V_TUPLE);
     v.nitems = e->nitems;
     v.items = arena_alloc(s->a, (size_t)(e->nitems ? e->nitems : 1) * sizeof *v.items);
@@ -916,7 +1001,7 @@ static bool const_int(Sema *s, const Expr *e, const char *what, int64_t *out) {
 }
 
 /* x[items]: integer indices remove their axis, slices keep it; the batch axis only whole. */
-static Value eval_index(Sema *s, const Expr *e) {
+__attribute__((noinline)) static Value eval_index(Sema *s, const Expr *e) {
     Value x = eval(s, e->lhs);
     if (x.kind == V_ERROR) return x;
     if (x.kind == V_TUPLE) {
@@ -1030,7 +1115,27 @@ static Value eval_index(Sema *s, const Expr *e) {
     return v;
 }
 
+static Value eval_expr(Sema *s, const Expr *e);
+
+/* Expressions nest at most AST_MAX_DEPTH deep, but def expansions stack them: the total is
+ * capped so that no input can exhaust the C stack. */
+enum { MAX_EVAL_DEPTH = 1000 };
+
 static Value eval(Sema *s, const Expr *e) {
+    if (s->eval_depth >= MAX_EVAL_DEPTH) {
+        if (!s->depth_reported)
+            sema_error(s, e->loc, "expressions nest too deeply (more than %d levels, counting def expansions)",
+                       MAX_EVAL_DEPTH);
+        s->depth_reported = true; /* once per statement */
+        return value_error();
+    }
+    s->eval_depth++;
+    Value v = eval_expr(s, e);
+    s->eval_depth--;
+    return v;
+}
+
+static Value eval_expr(Sema *s, const Expr *e) {
     Value v;
     switch (e->kind) {
     case E_ERROR: return value_error();
@@ -1453,6 +1558,7 @@ static void metric_stmt(Sema *s, const Stmt *st) {
 
 static void model_stmt(Sema *s, const Stmt *st) {
     int first = s->f->nnodes;
+    s->depth_reported = false;
     switch (st->kind) {
     case S_ERROR: break;
     case S_INPUT:
@@ -1591,10 +1697,8 @@ static Module *lower_model(Sema *s, const Block *b, Module *m) {
     bool has_loss = lossf->nouts > 0 && lossf->outs[0].role == OUT_LOSS;
     if (s->d->errors > errors) return NULL;
     push_func(m, run_pass(s, b, PASS_INFER));
-    if (has_loss) {
-        push_func(m, run_pass(s, b, PASS_EVALUATE));
-        push_func(m, lossf);
-    }
+    if (lossf->nouts) push_func(m, run_pass(s, b, PASS_EVALUATE)); /* a loss or metrics */
+    if (has_loss) push_func(m, lossf);
     move_tensor_last(m, s->step_tensor);
     return m;
 }
@@ -1651,7 +1755,8 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
     if (!e) return;
     switch (e->kind) {
     case E_NAME:
-        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) || builtin_find(e->str))
+        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) || builtin_find(e->str) ||
+            strchr(e->str, '.')) /* parameter names are checked when the def is expanded */
             return;
         dc_unknown(dc, e->str, e->loc, false);
         break;
@@ -1682,65 +1787,120 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
     }
 }
 
-/* Calls from def to defs, for the recursion check: visits e and reports the first call that
- * closes a cycle through `target`. */
-static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at,
-                      const char **via);
-
-static bool def_reaches(Sema *s, const Block *def, const char *target, int *visiting, int depth) {
-    if (depth > s->ndefs) return false;
-    int idx = (int)(find_def(s, def->name) - s->defs);
-    if (visiting[idx]) return false;
-    visiting[idx] = 1;
-    SrcLoc at;
-    const char *via;
-    for (int i = 0; i < def->nstmts; i++)
-        if (calls_def(s, def->stmts[i]->value, target, visiting, depth + 1, &at, &via)) return true;
-    for (int i = 0; i < def->nparams; i++)
-        if (calls_def(s, def->params[i].default_value, target, visiting, depth + 1, &at, &via)) return true;
-    return false;
-}
-
-static bool call_reaches(Sema *s, const char *callee, const char *target, int *visiting, int depth) {
-    if (!strcmp(callee, target)) return true;
-    DefInfo *di = find_def(s, callee);
-    return di && def_reaches(s, di->block, target, visiting, depth);
-}
-
-static bool calls_def(Sema *s, const Expr *e, const char *target, int *visiting, int depth, SrcLoc *at,
-                      const char **via) {
-    if (!e) return false;
+/* The def call graph: an edge per call of a def by name in a def body (statements and
+ * parameter defaults), and whether the body declares parameters itself. */
+static void collect_calls(Sema *s, DefInfo *di, const Expr *e) {
+    if (!e) return;
+    const char *callee = e->kind == E_CALL ? e->str
+                         : e->kind == E_PIPE && e->rhs && e->rhs->kind == E_NAME ? e->rhs->str
+                                                                                 : NULL;
+    if (callee) {
+        DefInfo *target = find_def(s, callee);
+        const Builtin *bi = builtin_find(callee);
+        if (target) {
+            DefCall call = {.callee = (int)(target - s->defs), .loc = e->loc};
+            VEC_PUSH(s->a, di->calls, di->ncalls, di->calls_cap, call);
+        } else if (bi && bi->kind == BK_PARAMS) {
+            di->direct_layers = true;
+        }
+    }
     switch (e->kind) {
     case E_CALL:
-        if (call_reaches(s, e->str, target, visiting, depth)) {
-            *at = e->loc;
-            *via = e->str;
-            return true;
-        }
-        for (int i = 0; i < e->nargs; i++)
-            if (calls_def(s, e->args[i].value, target, visiting, depth, at, via)) return true;
-        return false;
+        for (int i = 0; i < e->nargs; i++) collect_calls(s, di, e->args[i].value);
+        break;
     case E_PIPE:
-        if (e->rhs && e->rhs->kind == E_NAME && call_reaches(s, e->rhs->str, target, visiting, depth)) {
-            *at = e->loc;
-            *via = e->rhs->str;
-            return true;
-        }
-        return calls_def(s, e->lhs, target, visiting, depth, at, via) || calls_def(s, e->rhs, target, visiting, depth, at, via);
-    case E_BINARY: return calls_def(s, e->lhs, target, visiting, depth, at, via) || calls_def(s, e->rhs, target, visiting, depth, at, via);
-    case E_NEG: return calls_def(s, e->lhs, target, visiting, depth, at, via);
+    case E_BINARY:
+        collect_calls(s, di, e->lhs);
+        if (e->rhs && e->rhs->kind != E_NAME) collect_calls(s, di, e->rhs);
+        break;
+    case E_NEG: collect_calls(s, di, e->lhs); break;
     case E_INDEX:
     case E_LIST:
     case E_TUPLE:
-        if (calls_def(s, e->lhs, target, visiting, depth, at, via)) return true;
-        for (int i = 0; i < e->nitems; i++)
-            if (calls_def(s, e->items[i], target, visiting, depth, at, via)) return true;
-        return false;
+        collect_calls(s, di, e->lhs);
+        for (int i = 0; i < e->nitems; i++) collect_calls(s, di, e->items[i]);
+        break;
     case E_SLICE:
-        for (int i = 0; i < 3; i++)
-            if (calls_def(s, e->slice[i], target, visiting, depth, at, via)) return true;
-        return false;
-    default: return false;
+        for (int i = 0; i < 3; i++) collect_calls(s, di, e->slice[i]);
+        break;
+    default: break;
+    }
+}
+
+/* Strongly connected components of the call graph (Tarjan's algorithm with an explicit
+ * stack, so long def chains need no deep recursion). A def is recursive when its component
+ * has several defs or it calls itself; the first call into its own component is reported.
+ * Components come out callees first, so has_layers propagates in the same sweep. */
+static void analyze_def_graph(Sema *s) {
+    int n = s->ndefs;
+    if (!n) return;
+    int *index = arena_alloc(s->a, (size_t)n * sizeof *index), *low = arena_alloc(s->a, (size_t)n * sizeof *low);
+    int *comp = arena_alloc(s->a, (size_t)n * sizeof *comp), *stack = arena_alloc(s->a, (size_t)n * sizeof *stack);
+    int *frame = arena_alloc(s->a, (size_t)n * sizeof *frame), *edge = arena_alloc(s->a, (size_t)n * sizeof *edge);
+    bool *on_stack = arena_alloc(s->a, (size_t)n);
+    int counter = 0, sp = 0, ncomp = 0;
+    for (int v = 0; v < n; v++) index[v] = -1;
+    for (int root = 0; root < n; root++) {
+        if (index[root] >= 0) continue;
+        int depth = 0;
+        frame[depth] = root;
+        edge[depth] = 0;
+        index[root] = low[root] = counter++;
+        stack[sp++] = root;
+        on_stack[root] = true;
+        while (depth >= 0) {
+            int v = frame[depth];
+            DefInfo *dv = &s->defs[v];
+            if (edge[depth] < dv->ncalls) {
+                int w = dv->calls[edge[depth]++].callee;
+                if (index[w] < 0) {
+                    index[w] = low[w] = counter++;
+                    stack[sp++] = w;
+                    on_stack[w] = true;
+                    frame[++depth] = w;
+                    edge[depth] = 0;
+                } else if (on_stack[w] && index[w] < low[v]) {
+                    low[v] = index[w];
+                }
+                continue;
+            }
+            if (low[v] == index[v]) { /* v roots a component: pop it */
+                int first = sp;
+                do first--;
+                while (stack[first] != v);
+                bool layers = false;
+                for (int k = first; k < sp; k++) {
+                    comp[stack[k]] = ncomp;
+                    on_stack[stack[k]] = false;
+                }
+                for (int k = first; k < sp; k++) {
+                    DefInfo *d = &s->defs[stack[k]];
+                    layers |= d->direct_layers;
+                    for (int e = 0; e < d->ncalls; e++) layers |= s->defs[d->calls[e].callee].has_layers;
+                }
+                for (int k = first; k < sp; k++) s->defs[stack[k]].has_layers = layers;
+                sp = first;
+                ncomp++;
+            }
+            depth--;
+            if (depth >= 0 && low[v] < low[frame[depth]]) low[frame[depth]] = low[v];
+        }
+    }
+    for (int v = 0; v < n; v++) {
+        DefInfo *d = &s->defs[v];
+        for (int e = 0; e < d->ncalls; e++) {
+            int w = d->calls[e].callee;
+            if (comp[w] != comp[v]) continue;
+            const Block *def = d->block;
+            if (w == v)
+                sema_error(s, d->calls[e].loc, "def '%s' calls itself; recursion is not supported", def->name);
+            else
+                sema_error(s, d->calls[e].loc, "def '%s' calls itself through '%s'; recursion is not supported",
+                           def->name, s->defs[w].block->name);
+            sema_note(s, def->name_loc, "'%s' defined here", def->name);
+            d->broken = true;
+            break;
+        }
     }
 }
 
@@ -1808,22 +1968,12 @@ static void check_def(Sema *s, DefInfo *di) {
         sema_error(s, def->name_loc, "def '%s' has no 'return' statement", def->name);
         dc.ok = false;
     }
-    /* recursion: a call inside this def that leads back to it */
-    int *visiting = arena_alloc(s->a, (size_t)s->ndefs * sizeof *visiting);
     for (int i = 0; i < def->nstmts; i++) {
-        SrcLoc at;
-        const char *via = NULL;
-        memset(visiting, 0, (size_t)s->ndefs * sizeof *visiting);
-        if (calls_def(s, def->stmts[i]->value, def->name, visiting, 0, &at, &via)) {
-            if (strcmp(via, def->name))
-                sema_error(s, at, "def '%s' calls itself through '%s'; recursion is not supported", def->name, via);
-            else
-                sema_error(s, at, "def '%s' calls itself; recursion is not supported", def->name);
-            sema_note(s, def->name_loc, "'%s' defined here", def->name);
-            dc.ok = false;
-            break;
-        }
+        const Stmt *st = def->stmts[i];
+        if (st->kind == S_PARAM || st->kind == S_STATE) di->direct_layers = true;
+        collect_calls(s, di, st->value);
     }
+    for (int i = 0; i < def->nparams; i++) collect_calls(s, di, def->params[i].default_value);
     flush_trace(s);
     di->broken = !dc.ok;
 }
@@ -1866,6 +2016,8 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
 
     /* defs */
     s->defs = arena_alloc(a, (size_t)(p->nblocks + 1) * sizeof *s->defs);
+    for (s->def_table_cap = 16; s->def_table_cap < 2 * p->nblocks; s->def_table_cap *= 2) {}
+    s->def_table = arena_alloc(a, (size_t)s->def_table_cap * sizeof *s->def_table);
     for (int i = 0; i < p->nblocks; i++) {
         const Block *b = p->blocks[i];
         if (b->kind != B_DEF || !b->name) continue;
@@ -1875,9 +2027,10 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
             sema_note(s, prev->block->name_loc, "'%s' first defined here", b->name);
             continue;
         }
-        s->defs[s->ndefs++] = (DefInfo){.block = b};
+        add_def(s, b);
     }
     for (int i = 0; i < s->ndefs; i++) check_def(s, &s->defs[i]);
+    analyze_def_graph(s);
 
     /* models */
     Module **mods = arena_alloc(a, (size_t)(p->nblocks + 1) * sizeof *mods);

@@ -201,9 +201,9 @@ static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
     static const struct {
         const char *name, *sig;
     } opts[] = {
-        {"sgd", "lr=0.001, momentum=0, dampening=0, nesterov=false, weight_decay=0"},
-        {"momentum", "lr=0.001, momentum, dampening=0, weight_decay=0"},
-        {"nesterov", "lr=0.001, momentum, weight_decay=0"},
+        {"sgd", "lr, momentum=0, dampening=0, nesterov=false, weight_decay=0"},
+        {"momentum", "lr, momentum, dampening=0, weight_decay=0"},
+        {"nesterov", "lr, momentum, weight_decay=0"},
         {"adagrad", "lr=0.01, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10"},
         {"rmsprop", "lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=false"},
         {"adam", "lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=false"},
@@ -406,7 +406,7 @@ void train_config_defaults(TrainConfig *t) {
     t->epochs = 10;
     t->accumulate = 1;
     t->early_stop_on = "val_loss";
-    t->opt = (OptimizerSpec){.kind = OPT_SGD, .lr = 0.001};
+    t->opt = (OptimizerSpec){.kind = OPT_SGD, .lr = 0.01}; /* as optim.c without a train block */
     t->sched = (ScheduleSpec){.kind = SCHED_CONSTANT, .t_mult = 1};
 }
 

@@ -116,36 +116,47 @@ static double buffer_at(DType dt, const void *buf, int64_t i) {
     return ((const double *)buf)[i];
 }
 
-static bool same_value(double got, double want) {
+static bool same_value(double got, double want, double slack) {
     if (isnan(want) || isnan(got)) return isnan(want) && isnan(got);
     if (isinf(want) || isinf(got)) return got == want;
-    return fabs(got - want) <= TOL * fmax(1, fabs(want));
+    return fabs(got - want) <= TOL * fmax(1, fabs(want)) + slack;
 }
 
 static int mismatches;
+static int spatial_interp_checks; /* spatial cases the interpreter could evaluate too */
 
-static void compare(const char *what, const char *name, DType dt, const void *got, const double *want,
-                    int64_t count) {
+static void compare_slack(const char *what, const char *name, DType dt, const void *got, const double *want,
+                          int64_t count, double slack) {
     int shown = 0;
     for (int64_t i = 0; i < count; i++) {
         double g = buffer_at(dt, got, i);
-        if (same_value(g, want[i])) continue;
+        if (same_value(g, want[i], slack)) continue;
         if (shown++ < 4) fprintf(stderr, "%s: %s[%lld] = %.9g, interpreter %.9g\n", what, name, (long long)i, g, want[i]);
         mismatches++;
         check_failures++;
     }
 }
 
-/* Compares the module tensors of two state buffers (module_layout offsets). */
-static void compare_state(const char *what, const Module *m, const uint8_t *got, const uint8_t *want) {
+static void compare(const char *what, const char *name, DType dt, const void *got, const double *want, int64_t count) {
+    compare_slack(what, name, dt, got, want, count, 0);
+}
+
+/* Compares the module tensors of two state buffers (module_layout offsets); parameters may
+ * differ by param_slack more. */
+static void compare_state_slack(const char *what, const Module *m, const uint8_t *got, const uint8_t *want,
+                                double param_slack) {
     for (int t = 0; t < m->ntensors; t++) {
         const ModTensor *mt = &m->tensors[t];
         int64_t count = shape_numel(&mt->shape, 1);
         double *w = malloc((size_t)(count + 1) * sizeof *w);
         for (int64_t i = 0; i < count; i++) w[i] = buffer_at(mt->dtype, want + mt->offset, i);
-        compare(what, mt->name, mt->dtype, got + mt->offset, w, count);
+        compare_slack(what, mt->name, mt->dtype, got + mt->offset, w, count, mt->kind == TK_PARAM ? param_slack : 0);
         free(w);
     }
+}
+
+static void compare_state(const char *what, const Module *m, const uint8_t *got, const uint8_t *want) {
+    compare_state_slack(what, m, got, want, 0);
 }
 
 static const uint64_t SEED = 2024;
@@ -666,8 +677,434 @@ static void test_planner(void) {
     CHECK(work >= one);
     CHECK(work <= 3 * one);
     /* the last op writes straight into the output buffer */
-    CHECK(llvm_max_work_bytes(m) == work);
+    CHECK(llvm_max_work_bytes(m, false) == work);
     arena_free(&arena);
+
+    /* g = h + h overwrites h, which dies there: one buffer for both */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    h = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    Ref g = ir_binary(f, OP_add, h, h);
+    func_add_out(f, "a", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), false, false));
+    func_add_out(f, "b", OUT_OUTPUT, ir_matmul(f, g, ir_tensor(f, w), true, false));
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) == one);
+    arena_free(&arena);
+
+    /* a sum of 12 products accumulated over a long schedule: fusing all the adds into the
+       last one would keep every product alive */
+    arena = (Arena){0};
+    m = module_new(&arena, "p");
+    m->max_batch = 64;
+    f = module_add_func(m, "infer");
+    func_add_arg(f, "x", ARG_INPUT, DT_F32, shape_make(2, d, 1), (SrcLoc){0});
+    w = module_add_tensor(m, "w", TK_PARAM, DT_F32, shape_make(2, wd, 0), (InitSpec){INIT_ONES, 0, 0, 0},
+                          (SrcLoc){0});
+    Ref acc = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+    for (int i = 0; i < 12; i++) {
+        Ref t = ir_matmul(f, ir_input(f, 0), ir_tensor(f, w), false, false);
+        for (int k = 0; k < 20; k++) func_add_out(f, "s", OUT_EXTRA, ir_scalar(f, k)); /* distance */
+        acc = ir_binary(f, OP_add, acc, t);
+    }
+    func_add_out(f, "y", OUT_OUTPUT, acc);
+    module_layout(m);
+    CHECK(llvm_work_bytes(f) <= 4 * one);
+    arena_free(&arena);
+}
+
+/* ---------------------------------------------------------------- spatial ops
+ *
+ * interp.c does not evaluate these yet: they are compared with the formulas of ops.h,
+ * written out below in double precision (and with the interpreter as well once it can). */
+
+typedef struct Geom {
+    int64_t N, C, H, W, O, Ho, Wo, KH, KW, sh, sw, pt, pl, dh, dw, G;
+} Geom;
+
+static Geom geom_of(const Attr *a, const int64_t *x, const int64_t *out, int64_t kh, int64_t kw, int64_t o) {
+    Geom g = {x[0], x[1], x[2], x[3], o, out[2], out[3], kh, kw, a->step[0], a->step[1], a->start[0], a->start[1],
+              a->perm[0] ? a->perm[0] : 1, a->perm[1] ? a->perm[1] : 1, a->perm[2] ? a->perm[2] : 1};
+    return g;
+}
+
+#define AT4(t, a, b, c, d, D1, D2, D3) (t)[(((a) * (D1) + (b)) * (D2) + (c)) * (D3) + (d)]
+
+/* conv2d (x, w[, b]) and its gradients, by the definitions of ops.h */
+static void ref_conv(Op op, const Geom *g, const double *x, const double *w, const double *b, const double *dy,
+                     double *out) {
+    int64_t Cg = g->C / g->G, Og = g->O / g->G;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t o = 0; o < g->O; o++)
+            for (int64_t y = 0; y < g->Ho; y++)
+                for (int64_t xo = 0; xo < g->Wo; xo++) {
+                    double acc = b && op == OP_conv2d ? b[o] : 0;
+                    for (int64_t c = 0; c < Cg; c++)
+                        for (int64_t ky = 0; ky < g->KH; ky++)
+                            for (int64_t kx = 0; kx < g->KW; kx++) {
+                                int64_t iy = y * g->sh - g->pt + ky * g->dh, ix = xo * g->sw - g->pl + kx * g->dw;
+                                if (iy < 0 || iy >= g->H || ix < 0 || ix >= g->W) continue;
+                                int64_t ci = (o / Og) * Cg + c;
+                                double wv = w ? AT4(w, o, c, ky, kx, Cg, g->KH, g->KW) : 0;
+                                double dv = dy ? AT4(dy, n, o, y, xo, g->O, g->Ho, g->Wo) : 0;
+                                if (op == OP_conv2d) acc += AT4(x, n, ci, iy, ix, g->C, g->H, g->W) * wv;
+                                else if (op == OP_conv2d_grad_input) AT4(out, n, ci, iy, ix, g->C, g->H, g->W) += dv * wv;
+                                else AT4(out, o, c, ky, kx, Cg, g->KH, g->KW) += dv * AT4(x, n, ci, iy, ix, g->C, g->H, g->W);
+                            }
+                    if (op == OP_conv2d) AT4(out, n, o, y, xo, g->O, g->Ho, g->Wo) = acc;
+                }
+}
+
+/* maxpool2d, avgpool2d, maxpool2d_grad */
+static void ref_pool(Op op, const Geom *g, const double *x, const double *dy, double *out) {
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t y = 0; y < g->Ho; y++)
+                for (int64_t xo = 0; xo < g->Wo; xo++) {
+                    double best = -INFINITY, sum = 0;
+                    int64_t at = -1;
+                    for (int64_t ky = 0; ky < g->KH; ky++)
+                        for (int64_t kx = 0; kx < g->KW; kx++) {
+                            int64_t iy = y * g->sh - g->pt + ky, ix = xo * g->sw - g->pl + kx;
+                            if (iy < 0 || iy >= g->H || ix < 0 || ix >= g->W) continue;
+                            double v = AT4(x, n, c, iy, ix, g->C, g->H, g->W);
+                            sum += v;
+                            if (at < 0 || v > best) best = v, at = ((n * g->C + c) * g->H + iy) * g->W + ix;
+                        }
+                    double *o = &AT4(out, n, c, y, xo, g->C, g->Ho, g->Wo);
+                    if (op == OP_maxpool2d) *o = best;
+                    else if (op == OP_avgpool2d) *o = sum / (double)(g->KH * g->KW);
+                    else if (at >= 0) out[at] += AT4(dy, n, c, y, xo, g->C, g->Ho, g->Wo);
+                }
+}
+
+static void ref_upsample(const Geom *g, bool bilinear, const double *x, double *out) {
+    int64_t sh = g->Ho / g->H, sw = g->Wo / g->W;
+    for (int64_t p = 0; p < g->N * g->C; p++)
+        for (int64_t y = 0; y < g->Ho; y++)
+            for (int64_t xo = 0; xo < g->Wo; xo++) {
+                const double *in = x + p * g->H * g->W;
+                double v;
+                if (!bilinear) {
+                    v = in[(y / sh) * g->W + xo / sw];
+                } else {
+                    double sy = fmax(0, (y + 0.5) / sh - 0.5), sx = fmax(0, (xo + 0.5) / sw - 0.5);
+                    int64_t y0 = (int64_t)sy, x0 = (int64_t)sx;
+                    if (y0 > g->H - 1) y0 = g->H - 1;
+                    if (x0 > g->W - 1) x0 = g->W - 1;
+                    int64_t y1 = y0 + 1 < g->H ? y0 + 1 : g->H - 1, x1 = x0 + 1 < g->W ? x0 + 1 : g->W - 1;
+                    double ly = sy - y0, lx = sx - x0;
+                    v = (1 - ly) * (1 - lx) * in[y0 * g->W + x0] + (1 - ly) * lx * in[y0 * g->W + x1] +
+                        ly * (1 - lx) * in[y1 * g->W + x0] + ly * lx * in[y1 * g->W + x1];
+                }
+                out[(p * g->Ho + y) * g->Wo + xo] = v;
+            }
+}
+
+static void ref_lrn(const Attr *a, const int64_t *dims, const double *x, double *out) {
+    int64_t N = dims[0], C = dims[1], inner = dims[2] * dims[3], size = a->perm[0];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < inner; i++) {
+                double sum = 0;
+                for (int64_t cc = c - size / 2; cc <= c + (size - 1) / 2; cc++)
+                    if (cc >= 0 && cc < C) sum += x[(n * C + cc) * inner + i] * x[(n * C + cc) * inner + i];
+                int64_t at = (n * C + c) * inner + i;
+                out[at] = x[at] / pow(a->f[2] + a->f[0] / (double)size * sum, a->f[1]);
+            }
+}
+
+/* Runs a one-output case on the JIT at -O0 and -O2 and compares with the reference (and
+ * with the interpreter when it knows the op). */
+static void run_spatial_case(Case *c) {
+    module_layout(c->m);
+    module_build_init(c->m);
+    Func *f = c->f;
+    const Node *node = &f->nodes[f->outs[0].value];
+    int before = mismatches;
+    for (int opt = 0; opt <= 2; opt += 2) {
+        Jit *j = jit_compile(c->m, opt);
+        CHECK(j != NULL);
+        if (!j) break;
+        for (int64_t n = 1; n <= 3; n += 2) {
+            char what[160];
+            snprintf(what, sizeof what, "%s -O%d n=%lld", c->name, opt, (long long)n);
+            ITensor args[4] = {0};
+            void *bufs[5] = {0};
+            for (int i = 0; i < f->nargs; i++) {
+                fill_arg(&args[i], &f->args[i], &c->gen[i], n);
+                bufs[i] = to_buffer(f->args[i].dtype, args[i].data, args[i].numel);
+            }
+            int64_t count = shape_numel(&node->shape, n);
+            bufs[f->nargs] = calloc((size_t)count + 1, 4);
+            double *want = calloc((size_t)count + 1, sizeof *want);
+            int64_t od[4], xd[4];
+            for (int d = 0; d < 4; d++) od[d] = shape_dim(&node->shape, d, n);
+            const ITensor *a0 = &args[0], *a1 = &args[1];
+            switch (node->op) {
+            case OP_conv2d: {
+                Geom g = geom_of(&node->attr, a0->dim, od, a1->dim[2], a1->dim[3], od[1]);
+                ref_conv(node->op, &g, a0->data, a1->data, f->nargs > 2 ? args[2].data : NULL, NULL, want);
+                break;
+            }
+            case OP_conv2d_grad_input: { /* (dy, w) -> dx */
+                Geom g = geom_of(&node->attr, od, a0->dim, a1->dim[2], a1->dim[3], a0->dim[1]);
+                ref_conv(node->op, &g, NULL, a1->data, NULL, a0->data, want);
+                break;
+            }
+            case OP_conv2d_grad_weight: { /* (x, dy) -> dw */
+                Geom g = geom_of(&node->attr, a0->dim, a1->dim, od[2], od[3], a1->dim[1]);
+                ref_conv(node->op, &g, a0->data, NULL, NULL, a1->data, want);
+                break;
+            }
+            case OP_maxpool2d:
+            case OP_avgpool2d: {
+                Geom g = geom_of(&node->attr, a0->dim, od, node->attr.perm[0], node->attr.perm[1], od[1]);
+                g.dh = g.dw = g.G = 1;
+                ref_pool(node->op, &g, a0->data, NULL, want);
+                break;
+            }
+            case OP_maxpool2d_grad: {
+                Geom g = geom_of(&node->attr, a0->dim, a1->dim, node->attr.perm[0], node->attr.perm[1], a1->dim[1]);
+                g.dh = g.dw = g.G = 1;
+                ref_pool(node->op, &g, a0->data, a1->data, want);
+                break;
+            }
+            case OP_upsample2d: {
+                for (int d = 0; d < 4; d++) xd[d] = a0->dim[d];
+                Geom g = geom_of(&node->attr, xd, od, 1, 1, od[1]);
+                ref_upsample(&g, node->attr.flag, a0->data, want);
+                break;
+            }
+            case OP_lrn: ref_lrn(&node->attr, od, a0->data, want); break;
+            default: CHECK(!"no reference"); break;
+            }
+            void *state = calloc(1, (size_t)llvm_state_bytes(c->m)), *work = calloc(1, (size_t)jit_work_bytes(j, f->name) + 64);
+            CHECK(jit_lookup(j, f->name)(state, work, (int)n, bufs) == 0);
+            free(state);
+            free(work);
+            compare(what, "out", DT_F32, bufs[f->nargs], want, count);
+            Interp in;
+            interp_init(&in, c->m, false);
+            ITensor outs[1] = {{0}};
+            char err[256];
+            if (interp_run(&in, f, n, args, outs, err, sizeof err) == 0) {
+                spatial_interp_checks++;
+                snprintf(what + strlen(what), sizeof what - strlen(what), " (interp)");
+                compare(what, "out", DT_F32, bufs[f->nargs], outs[0].data, count);
+                itensor_free(&outs[0]);
+            }
+            interp_free(&in);
+            for (int i = 0; i <= f->nargs; i++) free(bufs[i]);
+            for (int i = 0; i < f->nargs; i++) free(args[i].data);
+            free(want);
+        }
+        jit_free(j);
+    }
+    if (mismatches != before) fprintf(stderr, "FAIL %s\n", c->name);
+    cases_run++;
+    arena_free(&c->arena);
+    free(c);
+}
+
+static Shape dims4(int64_t a, int64_t b, int64_t c, int64_t d, uint8_t batch) {
+    int64_t v[4] = {a, b, c, d};
+    return shape_make(4, v, batch);
+}
+
+static void test_spatial(void) {
+    /* conv2d geometries: groups, stride, dilation, asymmetric padding; a 3x3 "same" one with
+       bias; a pointwise one (GEMM on the input directly) */
+    static const struct {
+        const char *name;
+        int64_t C, H, W, O, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, G;
+        bool bias;
+    } convs[] = {
+        {"conv2d groups=2 stride=(2,1) dilation=(1,2) asymmetric padding", 4, 7, 6, 6, 3, 2, 2, 1, 1, 0, 1, 1, 1, 2, 2, false},
+        {"conv2d 3x3 same, bias", 3, 6, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true},
+        {"conv2d 1x1 pointwise, bias", 5, 4, 3, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, true},
+        {"conv2d 5x5 stride 2 valid", 2, 9, 9, 3, 5, 5, 2, 2, 0, 0, 0, 0, 1, 1, 1, false},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        const __typeof__(convs[0]) *k = &convs[i];
+        int64_t Ho = (k->H + k->pt + k->pb - k->dh * (k->KH - 1) - 1) / k->sh + 1;
+        int64_t Wo = (k->W + k->pl + k->pr - k->dw * (k->KW - 1) - 1) / k->sw + 1;
+        Attr a = {.step = {k->sh, k->sw}, .start = {k->pt, k->pl, k->pb, k->pr}, .perm = {(int)k->dh, (int)k->dw, (int)k->G}};
+        Shape xs = dims4(1, k->C, k->H, k->W, 1), ws = dims4(k->O, k->C / k->G, k->KH, k->KW, 0);
+        Shape ys = dims4(1, k->O, Ho, Wo, 1);
+        for (int which = 0; which < 3; which++) {
+            char name[128];
+            static const char *const kinds[] = {"", " grad_input", " grad_weight"};
+            snprintf(name, sizeof name, "%s%s", k->name, kinds[which]);
+            Case *c = case_new(name, "infer");
+            Ref in[3];
+            int nin = 2;
+            Op op;
+            Shape out_shape;
+            if (which == 0) {
+                in[0] = farg(c, xs), in[1] = farg(c, ws);
+                if (k->bias) in[nin++] = farg(c, shape_make(1, &k->O, 0));
+                op = OP_conv2d, out_shape = ys;
+            } else if (which == 1) {
+                in[0] = farg(c, ys), in[1] = farg(c, ws);
+                op = OP_conv2d_grad_input, out_shape = xs;
+            } else {
+                in[0] = farg(c, xs), in[1] = farg(c, ys);
+                op = OP_conv2d_grad_weight, out_shape = ws;
+            }
+            out(c, node(c, op, DT_F32, out_shape, nin, in, &a));
+            run_spatial_case(c);
+        }
+    }
+    /* pools: 2x2 stride 2; 3x3 stride 2 with padding (padded positions never win) */
+    static const struct {
+        int64_t K, s, pad;
+    } pools[] = {{2, 2, 0}, {3, 2, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t H = 7, W = 6, K = pools[i].K, st = pools[i].s, p = pools[i].pad;
+        int64_t Ho = (H + 2 * p - K) / st + 1, Wo = (W + 2 * p - K) / st + 1;
+        Attr a = {.step = {st, st}, .start = {p, p, p, p}, .perm = {(int)K, (int)K}};
+        Shape xs = dims4(1, 3, H, W, 1), ys = dims4(1, 3, Ho, Wo, 1);
+        static const Op ops[] = {OP_maxpool2d, OP_avgpool2d, OP_maxpool2d_grad};
+        for (int o = 0; o < 3; o++) {
+            char name[96];
+            snprintf(name, sizeof name, "%s %lldx%lld stride %lld pad %lld", op_info[ops[o]].name, (long long)K,
+                     (long long)K, (long long)st, (long long)p);
+            Case *c = case_new(name, "infer");
+            Ref in[2] = {farg(c, xs), REF_NONE};
+            if (ops[o] == OP_maxpool2d_grad) in[1] = farg(c, ys);
+            out(c, node(c, ops[o], DT_F32, ops[o] == OP_maxpool2d_grad ? xs : ys, ops[o] == OP_maxpool2d_grad ? 2 : 1, in, &a));
+            run_spatial_case(c);
+        }
+    }
+    for (int bilinear = 0; bilinear < 2; bilinear++) {
+        Case *c = case_new(bilinear ? "upsample2d bilinear 2x3" : "upsample2d nearest 2x3", "infer");
+        Attr a = {.perm = {2, 3}, .flag = bilinear};
+        Ref x = farg(c, dims4(1, 2, 4, 3, 1));
+        out(c, node(c, OP_upsample2d, DT_F32, dims4(1, 2, 8, 9, 1), 1, &x, &a));
+        run_spatial_case(c);
+    }
+    Case *c = case_new("lrn size 3", "infer");
+    Attr la = {.perm = {3}, .f = {1e-2, 0.75, 2}};
+    Ref x = farg(c, dims4(1, 5, 3, 2, 1));
+    out(c, node(c, OP_lrn, DT_F32, dims4(1, 5, 3, 2, 1), 1, &x, &la));
+    run_spatial_case(c);
+}
+
+/* ---------------------------------------------------------------- whole models */
+
+/* Runs function f on both backends with the same random arguments at batch n; compares the
+ * status, every output and the state afterwards. */
+static void compare_call(const char *what, Module *m, Jit *j, Interp *in, uint8_t *state, Func *f, int64_t n) {
+    ITensor *args = calloc((size_t)f->nargs + 1, sizeof *args);
+    ITensor *outs = calloc((size_t)f->nouts + 1, sizeof *outs);
+    void **bufs = calloc((size_t)(f->nargs + f->nouts) + 1, sizeof *bufs);
+    for (int i = 0; i < f->nargs; i++) {
+        /* i32 arguments are labels or token ids: 0 and 1 are valid for any model */
+        ArgGen g = f->args[i].dtype == DT_I32 ? (ArgGen){0, 2, false} : (ArgGen){-1, 1, false};
+        fill_arg(&args[i], &f->args[i], &g, n);
+        bufs[i] = to_buffer(f->args[i].dtype, args[i].data, args[i].numel);
+    }
+    for (int o = 0; o < f->nouts; o++)
+        bufs[f->nargs + o] = calloc((size_t)shape_numel(&f->nodes[f->outs[o].value].shape, n) + 1, 8);
+    char err[256];
+    int want = interp_run(in, f, n, args, outs, err, sizeof err);
+    if (want) fprintf(stderr, "%s: interp: %s\n", what, err);
+    void *work = calloc(1, (size_t)jit_work_bytes(j, f->name) + 64);
+    int got = jit_lookup(j, f->name)(state, work, (int)n, bufs);
+    if (got != want) fprintf(stderr, "%s: compiled code returned %d, the interpreter %d\n", what, got, want);
+    CHECK(got == want);
+    if (!got && !want) {
+        for (int o = 0; o < f->nouts; o++) {
+            const Node *v = &f->nodes[f->outs[o].value];
+            compare(what, f->outs[o].name, v->dtype, bufs[f->nargs + o], outs[o].data, outs[o].numel);
+        }
+        /* Adaptive optimizers divide by sqrt(v) + eps: for a gradient below eps, a difference of
+           1e-10 between float and double accumulation becomes lr * 1e-2 in the parameter. The
+           gradients themselves are compared exactly above (grad, and the optimizer slots). */
+        double slack = 0;
+        for (int o = 0; o < f->nouts; o++)
+            if (!strcmp(f->outs[o].name, "lr") && outs[o].numel == 1) slack = 0.02 * fabs(outs[o].data[0]);
+        uint8_t *want_state = calloc(1, (size_t)llvm_state_bytes(m));
+        interp_save_state(in, want_state);
+        compare_state_slack(what, m, state, want_state, slack);
+        /* continue from identical states: differences must not compound over steps */
+        interp_load_state(in, state);
+        free(want_state);
+    }
+    for (int i = 0; i < f->nargs; i++) free(args[i].data), free(bufs[i]);
+    for (int o = 0; o < f->nouts; o++) itensor_free(&outs[o]), free(bufs[f->nargs + o]);
+    free(args);
+    free(outs);
+    free(bufs);
+    free(work);
+}
+
+/* steps: train steps compared; big: the batch of steps 0 and 2 (1: max_batch) */
+static void test_example(const char *path, int steps, int64_t big) {
+    DriverOptions o = {.train_functions = true, .verify = true};
+    DriverResult dr;
+    if (driver_load(path, &o, &dr)) {
+        fprintf(stderr, "%s: does not load\n", path);
+        CHECK(0);
+        driver_free(&dr);
+        return;
+    }
+    for (int k = 0; k < dr.nmodules; k++) {
+        Module *m = dr.modules[k];
+        int before = mismatches;
+        Jit *j = jit_compile(m, 2);
+        if (!j) {
+            fprintf(stderr, "%s: model '%s' does not compile\n", path, m->name);
+            CHECK(0);
+            continue;
+        }
+        Interp in;
+        interp_init(&in, m, false);
+        in.seed = SEED;
+        char err[256];
+        CHECK(interp_run_init(&in, err, sizeof err) == 0);
+        uint8_t *state = calloc(1, (size_t)llvm_state_bytes(m)), *want = calloc(1, (size_t)llvm_state_bytes(m));
+        uint64_t seed = SEED;
+        void *init_args[1] = {&seed};
+        void *work = calloc(1, (size_t)jit_work_bytes(j, "init") + 64);
+        CHECK(jit_lookup(j, "init")(state, work, 1, init_args) == 0);
+        free(work);
+        interp_save_state(&in, want);
+        char what[256];
+        snprintf(what, sizeof what, "%s %s init", path, m->name);
+        compare_state(what, m, state, want);
+        /* the driver sets the schedule's counters from the data set */
+        static const struct {
+            const char *name;
+            float value;
+        } hypers[] = {{"steps_per_epoch", 10}, {"total_steps", 100}};
+        for (size_t h = 0; h < sizeof hypers / sizeof hypers[0]; h++) {
+            int t = module_find_tensor(m, hypers[h].name);
+            if (t >= 0 && m->tensors[t].kind == TK_HYPER) *(float *)(state + m->tensors[t].offset) = hypers[h].value;
+        }
+        interp_load_state(&in, state);
+        static const char *const funcs[] = {"infer", "evaluate", "loss", "grad", "train_step"};
+        for (int step = 0; step < steps; step++)
+            for (size_t i = 0; i < sizeof funcs / sizeof funcs[0]; i++) {
+                Func *f = module_find_func(m, funcs[i]);
+                if (!f) continue;
+                int64_t n = step == 1 ? 3 : big ? big : m->max_batch;
+                snprintf(what, sizeof what, "%s %s %s step %d n=%lld", path, m->name, f->name, step, (long long)n);
+                compare_call(what, m, j, &in, state, f, n);
+            }
+        if (mismatches != before) fprintf(stderr, "FAIL %s %s\n", path, m->name);
+        cases_run++;
+        free(state);
+        free(want);
+        interp_free(&in);
+        jit_free(j);
+    }
+    driver_free(&dr);
 }
 
 /* Every op of ops.h appears in some case above (a new op must get one). */
@@ -680,7 +1117,8 @@ static void test_op_coverage(void) {
         OP_tanh, OP_softplus, OP_silu, OP_mish, OP_hard_sigmoid, OP_hard_swish, OP_act_grad, OP_sum,
         OP_mean, OP_max, OP_argmax, OP_matmul, OP_reshape, OP_transpose, OP_broadcast, OP_slice,
         OP_concat, OP_gather, OP_scatter_add, OP_softmax, OP_log_softmax, OP_softmax_grad,
-        OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store};
+        OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store, OP_conv2d, OP_maxpool2d,
+        OP_avgpool2d, OP_upsample2d, OP_lrn, OP_conv2d_grad_input, OP_conv2d_grad_weight, OP_maxpool2d_grad};
     bool seen[OP_COUNT] = {0};
     for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) seen[covered[i]] = true;
     for (int op = 0; op < OP_COUNT; op++)
@@ -702,7 +1140,15 @@ int main(void) {
     test_stores();
     test_store_swap();
     test_planner();
+    test_spatial();
+    static const char *const examples[] = {"examples/logreg.nn", "examples/fashion_mlp.nn",
+                                           "examples/autoencoder.nn", "examples/attention_classifier.nn",
+                                           "examples/char_lstm.nn"};
+    for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) test_example(examples[i], 3, 0);
+    /* the interpreter's convolutions are plain loops: small batches */
+    test_example("examples/fashion_cnn.nn", 2, 4);
     test_op_coverage();
-    fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
+    fprintf(stderr, "%d cases (%d spatial ones also against the interpreter), %d mismatches\n", cases_run,
+            spatial_interp_checks, mismatches);
     return check_done();
 }

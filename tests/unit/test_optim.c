@@ -81,6 +81,14 @@ static void trainer_close(Trainer *t) {
     arena_free(&t->arena);
 }
 
+static int out_index(const Func *f, const char *name) {
+    for (int i = 0; i < f->nouts; i++)
+        if (!strcmp(f->outs[i].name, name)) return i;
+    return -1;
+}
+
+static double last_lr;  /* the `lr` output of the last train_step */
+
 /* One train_step with input x[1, 3]; returns the loss output. */
 static double trainer_step(Trainer *t, const double *x) {
     double data[3] = {x[0], x[1], x[2]};
@@ -90,7 +98,10 @@ static double trainer_step(Trainer *t, const double *x) {
     int rc = interp_run(&t->in, t->step_fn, 1, &arg, outs, err, sizeof err);
     if (rc) fprintf(stderr, "train_step failed: %s\n", err);
     CHECK(rc == 0);
-    double loss = rc ? NAN : outs[0].data[0];
+    double loss = rc ? NAN : outs[out_index(t->step_fn, "loss")].data[0];
+    int lr = out_index(t->step_fn, "lr");
+    CHECK(lr >= 0 && t->step_fn->outs[lr].role == OUT_EXTRA);
+    last_lr = rc || lr < 0 ? NAN : outs[lr].data[0];
     for (int i = 0; i < t->step_fn->nouts; i++) itensor_free(&outs[i]);
     return loss;
 }
@@ -441,6 +452,7 @@ static void check_schedule(const char *name, ScheduleSpec s, int steps) {
         double x[3] = {0, 0, 0};
         trainer_step(&t, x);
         double lr = (V0[0] - t.in.tensors[t.v].data[0]) / (V0[0] + D[0]);
+        CHECK_NEAR(last_lr, lr, 1e-12);
         double e = fabs(lr - expect) / fmax(1e-3, fabs(expect));
         worst = fmax(worst, e);
         if (!(e <= 1e-9)) {
@@ -473,9 +485,44 @@ static void test_schedules(void) {
     check_schedule("step + warmup 0.5", (ScheduleSpec){.kind = SCHED_STEP, .step_size = 1, .gamma = 0.5, .warmup = 0.5}, 9);
 }
 
+/* A model tensor under a reserved training name is an error, not a silent reuse. */
+static void test_reserved_names(void) {
+    Arena arena = {0};
+    Module *m = module_new(&arena, "clash");
+    InitSpec zero = {.kind = INIT_ZEROS};
+    int p = module_add_tensor(m, "lr_scale", TK_PARAM, DT_F32, shape_make(1, (int64_t[]){2}, 0), zero, noloc);
+    Func *f = module_add_func(m, "loss");
+    Ref w = ir_tensor(f, p);
+    func_add_out(f, "loss", OUT_LOSS, ir_reduce(f, OP_sum, ir_binary(f, OP_mul, w, w), 1u, false));
+    CHECK(grad_build(m) != NULL);
+    CHECK(optim_build_train_step(m) == NULL);
+    arena_free(&arena);
+}
+
+/* lr_scale multiplies the scheduled rate (nnc train --lr, --lr-find); `lr` reports it. */
+static void test_lr_scale(void) {
+    TrainConfig tc = config(sgd(0.1, 0, 0, 0, false));
+    tc.sched = (ScheduleSpec){.kind = SCHED_STEP, .step_size = 1, .gamma = 0.5};
+    Trainer t;
+    if (!trainer_open(&t, &tc, 2, true)) return;
+    int scale = module_find_tensor(t.m, "lr_scale");
+    CHECK(scale >= 0 && t.m->tensors[scale].kind == TK_HYPER);
+    if (scale >= 0) t.in.tensors[scale].data[0] = 3;
+    for (int step = 0; step < 4; step++) {
+        memcpy(t.in.tensors[t.v].data, V0, sizeof V0);
+        double x[3] = {0, 0, 0};
+        trainer_step(&t, x);
+        double got = (V0[0] - t.in.tensors[t.v].data[0]) / (V0[0] + D[0]);
+        CHECK_NEAR(got, 0.3 * pow(0.5, step / 2), 1e-12);
+    }
+    trainer_close(&t);
+}
+
 int main(void) {
     test_optimizers();
     test_slot_names();
     test_schedules();
+    test_lr_scale();
+    test_reserved_names();
     return check_done();
 }

@@ -209,6 +209,37 @@ static void test_dropout_streams(void) {
     unload(&l);
 }
 
+/* `l2(h.weight)`: a dotted name reads a declared parameter (the parser may not produce
+ * dotted names yet, so the test renames a parsed name). */
+static void test_dotted_names(void) {
+    static const char text[] = "model m {\n  input x: f32[batch, 4]\n  label t: f32[batch, 3]\n"
+                               "  h = dense(x, 3)\n  output p = h\n  loss mse(h, t) + l2(W)\n}\n";
+    for (int variant = 0; variant < 2; variant++) {
+        Arena a = {0};
+        Source *src = source_from_string("dotted.nn", text, sizeof text - 1);
+        Diag d;
+        diag_init(&d, src, quiet());
+        Program *p = parse_program(&a, src, &d);
+        CHECK(d.errors == 0);
+        Stmt *st = p->blocks[0]->stmts[4];
+        CHECK(st->kind == S_LOSS && st->value->rhs && st->value->rhs->kind == E_CALL);
+        Expr *name = st->value->rhs->args[0].value;
+        CHECK(name->kind == E_NAME);
+        name->str = variant ? "h.wieght" : "h.weight";
+        Module **mods;
+        int n = lower_program(&a, p, &d, &mods);
+        CHECK(variant ? n == 0 && d.errors == 1 : n == 1 && d.errors == 0);
+        if (!variant && n == 1) {
+            Func *f = module_find_func(mods[0], "loss");
+            int reads = 0;
+            for (int i = 0; f && i < f->nnodes; i++) reads += f->nodes[i].op == OP_tensor && f->nodes[i].attr.tensor == 0;
+            CHECK(reads == 1);
+        }
+        arena_free(&a);
+        source_free(src);
+    }
+}
+
 int main(void) {
     int valid = 0, invalid = 0;
     CHECK(for_each_nn("examples", check_valid, &valid) == 0);
@@ -220,6 +251,7 @@ int main(void) {
     test_fashion_cnn();
     test_metric_info();
     test_dropout_streams();
+    test_dotted_names();
     fprintf(stderr, "%d valid and %d invalid files\n", valid, invalid);
     return check_done();
 }
