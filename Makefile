@@ -167,4 +167,5 @@ runtime-tests: $(RT_TEST_BIN)
 bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="python3-torch"
 	@$(MAKE) --no-print-directory all
-	@OPENBLAS_NUM_THREADS=1 /usr/bin/python3 tests/bench/bench.py --build $(BUILD) --reps $${BENCH_REPS:-5}
+	@OPENBLAS_NUM_THREADS=1 /usr/bin/python3 tests/bench/bench.py --build $(BUILD) \
+	    --reps $${BENCH_REPS:-5}

@@ -14,14 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CAT_(a, b) a##b
-#define CAT(a, b)  CAT_(a, b)
-#define FN(suffix) CAT(BENCH_MODEL, suffix)
+#define CAT_(a, b)    a##b
+#define CAT(a, b)     CAT_(a, b)
+#define FN(suffix)    CAT(BENCH_MODEL, suffix)
 #define MACRO(suffix) CAT(BENCH_MODEL_UPPER, suffix)
 
 typedef BENCH_MODEL Model;
 
-static int aot_init(BenchModel *m, uint64_t seed) { return FN(_init)((Model *)m->ctx, seed); }
+static int aot_init(BenchModel *m, uint64_t seed) {
+    return FN(_init)((Model *)m->ctx, seed);
+}
 
 static int aot_train_step(BenchModel *m, int n, const void *x, const int32_t *y, float *loss) {
     return FN(_train_step)((Model *)m->ctx, n, (const BENCH_X_TYPE *)x, y, loss);
@@ -31,7 +33,9 @@ static int aot_infer(BenchModel *m, int n, const void *x, float *out) {
     return FN(_infer)((Model *)m->ctx, n, (const BENCH_X_TYPE *)x, out);
 }
 
-static size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64 + 64; }
+static size_t round_up(size_t bytes) {
+    return (bytes + 63) / 64 * 64 + 64;
+}
 
 int bench_model_open(BenchModel *m, const char *arg) {
     (void)arg;

@@ -44,7 +44,8 @@ static void **packed_args(Func *f, int64_t max_batch) {
 }
 
 static void fill_inputs(Func *f, void **args, const void *x, const int32_t *y) {
-    for (int i = 0; i < f->nargs; i++) args[i] = f->args[i].role == ARG_LABEL ? (void *)y : (void *)x;
+    for (int i = 0; i < f->nargs; i++)
+        args[i] = f->args[i].role == ARG_LABEL ? (void *)y : (void *)x;
 }
 
 static int jit_init(BenchModel *bm, uint64_t seed) {
@@ -92,7 +93,8 @@ int bench_model_open(BenchModel *bm, const char *path) {
     }
     /* ORC compiles a function to machine code when it is first looked up: look up every
      * function, as `nnc compile` would emit every one, before the clock stops */
-    for (int i = 0; i < j->m->nfuncs; i++) jit_lookup(j->exec.jit, j->m->funcs[i]->name);
+    for (int i = 0; i < j->m->nfuncs; i++)
+        jit_lookup(j->exec.jit, j->m->funcs[i]->name);
     bm->compile_seconds = nnrt_now() - wall0;
     bm->compile_cpu_seconds = cpu_seconds() - cpu0;
     j->train_step = module_find_func(j->m, "train_step");

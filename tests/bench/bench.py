@@ -617,7 +617,8 @@ def table(bench):
     lines.append("sgemm 64x512x784 (W1 layer 1): %s GFLOP/s; %s; medians of %s repetitions; "
                  "times are process CPU time" % ("%.0f" % w1 if w1 else "?", load, m["reps"]))
     lines.append("")
-    lines.append("| workload | nnc | PyTorch | ratio | target | status | % roofline nnc (PyTorch) |")
+    lines.append("| workload | nnc | PyTorch | ratio | target | status "
+                 "| % roofline nnc (PyTorch) |")
     lines.append("|---|---:|---:|---:|---|---|---:|")
     for r in bench.rows:
         n = fmt(r.nnc, r.unit) or r.nnc_na

@@ -58,12 +58,12 @@ static double median(double *v, int n) {
 /* ---------------------------------------------------------------- data */
 
 typedef struct Data {
-    int64_t n;           /* samples */
-    int64_t x_size;      /* values per sample */
-    int64_t y_size;      /* labels per sample */
+    int64_t n;      /* samples */
+    int64_t x_size; /* values per sample */
+    int64_t y_size; /* labels per sample */
     int x_is_i32;
-    uint8_t *bytes;      /* images as bytes [n][x_size], or the text */
-    int32_t *labels;     /* image labels [n]; NULL for text */
+    uint8_t *bytes;  /* images as bytes [n][x_size], or the text */
+    int32_t *labels; /* image labels [n]; NULL for text */
 } Data;
 
 static void load_images(Data *d, const char *dir) {
@@ -74,13 +74,15 @@ static void load_images(Data *d, const char *dir) {
     if (nnrt_idx_load(path, &img, &err)) fail("%s", err.msg);
     snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", dir);
     if (nnrt_idx_load(path, &lab, &err)) fail("%s", err.msg);
-    if (img.dtype != NNRT_U8 || lab.dtype != NNRT_U8) fail("%s: expected u8 images and labels", dir);
+    if (img.dtype != NNRT_U8 || lab.dtype != NNRT_U8)
+        fail("%s: expected u8 images and labels", dir);
     d->n = img.shape[0];
     d->x_size = img.numel / img.shape[0];
     d->y_size = 1;
     d->bytes = img.data;
     d->labels = malloc(sizeof *d->labels * (size_t)d->n);
-    for (int64_t i = 0; i < d->n; i++) d->labels[i] = ((uint8_t *)lab.data)[i];
+    for (int64_t i = 0; i < d->n; i++)
+        d->labels[i] = ((uint8_t *)lab.data)[i];
     nnrt_array_free(&lab);
 }
 
@@ -112,7 +114,8 @@ static void make_batch(const Data *d, int64_t first, int n, void *x, int32_t *y)
             }
         } else {
             const uint8_t *p = d->bytes + i * d->x_size;
-            for (int64_t k = 0; k < d->x_size; k++) ((float *)x)[s * d->x_size + k] = (float)p[k] / 255.0f;
+            for (int64_t k = 0; k < d->x_size; k++)
+                ((float *)x)[s * d->x_size + k] = (float)p[k] / 255.0f;
             y[s] = d->labels[i];
         }
     }
@@ -140,8 +143,8 @@ static void ring_fill(Ring *r, const Data *d, int batch) {
 typedef struct Call {
     BenchModel *m;
     Ring *ring;
-    int train;   /* train_step, else infer */
-    int next;    /* next batch of the ring */
+    int train; /* train_step, else infer */
+    int next;  /* next batch of the ring */
     float *out;
 } Call;
 
@@ -156,17 +159,20 @@ static void call_once(Call *c) {
 
 /* Seconds per call, medians over BLOCKS timed blocks (see the comment at the top). */
 static void time_calls(Call *c, double *cpu_per_call, double *wall_per_call) {
-    for (int i = 0; i < 3; i++) call_once(c);
+    for (int i = 0; i < 3; i++)
+        call_once(c);
     double t0 = cpu_seconds();
     int warm = 0;
-    while (cpu_seconds() - t0 < WARMUP_SECONDS) call_once(c), warm++;
+    while (cpu_seconds() - t0 < WARMUP_SECONDS)
+        call_once(c), warm++;
     double est = (cpu_seconds() - t0) / warm;
     int per_block = (int)(BLOCK_SECONDS / est + 0.5);
     if (per_block < 1) per_block = 1;
     double cpu[BLOCKS], wall[BLOCKS];
     for (int b = 0; b < BLOCKS; b++) {
         double c0 = cpu_seconds(), w0 = nnrt_now();
-        for (int i = 0; i < per_block; i++) call_once(c);
+        for (int i = 0; i < per_block; i++)
+            call_once(c);
         cpu[b] = (cpu_seconds() - c0) / per_block;
         wall[b] = (nnrt_now() - w0) / per_block;
     }
@@ -205,10 +211,14 @@ int main(int argc, char **argv) {
     const char *text = "/usr/share/common-licenses/GPL-3";
     int reps = 1, first_mode = argc;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(argv[i], "--data") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model_path = argv[++i];
+        else if (!strcmp(argv[i], "--data") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--text") && i + 1 < argc)
+            text = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
         else {
             first_mode = i;
             break;
@@ -228,9 +238,12 @@ int main(int argc, char **argv) {
             continue;
         }
         if (!d.n) { /* the data is loaded by the first mode that needs it */
-            if (m.x_is_i32) load_text(&d, text, m.x_size);
-            else load_images(&d, dir);
-            if (d.x_size != m.x_size || d.y_size != m.y_size) fail("%s", "the data does not fit the model");
+            if (m.x_is_i32)
+                load_text(&d, text, m.x_size);
+            else
+                load_images(&d, dir);
+            if (d.x_size != m.x_size || d.y_size != m.y_size)
+                fail("%s", "the data does not fit the model");
         }
         if (!strncmp(mode, "mem=", 4)) {
             train_frugal(&m, &d, atoi(mode + 4));

@@ -14,20 +14,20 @@
 #include <stdint.h>
 
 typedef struct BenchModel {
-    const char *name;        /* the model's name */
-    const char *backend;     /* "aot" or "jit" */
+    const char *name;    /* the model's name */
+    const char *backend; /* "aot" or "jit" */
     const nnrt_model_info *info;
     int max_batch;
-    int64_t x_size;          /* values per sample of the input x */
-    int x_is_i32;            /* token inputs (char_lstm) */
-    int64_t y_size;          /* labels per sample */
-    int64_t out_size;        /* values per sample of the first output */
-    double compile_seconds;  /* jit: wall time of parse + lower + grad + LLVM (W7 proxy) */
+    int64_t x_size;         /* values per sample of the input x */
+    int x_is_i32;           /* token inputs (char_lstm) */
+    int64_t y_size;         /* labels per sample */
+    int64_t out_size;       /* values per sample of the first output */
+    double compile_seconds; /* jit: wall time of parse + lower + grad + LLVM (W7 proxy) */
     double compile_cpu_seconds;
     int (*init)(struct BenchModel *m, uint64_t seed);
     int (*train_step)(struct BenchModel *m, int n, const void *x, const int32_t *y, float *loss);
     int (*infer)(struct BenchModel *m, int n, const void *x, float *out);
-    void *ctx;               /* backend data */
+    void *ctx; /* backend data */
 } BenchModel;
 
 /* Opens the backend's model: `arg` is the .nn path for the jit backend, ignored by the aot

@@ -29,24 +29,29 @@ static int cmp_double(const void *a, const void *b) {
 
 static float *filled(size_t n, int salt) {
     float *p = malloc(sizeof *p * n);
-    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 7 + (size_t)salt) % 17) / 17.0f - 0.5f;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)((i * 7 + (size_t)salt) % 17) / 17.0f - 0.5f;
     return p;
 }
 
 static void measure(int m, int n, int k, int ta, int tb) {
-    float *a = filled((size_t)m * k, 1), *b = filled((size_t)k * n, 2), *c = filled((size_t)m * n, 3);
+    float *a = filled((size_t)m * k, 1), *b = filled((size_t)k * n, 2),
+          *c = filled((size_t)m * n, 3);
     int lda = ta ? m : k, ldb = tb ? k : n;
     double flop = 2.0 * m * n * k;
-    for (int i = 0; i < 3; i++) nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
+    for (int i = 0; i < 3; i++)
+        nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
     double t0 = cpu_seconds();
     long warm = 0;
-    while (cpu_seconds() - t0 < 0.1) nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n), warm++;
+    while (cpu_seconds() - t0 < 0.1)
+        nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n), warm++;
     long per_block = (long)(0.02 / ((cpu_seconds() - t0) / warm) + 0.5);
     if (per_block < 1) per_block = 1;
     double cpu[BLOCKS], wall[BLOCKS];
     for (int blk = 0; blk < BLOCKS; blk++) {
         double c0 = cpu_seconds(), w0 = nnrt_now();
-        for (long i = 0; i < per_block; i++) nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
+        for (long i = 0; i < per_block; i++)
+            nnrt_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
         cpu[blk] = flop * per_block / (cpu_seconds() - c0) / 1e9;
         wall[blk] = flop * per_block / (nnrt_now() - w0) / 1e9;
     }
@@ -64,7 +69,8 @@ int main(int argc, char **argv) {
     printf("{\"blas\":\"%s\",\"core\":\"%s\"}\n", nnrt_blas_info(), nnrt_blas_core());
     for (int i = 1; i < argc; i++) {
         int m, n, k, ta, tb;
-        if (sscanf(argv[i], "%d,%d,%d,%d,%d", &m, &n, &k, &ta, &tb) != 5 || m < 1 || n < 1 || k < 1) {
+        if (sscanf(argv[i], "%d,%d,%d,%d,%d", &m, &n, &k, &ta, &tb) != 5 || m < 1 || n < 1 ||
+            k < 1) {
             fprintf(stderr, "roofline: bad shape '%s' (want M,N,K,TA,TB)\n", argv[i]);
             return 2;
         }
