@@ -603,8 +603,6 @@ static int train_arrays(RunArgs *ra) {
     return status;
 }
 
-__attribute__((weak)) int train_dataset(int argc, char **argv);
-
 int cmd_train(int argc, char **argv) {
     RunArgs ra = {.seed = -1};
     bool bad = false, array_mode = false;
@@ -632,9 +630,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!array_mode) {
         free_named(&ra);
-        if (train_dataset) return train_dataset(argc, argv);
-        fprintf(stderr, "nnc train: error: give the training data with --input NAME=FILE.npy\n");
-        return 2;
+        return train_dataset(argc, argv);
     }
     if (!bad && (!ra.file || !ra.steps)) {
         fprintf(stderr, "nnc train: error: %s\n%s", !ra.file ? "no input file" : "--steps is required with --input", train_arrays_help);

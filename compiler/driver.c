@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak while the middle end is assembled piece by piece. */
-__attribute__((weak)) int lower_program(Arena *a, const Program *p, Diag *d, Module ***out);
-__attribute__((weak)) Func *grad_build(Module *m);
-__attribute__((weak)) Func *optim_build_train_step(Module *m);
-__attribute__((weak)) int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
-
 /* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
  * and train_step; lays out the state and builds init. Diagnostics go to stderr.
  * Returns 0 with the modules in *out, 1 on errors in the input. */
@@ -22,10 +16,6 @@ int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) 
     diag_init(&out->diag, out->src, stderr);
     out->program = parse_program(out->arena, out->src, &out->diag);
     if (out->diag.errors) return 1;
-    if (!lower_program || (opts->train_functions && (!grad_build || !optim_build_train_step))) {
-        fprintf(stderr, "nnc: error: this build lacks the compiler's middle end\n");
-        return 1;
-    }
     out->nmodules = lower_program(out->arena, out->program, &out->diag, &out->modules);
     if (out->diag.errors) return 1;
     for (int i = 0; i < out->nmodules; i++) {
@@ -40,13 +30,8 @@ int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) 
         }
         module_layout(m);
         module_build_init(m);
-        if (passes_run) {
-            int rc = passes_run(m, opts->set_opt ? opts->opt_level : 2, opts->dump_after, opts->dump);
-            if (rc) return rc;
-        } else if (opts->dump_after && strcmp(opts->dump_after, "lower")) {
-            fprintf(stderr, "nnc: error: unknown pass '%s' (this build has only 'lower')\n", opts->dump_after);
-            return 2;
-        }
+        int rc = passes_run(m, opts->set_opt ? opts->opt_level : 2, opts->dump_after, opts->dump);
+        if (rc) return rc;
         if (opts->verify) {
             int problems = 0;
             for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);

@@ -9,30 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The JIT is weak while the backend is assembled: without it, commands use the interpreter. */
-__attribute__((weak)) Jit *jit_compile(Module *m, int opt_level);
-__attribute__((weak)) JitFn jit_lookup(Jit *j, const char *func_name);
-__attribute__((weak)) int64_t jit_work_bytes(Jit *j, const char *func_name);
-__attribute__((weak)) void jit_free(Jit *j);
-
-/* Weak until the interpreter lands in every branch that links this file. */
-__attribute__((weak)) void interp_init(Interp *in, Module *m, bool f64);
-__attribute__((weak)) void interp_free(Interp *in);
-__attribute__((weak)) int interp_run(Interp *in, Func *f, int64_t n, const ITensor *args, ITensor *outs,
-                                     char *err, size_t errlen);
-__attribute__((weak)) void itensor_free(ITensor *t);
-__attribute__((weak)) void interp_load_state(Interp *in, const void *state);
-__attribute__((weak)) void interp_save_state(const Interp *in, void *state);
-
-bool exec_jit_available(void) { return jit_compile != NULL; }
-
 int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *const *funcs) {
     memset(e, 0, sizeof *e);
     e->m = m;
     e->seed = seed;
     e->state = calloc(1, (size_t)m->state_bytes + 64);
     if (!e->state) return NNRT_ENOMEM;
-    if (!use_interp && exec_jit_available()) {
+    if (!use_interp) {
         /* compile only the functions the command calls (init always): a view of the module
          * with a subset of its functions, same tensors, same layout */
         Module *view = m;
@@ -59,7 +42,6 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
         e->work = calloc(1, (size_t)e->work_bytes + 64);
         if (!e->work) return NNRT_ENOMEM;
     } else {
-        if (!interp_init) return NNRT_EARG;
         interp_init(&e->interp, m, false);
         e->interp.seed = seed;
         e->use_interp = true;

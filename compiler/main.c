@@ -7,21 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Commands are weak while the tree is assembled piece by piece: a command whose file is not
- * linked in reports that instead of failing the build. */
-#define COMMAND(fn) __attribute__((weak)) int fn(int argc, char **argv);
-COMMAND(cmd_check)
-COMMAND(cmd_dump)
-COMMAND(cmd_summary)
-COMMAND(cmd_compile)
-COMMAND(cmd_train)
-COMMAND(cmd_eval)
-COMMAND(cmd_run)
-COMMAND(cmd_grad)
-COMMAND(cmd_gradcheck)
-COMMAND(cmd_sample)
-#undef COMMAND
-
 typedef struct Command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -80,10 +65,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         names[i] = commands[i].name;
         if (strcmp(name, commands[i].name)) continue;
-        if (!commands[i].fn) {
-            fprintf(stderr, "nnc: error: the '%s' command is not available in this build\n", name);
-            return 2;
-        }
         return commands[i].fn(argc - 2, argv + 2);
     }
     const char *close = diag_closest(name, names, (int)(sizeof names / sizeof names[0]));

@@ -699,7 +699,6 @@ typedef struct Exec {
     uint64_t seed;
 } Exec;
 
-bool exec_jit_available(void);
 /* funcs: NULL-terminated names of the functions to compile (init is always included), or NULL
  * for all of them. */
 int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *const *funcs);

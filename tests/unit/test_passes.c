@@ -947,16 +947,10 @@ static void test_example(const char *path) {
                    d.worst64, d.worst32);
             /* what the interpreter cannot run, compiled code can: -O0 against -O2 */
             if (d.skipped && configs[k].pass == NULL && configs[k].level == 2) {
-                if (exec_jit_available()) {
-                    double w = diff_jit(label, ma, mb);
-                    if (w >= 0)
-                        printf("  diff  %-22s %-9s on compiled code: max rel. error f32 %.1e\n",
-                               ma->name, configs[k].name, w);
-                } else {
-                    printf("  note: %s: no JIT in this build; the skipped functions stay "
-                           "untested\n",
-                           label);
-                }
+                double w = diff_jit(label, ma, mb);
+                if (w >= 0)
+                    printf("  diff  %-22s %-9s on compiled code: max rel. error f32 %.1e\n",
+                           ma->name, configs[k].name, w);
             }
             driver_free(&opt);
         }
@@ -1060,7 +1054,7 @@ static void test_batchnorm_fold(void) {
             printf("  diff  batchnorm dense           -O2       max rel. error f64 %.1e, "
                    "f32 %.1e\n",
                    d.worst64, d.worst32);
-            if (exec_jit_available()) { /* and on compiled code */
+            { /* and on compiled code */
                 double w = diff_jit("batchnorm dense -O2", ma, c.modules[0]);
                 CHECK(w >= 0);
                 printf("  diff  batchnorm dense           -O2       on compiled code: max rel. "
