@@ -254,6 +254,59 @@ static void test_dotted_names(void) {
     }
 }
 
+/* The attributes of the ops with kernels of their own (the IR printer does not show them). */
+static const Node *nth_op(Func *f, Op op, int n) {
+    for (int i = 0; f && i < f->nnodes; i++)
+        if (f->nodes[i].op == op && n-- == 0) return &f->nodes[i];
+    return NULL;
+}
+
+static void test_spatial_attrs(void) {
+    Loaded l;
+    CHECK(load(&l, "tests/ir/layer-conv2d-options.nn", stderr));
+    if (l.nmods == 1) {
+        Func *f = module_find_func(l.mods[0], "infer");
+        const Node *a = nth_op(f, OP_conv2d, 0), *b = nth_op(f, OP_conv2d, 1);
+        CHECK(a && b);
+        if (a && b) {
+            /* kernel (3, 5), stride (2, 1), pad (1, 2), groups 2, no bias */
+            CHECK(a->nin == 2 && a->attr.step[0] == 2 && a->attr.step[1] == 1);
+            CHECK(a->attr.start[0] == 1 && a->attr.start[1] == 2 && a->attr.start[2] == 1 &&
+                  a->attr.start[3] == 2);
+            CHECK(a->attr.perm[0] == 1 && a->attr.perm[1] == 1 && a->attr.perm[2] == 2);
+            CHECK(a->shape.dim[2] == 5 && a->shape.dim[3] == 9);
+            /* kernel 3, pad "same", dilation 2: 4 in total, 2 on each side */
+            CHECK(b->nin == 3 && b->attr.step[0] == 1 && b->attr.start[0] == 2 &&
+                  b->attr.start[3] == 2);
+            CHECK(b->attr.perm[0] == 2 && b->attr.perm[1] == 2 && b->attr.perm[2] == 1);
+        }
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-avgpool.nn", stderr));
+    if (l.nmods == 1) {
+        const Node *p = nth_op(module_find_func(l.mods[0], "infer"), OP_avgpool2d, 0);
+        CHECK(p && p->attr.perm[0] == 3 && p->attr.perm[1] == 3 && p->attr.step[0] == 2 &&
+              p->attr.start[0] == 1 && p->attr.start[3] == 1 && p->shape.dim[2] == 4);
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-upsample.nn", stderr));
+    if (l.nmods == 1) {
+        Func *f = module_find_func(l.mods[0], "infer");
+        const Node *a = nth_op(f, OP_upsample2d, 0), *b = nth_op(f, OP_upsample2d, 1);
+        CHECK(a && a->attr.flag == 0 && a->attr.perm[0] == 2 && a->attr.perm[1] == 2);
+        CHECK(b && b->attr.flag == 1 && b->attr.perm[0] == 2 && b->attr.perm[1] == 3 &&
+              b->shape.dim[3] == 12);
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-lrn.nn", stderr));
+    if (l.nmods == 1) {
+        const Node *n = nth_op(module_find_func(l.mods[0], "infer"), OP_lrn, 0);
+        CHECK(n && n->attr.perm[0] == 3 && n->attr.f[0] == 1e-4 && n->attr.f[1] == 0.75 &&
+              n->attr.f[2] == 1);
+    }
+    unload(&l);
+}
+
 int main(void) {
     int valid = 0, invalid = 0;
     CHECK(for_each_nn("examples", check_valid, &valid) == 0);
@@ -266,6 +319,7 @@ int main(void) {
     test_metric_info();
     test_dropout_streams();
     test_dotted_names();
+    test_spatial_attrs();
     fprintf(stderr, "%d valid and %d invalid files\n", valid, invalid);
     return check_done();
 }
