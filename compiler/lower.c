@@ -24,17 +24,31 @@ static Value tv(Sema *s, Ref r) {
 static Ref scalar(Sema *s, double v) {
     return ir_scalar(F, v);
 }
+/* An elementwise binary node; float operands of different widths meet in the wider one
+ * (a splat constant is rebuilt in that type), so builtins work on f64 tensors too. */
+static Ref bin(Sema *s, Op op, Ref a, Ref b) {
+    DType da = F->nodes[a].dtype, db = F->nodes[b].dtype;
+    if (da != db && da != DT_I32 && db != DT_I32) {
+        Ref *narrow = da == DT_F32 ? &a : &b;
+        Node *n = &F->nodes[*narrow];
+        if (n->op == OP_const && !n->attr.data)
+            *narrow = ir_const(F, DT_F64, n->shape, n->attr.f[0]);
+        else
+            *narrow = ir_cast(F, *narrow, DT_F64);
+    }
+    return ir_binary(F, op, a, b);
+}
 static Ref add(Sema *s, Ref a, Ref b) {
-    return ir_binary(F, OP_add, a, b);
+    return bin(s, OP_add, a, b);
 }
 static Ref sub(Sema *s, Ref a, Ref b) {
-    return ir_binary(F, OP_sub, a, b);
+    return bin(s, OP_sub, a, b);
 }
 static Ref mul(Sema *s, Ref a, Ref b) {
-    return ir_binary(F, OP_mul, a, b);
+    return bin(s, OP_mul, a, b);
 }
 static Ref divide(Sema *s, Ref a, Ref b) {
-    return ir_binary(F, OP_div, a, b);
+    return bin(s, OP_div, a, b);
 }
 static Ref unary(Sema *s, Op op, Ref x) {
     return ir_unary(F, op, x);
@@ -117,6 +131,12 @@ static bool tensor_arg(Sema *s, Call *c, int i, bool want_float) {
     if (v->kind != V_TENSOR) {
         sema_error(s, c->arg_loc[i], "%s expects a tensor for '%s', got %s", c->builtin->name,
                    c->arg_name[i], tstr(s, v));
+        return false;
+    }
+    if (want_float && c->builtin->kind == BK_PARAMS && v->dtype != DT_F32) {
+        sema_error(s, c->arg_loc[i], "%s expects an f32 tensor for '%s' (its parameters are f32), got %s",
+                   c->builtin->name, c->arg_name[i], tstr(s, v));
+        sema_note_origin(s, v);
         return false;
     }
     if (want_float && v->dtype == DT_I32) {
@@ -1506,7 +1526,7 @@ static Value pooling(Sema *s, Call *c, Op op) {
     at.step[1] = stride[1];
     at.start[0] = at.start[2] = pad[0];
     at.start[1] = at.start[3] = pad[1];
-    Ref y = ir_node(F, op, DT_F32, os, 1, &xr, &at);
+    Ref y = ir_node(F, op, x->dtype, os, 1, &xr, &at);
     if (one_d) y = ir_reshape(F, y, shape_drop(&os, 2));
     Value v = tv(s, y);
     sema_layer(s, c, c->builtin->name, v.shape, 0, shape_per_sample(&v.shape) * k[0] * k[1]);
@@ -1557,7 +1577,7 @@ static Value bi_upsample(Sema *s, Call *c) {
     Attr at = {.flag = mode};
     at.perm[0] = (int)scale[0];
     at.perm[1] = (int)scale[1];
-    Value v = tv(s, ir_node(F, OP_upsample2d, DT_F32, os, 1, &x->ref, &at));
+    Value v = tv(s, ir_node(F, OP_upsample2d, x->dtype, os, 1, &x->ref, &at));
     sema_layer(s, c, "upsample", os, 0, mode ? 7 * shape_per_sample(&os) : 0);
     return v;
 }
@@ -1577,7 +1597,7 @@ static Value bi_lrn(Sema *s, Call *c) {
     }
     Attr at = {.f = {alpha, beta, k}};
     at.perm[0] = (int)size;
-    Value v = tv(s, ir_node(F, OP_lrn, DT_F32, x->shape, 1, &x->ref, &at));
+    Value v = tv(s, ir_node(F, OP_lrn, x->dtype, x->shape, 1, &x->ref, &at));
     sema_layer(s, c, "lrn", v.shape, 0, (size + 4) * shape_per_sample(&v.shape));
     return v;
 }
@@ -1620,7 +1640,7 @@ static Value bi_huber(Sema *s, Call *c) {
     double delta;
     if (!same_shape_pair(s, c, 0, 1) || !positive_arg(s, c, 2, &delta)) return value_error();
     Ref a = unary(s, OP_abs, sub(s, c->arg[0].ref, c->arg[1].ref));
-    Ref q = ir_binary(F, OP_minimum, a, scalar(s, delta));
+    Ref q = bin(s, OP_minimum, a, scalar(s, delta));
     Ref l = add(s, mul(s, scalar(s, 0.5), mul(s, q, q)), mul(s, scalar(s, delta), sub(s, a, q)));
     return tv(s, mean_all(s, l));
 }
@@ -1693,7 +1713,7 @@ static Value bi_cross_entropy(Sema *s, Call *c) {
         return value_error();
     }
     Attr at = {.f = {smoothing}};
-    return tv(s, ir_node(F, OP_cross_entropy, DT_F32, shape_scalar(), nin, in, &at));
+    return tv(s, ir_node(F, OP_cross_entropy, lg->dtype, shape_scalar(), nin, in, &at));
 }
 
 /* BCEWithLogits: softplus(x) - x t, stable for any x. */
@@ -1709,7 +1729,7 @@ static Value bi_binary_cross_entropy(Sema *s, Call *c) {
 static Value bi_kl_div(Sema *s, Call *c) {
     if (!same_shape_pair(s, c, 0, 1)) return value_error();
     Ref lp = c->arg[0].ref, t = c->arg[1].ref;
-    Ref tlogt = mul(s, t, unary(s, OP_log, ir_binary(F, OP_maximum, t, scalar(s, 1e-30))));
+    Ref tlogt = mul(s, t, unary(s, OP_log, bin(s, OP_maximum, t, scalar(s, 1e-30))));
     Ref total = sum_all(s, sub(s, tlogt, mul(s, t, lp)));
     const Shape *sh = &c->arg[0].shape;
     return tv(s, sh->rank ? divide(s, total, axis_count(s, sh, 0)) : total);
@@ -1755,7 +1775,7 @@ static Value bi_l2(Sema *s, Call *c) {
 static Ref predictions(Sema *s, const Value *logits) {
     int last = logits->shape.rank - 1;
     if (logits->shape.dim[last] == 1) {
-        Ref p = ir_binary(F, OP_gt, logits->ref, scalar(s, 0));
+        Ref p = bin(s, OP_gt, logits->ref, scalar(s, 0));
         return ir_cast(F, ir_reshape(F, p, shape_drop(&logits->shape, last)), DT_I32);
     }
     return ir_argmax(F, logits->ref, last);
