@@ -159,3 +159,13 @@ runtime-tests: $(RT_TEST_BIN)
 	  else echo "FAIL $$name"; sed 's/^/    /' $$t.log; fail=$$((fail + 1)); fi; \
 	done; \
 	echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# ---------------------------------------------------------------- benchmarks
+
+# nnc against PyTorch on this machine (docs/performance.md); not part of `make test`.
+# BENCH_REPS=N repetitions (default 5). The table goes to $(BUILD)/bench/results.md.
+bench:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="python3-torch"
+	@$(MAKE) --no-print-directory all
+	@OPENBLAS_NUM_THREADS=1 /usr/bin/python3 tests/bench/bench.py --build $(BUILD) \
+	    --reps $${BENCH_REPS:-5}

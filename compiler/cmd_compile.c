@@ -8,7 +8,8 @@
  * Outputs default to the input's path without `.nn`: m.nn -> m.o and m.h (m.s, m.ll, m.bc
  * for the other kinds); the header defaults to OUT with its extension replaced by `.h`.
  * With --embed-weights the object is inference-only (infer, evaluate, info): the weights
- * are constant data in .rodata and the context's state pointer may be NULL. */
+ * are constant data in .rodata and the context's state pointer may be NULL. A model without
+ * a loss gets init, infer and info only. */
 #include "nnc.h"
 #include "nnrt.h"
 
@@ -151,7 +152,9 @@ int cmd_compile(int argc, char **argv) {
         return 2;
     }
 
-    DriverOptions dopts = {.train_functions = weights == NULL, .verify = true};
+    /* Training entries for a model that has a loss, unless the weights are built in: load
+     * the inference functions first, and again with the training ones when they apply. */
+    DriverOptions dopts = {.train_functions = false, .verify = true};
     DriverResult dr;
     int rc = 1;
     char *out_path = NULL, *header_path = NULL;
@@ -159,6 +162,16 @@ int cmd_compile(int argc, char **argv) {
     if (driver_load(input, &dopts, &dr)) goto done;
     Module *m = driver_pick_model(&dr, model);
     if (!m) goto done;
+    if (!weights && module_find_func(m, "loss")) {
+        const char *name = m->name;
+        char picked[256];
+        snprintf(picked, sizeof picked, "%s", name);
+        driver_free(&dr);
+        dopts.train_functions = true;
+        if (driver_load(input, &dopts, &dr)) goto done;
+        m = driver_pick_model(&dr, picked);
+        if (!m) goto done;
+    }
     if (weights) {
         state = load_embedded_weights(m, weights);
         if (!state) goto done;

@@ -610,12 +610,13 @@ int cmd_train(int argc, char **argv) {
     bool bad = false, array_mode = false;
     for (int i = 0; i < argc; i++) {
         const char *v;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (!strncmp(argv[i], "--input", 7)) array_mode = true;
+        if ((!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) && array_mode) {
             fputs(train_arrays_help, stdout);
             free_named(&ra);
             return 0;
         }
-        if (!strncmp(argv[i], "--input", 7)) array_mode = true;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) break; /* dataset mode's help */
         if (common_option(argc, argv, &i, &ra, &bad)) continue;
         if (opt_value(argc, argv, &i, "--steps", &v)) bad |= !parse_int_arg("--steps", v, 0, INT32_MAX, &ra.steps);
         else if (opt_value(argc, argv, &i, "--batch", &v)) bad |= !parse_int_arg("--batch", v, 1, 1 << 20, &ra.batch);

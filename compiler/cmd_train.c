@@ -446,14 +446,16 @@ static void batcher_fill(Batcher *b, const Split *s, const int64_t *order, int64
 
 /* Runs fn (evaluate or train_step) on a filled batch; fills the scalar outputs into vals
  * (in scores_names order). */
-static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, double *lr, char *err,
-                     size_t errlen) {
+static int run_batch_outs(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, double *lr, void **batch_outs,
+                          char *err, size_t errlen) {
     void *bufs[64];
     float scalars[64];
     int nargs = 0;
     for (int i = 0; i < f->nargs && i < 2; i++) bufs[nargs++] = f->args[i].role == ARG_LABEL ? b->y : b->x;
     for (int o = 0; o < f->nouts && nargs + o < 64; o++)
-        bufs[nargs + o] = f->nodes[f->outs[o].value].shape.rank == 0 ? (void *)&scalars[o] : NULL;
+        bufs[nargs + o] = f->nodes[f->outs[o].value].shape.rank == 0 ? (void *)&scalars[o]
+                          : batch_outs                              ? batch_outs[o]
+                                                                    : NULL;
     int rc = exec_call(e, f->name, (int)n, bufs, err, errlen);
     if (rc) return rc;
     int k = 0;
@@ -466,10 +468,131 @@ static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, doub
     return 0;
 }
 
-/* Mean of evaluate's scalars over a whole split (weighted by batch size). */
-static int evaluate_split(Exec *e, Func *f, const Dataset *d, const Split *s, int64_t batch, Scores *out) {
+static int run_batch(Exec *e, Func *f, Batcher *b, int64_t n, double *vals, double *lr, char *err, size_t errlen) {
+    return run_batch_outs(e, f, b, n, vals, lr, NULL, err, errlen);
+}
+
+/* ---------------------------------------------------------------- metrics the driver computes */
+
+/* precision, recall, f1 (macro averages over classes, as sklearn's average='macro' with
+ * zero_division=0), the confusion matrix (rows: true class, columns: predicted), and the
+ * binary ROC AUC (Mann-Whitney: the probability that a positive outranks a negative, ties
+ * counting one half) over a whole split, from evaluate's per-sample metric outputs. */
+typedef struct DriverMetric {
+    int out;                 /* output index in evaluate */
+    MetricInfo mi;
+    void *pred;              /* one batch of predictions (i32) or scores (f32) */
+    int64_t *confusion;      /* classes x classes */
+    float *scores;           /* auc: every score and label of the split */
+    int32_t *labels;
+    int64_t count;
+} DriverMetric;
+
+enum { MAX_DRIVER_METRICS = 8 };
+
+static int driver_metrics_init(Func *f, int64_t batch, int64_t n, DriverMetric *dm) {
+    int k = 0;
+    for (int o = 0; o < f->nouts && k < MAX_DRIVER_METRICS; o++) {
+        MetricInfo mi;
+        if (f->outs[o].role != OUT_METRIC || !metric_info(f, o, &mi)) continue;
+        DriverMetric *m = &dm[k++];
+        memset(m, 0, sizeof *m);
+        m->out = o;
+        m->mi = mi;
+        m->pred = calloc((size_t)batch + 1, 4);
+        if (!strcmp(mi.kind, "auc")) {
+            m->scores = calloc((size_t)n + 1, sizeof *m->scores);
+            m->labels = calloc((size_t)n + 1, sizeof *m->labels);
+        } else {
+            m->confusion = calloc((size_t)(mi.classes * mi.classes) + 1, sizeof *m->confusion);
+        }
+    }
+    return k;
+}
+
+static void driver_metrics_add(DriverMetric *dm, int k, const int32_t *y, int64_t n) {
+    for (int i = 0; i < k; i++) {
+        DriverMetric *m = &dm[i];
+        for (int64_t r = 0; r < n; r++) {
+            if (m->scores) {
+                m->scores[m->count] = ((const float *)m->pred)[r];
+                m->labels[m->count++] = y[r];
+            } else {
+                int32_t t = y[r], p = ((const int32_t *)m->pred)[r];
+                if (t >= 0 && t < m->mi.classes && p >= 0 && p < m->mi.classes) m->confusion[t * m->mi.classes + p]++;
+            }
+        }
+    }
+}
+
+static int compare_score(const void *a, const void *b) {
+    float x = ((const float *)a)[0], y = ((const float *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+static double driver_metric_value(const DriverMetric *m) {
+    if (m->scores) {
+        /* rank-sum AUC with average ranks for ties */
+        float (*pairs)[2] = malloc((size_t)(m->count + 1) * sizeof *pairs);
+        for (int64_t i = 0; i < m->count; i++) pairs[i][0] = m->scores[i], pairs[i][1] = (float)(m->labels[i] > 0);
+        qsort(pairs, (size_t)m->count, sizeof *pairs, compare_score);
+        double rank_sum = 0, pos = 0;
+        for (int64_t i = 0; i < m->count;) {
+            int64_t j = i;
+            while (j < m->count && pairs[j][0] == pairs[i][0]) j++;
+            double avg = (double)(i + j + 1) / 2; /* ranks i+1 .. j */
+            for (int64_t q = i; q < j; q++)
+                if (pairs[q][1] > 0) rank_sum += avg, pos++;
+            i = j;
+        }
+        free(pairs);
+        double neg = (double)m->count - pos;
+        return pos > 0 && neg > 0 ? (rank_sum - pos * (pos + 1) / 2) / (pos * neg) : NAN;
+    }
+    int64_t C = m->mi.classes;
+    double total = 0;
+    for (int64_t c = 0; c < C; c++) {
+        double tp = (double)m->confusion[c * C + c], pred = 0, actual = 0;
+        for (int64_t q = 0; q < C; q++) pred += (double)m->confusion[q * C + c], actual += (double)m->confusion[c * C + q];
+        double precision = pred > 0 ? tp / pred : 0, recall = actual > 0 ? tp / actual : 0;
+        double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+        total += !strcmp(m->mi.kind, "precision") ? precision : !strcmp(m->mi.kind, "recall") ? recall : f1;
+    }
+    return C > 0 ? total / (double)C : NAN;
+}
+
+static void print_confusion(const DriverMetric *m) {
+    int64_t C = m->mi.classes;
+    printf("confusion matrix (rows: true class, columns: predicted class):\n      ");
+    for (int64_t c = 0; c < C; c++) printf(" %6" PRId64, c);
+    printf("\n");
+    for (int64_t t = 0; t < C; t++) {
+        printf("%6" PRId64, t);
+        for (int64_t c = 0; c < C; c++) printf(" %6" PRId64, m->confusion[t * C + c]);
+        printf("\n");
+    }
+}
+
+static void driver_metrics_free(DriverMetric *dm, int k) {
+    for (int i = 0; i < k; i++) {
+        free(dm[i].pred);
+        free(dm[i].confusion);
+        free(dm[i].scores);
+        free(dm[i].labels);
+    }
+}
+
+/* Mean of evaluate's scalars over a whole split (weighted by batch size), then the metrics
+ * the driver computes over the whole split (f1, auc, ...); with print_confusion, confusion
+ * matrices are printed. */
+static int evaluate_split(Exec *e, Func *f, const Dataset *d, const Split *s, int64_t batch, Scores *out,
+                          bool show_confusion) {
     scores_names(f, out);
     memset(out->values, 0, sizeof out->values);
+    DriverMetric dm[MAX_DRIVER_METRICS];
+    int ndm = d->has_y && d->y_dtype == DT_I32 && d->y_per == 1 ? driver_metrics_init(f, batch, s->n, dm) : 0;
+    void *outs[64] = {0};
+    for (int i = 0; i < ndm; i++) outs[dm[i].out] = dm[i].pred;
     Batcher b;
     batcher_init(&b, d, batch);
     int rc = 0;
@@ -478,13 +601,23 @@ static int evaluate_split(Exec *e, Func *f, const Dataset *d, const Split *s, in
         batcher_fill(&b, s, NULL, first, n);
         double vals[MAX_METRICS];
         char err[512];
-        rc = run_batch(e, f, &b, n, vals, NULL, err, sizeof err);
+        rc = run_batch_outs(e, f, &b, n, vals, NULL, outs, err, sizeof err);
         if (rc) {
             fprintf(stderr, "nnc: error: evaluation failed: %s\n", err);
             break;
         }
         for (int k = 0; k < out->count; k++) out->values[k] += vals[k] * (double)n / (double)s->n;
+        driver_metrics_add(dm, ndm, b.y, n);
     }
+    for (int i = 0; !rc && i < ndm; i++) {
+        if (!strcmp(dm[i].mi.kind, "confusion")) {
+            if (show_confusion) print_confusion(&dm[i]);
+        } else if (out->count < MAX_METRICS) {
+            out->names[out->count] = f->outs[dm[i].out].name;
+            out->values[out->count++] = driver_metric_value(&dm[i]);
+        }
+    }
+    driver_metrics_free(dm, ndm);
     batcher_free(&b);
     return rc;
 }
@@ -733,6 +866,7 @@ static int train_loop(TrainArgs *ta) {
     if (!ta->quiet)
         printf("training %s on %s: %" PRId64 " train, %" PRId64 " validation, %" PRId64 " test samples; batch %" PRId64 ", %" PRId64 " epochs, %s\n",
                m->name, d.name, d.train.n, d.val.n, d.test.n, batch, epochs, s.exec.use_interp ? "interpreter" : "compiled (JIT)");
+    fflush(stdout);
     FILE *log = NULL;
     if (ta->log) {
         log = fopen(ta->log, start_epoch ? "a" : "w");
@@ -786,7 +920,7 @@ static int train_loop(TrainArgs *ta) {
         double secs = nnrt_now() - t0;
         if (tty) fprintf(stderr, "\r\033[K");
         Scores va = {0};
-        if (d.val.n && evaluate_split(&s.exec, eval_fn, &d, &d.val, batch, &va)) {
+        if (d.val.n && evaluate_split(&s.exec, eval_fn, &d, &d.val, batch, &va, false)) {
             status = 1;
             break;
         }
@@ -839,7 +973,7 @@ static int train_loop(TrainArgs *ta) {
     }
     if (!status) {
         Scores te;
-        if (evaluate_split(&s.exec, eval_fn, &d, &d.test, batch, &te)) status = 1;
+        if (evaluate_split(&s.exec, eval_fn, &d, &d.test, batch, &te, !ta->quiet)) status = 1;
         else {
             char line[512];
             format_scores(line, sizeof line, "", &te);
@@ -954,7 +1088,7 @@ int cmd_eval(int argc, char **argv) {
     if (dataset_load(&d, s.m, &spec, s.m->train.validation)) { /* same splits, same statistics as training */
         preprocess(&d, s.m->train.preprocess);
         Scores te;
-        if (!evaluate_split(&s.exec, module_find_func(s.m, "evaluate"), &d, &d.test, s.m->max_batch, &te)) {
+        if (!evaluate_split(&s.exec, module_find_func(s.m, "evaluate"), &d, &d.test, s.m->max_batch, &te, true)) {
             char line[512];
             format_scores(line, sizeof line, "", &te);
             printf("test: %s\n", line);

@@ -30,7 +30,11 @@ int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) 
     if (out->diag.errors) return 1;
     for (int i = 0; i < out->nmodules; i++) {
         Module *m = out->modules[i];
-        if (opts->train_functions) {
+        /* a model without a loss (inference only) has nothing to train */
+        Func *loss = module_find_func(m, "loss");
+        bool has_loss = false;
+        for (int j = 0; loss && j < loss->nouts; j++) has_loss |= loss->outs[j].role == OUT_LOSS;
+        if (opts->train_functions && has_loss) {
             if (!grad_build(m)) return 1;
             if (!optim_build_train_step(m)) return 1;
         }

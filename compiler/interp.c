@@ -1099,7 +1099,8 @@ static int window_geometry(Run *r, const Attr *a, const ITensor *x, const ITenso
     if (g->ho < 0 || g->wo < 0)
         return fail(r, NNRT_EARG, "the %lld x %lld window (dilation %lld x %lld) does not fit "
                     "the padded %lld x %lld input", (long long)kh, (long long)kw, (long long)dh,
-                    (long long)dw, (long long)g->h, (long long)g->w);
+                    (long long)dw, (long long)(g->h + a->start[0] + a->start[2]),
+                    (long long)(g->w + a->start[1] + a->start[3]));
     if (y->dim[0] != g->n || y->dim[2] != g->ho || y->dim[3] != g->wo) {
         char b1[96], b2[96];
         return fail(r, NNRT_EARG, "output dims %s do not follow from input dims %s: expected "
@@ -1160,7 +1161,7 @@ static int eval_conv2d(Run *r, const Node *n, ITensor *out) {
     for (int64_t i = 0; i < g.n; i++)
         for (int64_t o = 0; o < g.co; o++) {
             const double *xg = x->data + (i * g.c + o / og * cg) * g.h * g.w; /* o's group */
-            const double *wo = w->data + o * cg * g.kh * g.kw;
+            const double *kernel = w->data + o * cg * g.kh * g.kw; /* o's weights */
             double *plane = out->data + (i * g.co + o) * g.ho * g.wo;
             for (int64_t oy = 0; oy < g.ho; oy++)
                 for (int64_t ox = 0; ox < g.wo; ox++) {
@@ -1170,7 +1171,7 @@ static int eval_conv2d(Run *r, const Node *n, ITensor *out) {
                             int64_t iy = window_tap(oy, g.sh, g.pt, ky, g.dh, g.h);
                             if (iy < 0) continue;
                             const double *row = xg + (c * g.h + iy) * g.w;
-                            const double *wrow = wo + (c * g.kh + ky) * g.kw;
+                            const double *wrow = kernel + (c * g.kh + ky) * g.kw;
                             for (int64_t kx = 0; kx < g.kw; kx++) {
                                 int64_t ix = window_tap(ox, g.sw, g.pl, kx, g.dw, g.w);
                                 if (ix >= 0) acc += row[ix] * wrow[kx];
@@ -1194,7 +1195,7 @@ static int eval_conv2d_grad_input(Run *r, const Node *n, ITensor *out) {
     for (int64_t i = 0; i < g.n; i++)
         for (int64_t o = 0; o < g.co; o++) {
             double *dxg = out->data + (i * g.c + o / og * cg) * g.h * g.w; /* o's group */
-            const double *wo = w->data + o * cg * g.kh * g.kw;
+            const double *kernel = w->data + o * cg * g.kh * g.kw; /* o's weights */
             const double *plane = dy->data + (i * g.co + o) * g.ho * g.wo;
             for (int64_t oy = 0; oy < g.ho; oy++)
                 for (int64_t ox = 0; ox < g.wo; ox++) {
@@ -1204,7 +1205,7 @@ static int eval_conv2d_grad_input(Run *r, const Node *n, ITensor *out) {
                             int64_t iy = window_tap(oy, g.sh, g.pt, ky, g.dh, g.h);
                             if (iy < 0) continue;
                             double *row = dxg + (c * g.h + iy) * g.w;
-                            const double *wrow = wo + (c * g.kh + ky) * g.kw;
+                            const double *wrow = kernel + (c * g.kh + ky) * g.kw;
                             for (int64_t kx = 0; kx < g.kw; kx++) {
                                 int64_t ix = window_tap(ox, g.sw, g.pl, kx, g.dw, g.w);
                                 if (ix >= 0) row[ix] += d * wrow[kx];

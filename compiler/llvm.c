@@ -41,6 +41,7 @@
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
@@ -859,14 +860,12 @@ static LLVMValueRef intrinsic1(Cg *cg, const char *name, LLVMValueRef x) {
     return call(cg, fty, fn, &x, 1);
 }
 
-/* llvm.NAME of two operands of one type (maximum: NaN-propagating max) */
-static LLVMValueRef intrinsic2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueRef y) {
-    LLVMTypeRef t = LLVMTypeOf(x);
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &t, 1);
-    LLVMValueRef args[2] = {x, y};
-    return call(cg, fty, fn, args, 2);
+/* max(acc, x) as interp.c takes it: a NaN sticks, the first of equal values stays.
+ * (llvm.maximum would do, but LLVM 19 cannot lower it for soft-float targets.) */
+static LLVMValueRef max_nan(Cg *cg, LLVMValueRef acc, LLVMValueRef x) {
+    LLVMValueRef pick = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, x, acc, ""), x, acc, "");
+    LLVMValueRef nan = LLVMBuildFCmp(cg->b, LLVMRealUNO, acc, x, "");
+    return LLVMBuildSelect(cg->b, nan, LLVMBuildFAdd(cg->b, acc, x, ""), pick, "");
 }
 
 static void declare_runtime(Cg *cg) {
@@ -1254,7 +1253,7 @@ static LLVMValueRef reduce_identity(Cg *cg, Op op, DType acc_dt) {
 static LLVMValueRef reduce_combine(Cg *cg, Op op, DType acc_dt, LLVMValueRef acc, LLVMValueRef x) {
     if (op == OP_max) /* a NaN sticks */
         return acc_dt == DT_I32 ? sel(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, x, acc, ""), x, acc)
-                                : intrinsic2(cg, "llvm.maximum", acc, x);
+                                : max_nan(cg, acc, x);
     return acc_dt == DT_I32 ? LLVMBuildAdd(cg->b, acc, x, "") : reassoc(f_add(cg, acc, x));
 }
 
@@ -1468,7 +1467,7 @@ static LLVMValueRef row_max(Cg *cg, DType dt, LLVMValueRef x, LLVMValueRef base,
     LLVMBuildStore(cg->b, LLVMConstReal(ty(cg, dt), -INFINITY), m);
     Loop l = loop_begin(cg, C, "rmax");
     LLVMValueRef e = load_at(cg, dt, x, add64(cg, base, l.iv));
-    LLVMBuildStore(cg->b, intrinsic2(cg, "llvm.maximum", load_var(cg, ty(cg, dt), m), e), m);
+    LLVMBuildStore(cg->b, max_nan(cg, load_var(cg, ty(cg, dt), m), e), m);
     loop_end(cg, &l);
     return load_var(cg, ty(cg, dt), m);
 }
@@ -2627,8 +2626,15 @@ int64_t llvm_max_work_bytes(const Module *m, bool embedded) {
     return max;
 }
 
+/* LLVM reports what it cannot do (e.g. an instruction a target cannot lower) through this,
+ * then exits: say so as nnc does. */
+static void llvm_fatal_error(const char *reason) {
+    fprintf(stderr, "nnc: error: LLVM cannot generate this code: %s\n", reason);
+}
+
 static void init_targets(bool all) {
     static bool native_done, all_done;
+    LLVMInstallFatalErrorHandler(llvm_fatal_error);
     if (all && !all_done) {
         LLVMInitializeAllTargetInfos();
         LLVMInitializeAllTargets();

@@ -614,6 +614,74 @@ int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
  * message lists the valid names). */
 int passes_run(Module *m, int opt_level, const char *dump_after, FILE *dump);
 
+/* Each pass returns how many nodes it rewrote (0: the function is unchanged), so that
+ * passes_run can repeat the -O2 round until nothing changes. */
+typedef int (*PassFn)(Func *f);
+
+/* ---- rewriting a function: every pass but dce rebuilds the node array in one forward walk.
+ * rewrite_begin moves the old nodes aside (f->nnodes becomes 0, the storage is reused); for
+ * each old node i in order, rewrite_node gives it with its inputs renamed to new refs, and the
+ * pass either appends it (possibly changed) with rewrite_keep or maps it to an existing new
+ * value with rewrite_forward. Topological order holds by construction. */
+typedef struct Rewrite {
+    Func *f;
+    Node *old;     /* the nodes before the rewrite (malloc'd copy) */
+    int nold;
+    Ref *map;      /* old ref -> new ref, for the old nodes visited so far */
+    bool *is_out;  /* old node i is the value of a metric output (its name is kept) */
+    int changes;   /* rewrites so far (the pass's return value) */
+} Rewrite;
+
+void rewrite_begin(Rewrite *rw, Func *f);
+Node rewrite_node(const Rewrite *rw, int i);
+/* Appends n as the new version of old node i; returns its new ref. */
+Ref rewrite_keep(Rewrite *rw, int i, const Node *n);
+/* Old node i (whose renamed form is n) becomes the new value r, which must have n's dtype
+ * and shape. r inherits n's source name when it has none. When n is a metric output whose
+ * name differs from r's (metric_info reads the label there), n is kept instead. Returns the
+ * new ref of node i. */
+Ref rewrite_forward(Rewrite *rw, int i, const Node *n, Ref r);
+/* Appends a node built from scratch (op, dtype, shape, inputs, attrs) with n's name and
+ * location, e.g. a folded constant; returns its ref. Not mapped to any old node. */
+Ref rewrite_emit(Rewrite *rw, const Node *like, Op op, DType dt, Shape shape, int nin,
+                 const Ref *in, const Attr *attr);
+/* Remaps the outputs and frees the scratch memory; returns rw->changes. */
+int rewrite_end(Rewrite *rw);
+
+/* True when r is a splat constant (attr.data NULL); its value in *v. */
+bool splat_const(const Func *f, Ref r, double *v);
+
+/* ================================================================ fold.c */
+
+/* Constant folding: a node whose inputs are all constants is evaluated by interp.c (f32
+ * mode, so the constant equals what compiled code would compute) and becomes a `const`. */
+int fold_constants(Func *f);
+
+/* ================================================================ simplify.c */
+
+/* Algebraic simplification: identities (x*1, x+0, x/1, x^1, --x), chains of transposes,
+ * reshapes, broadcasts and slices, no-op casts and reductions, constant selects,
+ * stop_gradient once gradients exist. Exact in IEEE arithmetic (see docs/passes.md). */
+int simplify(Func *f);
+
+/* ================================================================ cse.c */
+
+/* Common subexpression elimination over pure nodes (module tensor reads count as pure
+ * between two stores to the tensor). */
+int cse(Func *f);
+
+/* ================================================================ bnfold.c */
+
+/* Batchnorm folding: a per-channel affine chain (inference batchnorm, bias adds, scalings)
+ * after conv2d or a dense matmul becomes the layer's scaled weights and bias. Changes f32
+ * rounding (W * a before the product instead of after), so it runs at -O2 and above only. */
+int fold_batchnorm(Func *f);
+
+/* ================================================================ dce.c */
+
+/* Dead code elimination: removes nodes that reach no output and no store. */
+int dce(Func *f);
+
 /* ================================================================ exec.c */
 
 /* Runs a module's functions on compiled code (JIT) or the interpreter. The state buffer

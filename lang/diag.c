@@ -406,30 +406,37 @@ void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) {
 /* ---------------------------------------------------------------- suggestions */
 
 /* Levenshtein distance, or limit + 1 as soon as it is certain to exceed limit. */
+/* Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+ * adjacent characters each cost 1 ("trian" is one edit from "train"). Stops early once every
+ * entry of a row exceeds limit. */
 static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit) {
     if ((na > nb ? na - nb : nb - na) > limit) return limit + 1;
-    size_t stack_row[64];
-    size_t *row = nb + 1 <= 64 ? stack_row : malloc((nb + 1) * sizeof *row);
-    if (!row) return limit + 1;
-    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    size_t stack_rows[3 * 64];
+    size_t *mem = 3 * (nb + 1) <= 3 * 64 ? stack_rows : malloc(3 * (nb + 1) * sizeof *mem);
+    if (!mem) return limit + 1;
+    size_t *prev2 = mem, *prev = mem + (nb + 1), *row = mem + 2 * (nb + 1);
+    for (size_t j = 0; j <= nb; j++) prev[j] = j;
+    size_t result = limit + 1;
     for (size_t i = 1; i <= na; i++) {
-        size_t diag = row[0], best = row[0] = i;
+        size_t best = row[0] = i;
         for (size_t j = 1; j <= nb; j++) {
-            size_t up = row[j];
-            size_t v = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < v) v = up + 1;
+            size_t v = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < v) v = prev[j] + 1;
             if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
             row[j] = v;
-            diag = up;
             if (v < best) best = v;
         }
-        if (best > limit) {
-            if (row != stack_row) free(row);
-            return limit + 1;
-        }
+        if (best > limit) goto done;
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = row;
+        row = t;
     }
-    size_t result = row[nb];
-    if (row != stack_row) free(row);
+    result = prev[nb];
+done:
+    if (mem != stack_rows) free(mem);
     return result;
 }
 

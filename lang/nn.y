@@ -183,6 +183,7 @@ static void add_error_stmt(Parser *p, Block *b, SrcLoc error_loc);
 %type <expr> args subscripts subscript opt_expr list_items tuple_items
 %type <chain> pow_chain
 %type <count> minuses
+%type <str> arg_name
 
 %%
 
@@ -483,20 +484,36 @@ list_items
     | list_items "," expr   { $$ = $1; expr_add_item(p->arena, $$, $3); }
     ;
 
-/* args = arg { "," arg } [ "," ]     arg = expr | NAME "=" expr   (positional first) */
+/* A keyword argument's name may be a keyword: csv(path, label="class"). Inside a call a
+ * keyword cannot start anything else, so this adds no conflict. */
+arg_name
+    : NAME
+    | "label"     { $$ = "label"; }
+    | "input"     { $$ = "input"; }
+    | "output"    { $$ = "output"; }
+    | "loss"      { $$ = "loss"; }
+    | "metric"    { $$ = "metric"; }
+    | "param"     { $$ = "param"; }
+    | "state"     { $$ = "state"; }
+    | "const"     { $$ = "const"; }
+    | "model"     { $$ = "model"; }
+    | "train"     { $$ = "train"; }
+    ;
+
+/* args = arg { "," arg } [ "," ]     arg = expr | arg_name "=" expr   (positional first) */
 args
     : expr
         {
             $$ = mk_node(p, E_CALL, @1);
             add_call_arg(p, $$, NULL, @1, $1, @1);
         }
-    | NAME "=" expr
+    | arg_name "=" expr
         {
             $$ = mk_node(p, E_CALL, @1);
             add_call_arg(p, $$, $1, @1, $3, @$);
         }
     | args "," expr             { $$ = $1; add_call_arg(p, $$, NULL, @3, $3, @3); }
-    | args "," NAME "=" expr
+    | args "," arg_name "=" expr
         {
             $$ = $1;
             SrcLoc arg_loc = loc_span(@3, @5);

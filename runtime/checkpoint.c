@@ -88,6 +88,15 @@ static int find_tensor(const nnrt_model_info *info, const char *name) {
     return -1;
 }
 
+/* `<layer>.num_batches_tracked`: a scalar integer PyTorch's BatchNorm keeps in its state_dict,
+ * which nnc's batchnorm (momentum always set) never reads. Files from PyTorch load with it. */
+static bool is_batchnorm_counter(const nnrt_st_tensor *t) {
+    static const char suffix[] = ".num_batches_tracked";
+    size_t len = strlen(t->name), n = sizeof suffix - 1;
+    return len > n && !strcmp(t->name + len - n, suffix) && t->rank == 0 &&
+           (t->dtype == NNRT_I64 || t->dtype == NNRT_I32);
+}
+
 int nnrt_load(const nnrt_model_info *info, void *state, const char *path,
               unsigned required_mask, unsigned optional_mask, nnrt_error *err) {
     if (!info || !path) return nnrti_fail(err, NNRT_ENULL, "nnrt_load: NULL model info or path");
@@ -111,6 +120,10 @@ int nnrt_load(const nnrt_model_info *info, void *state, const char *path,
     for (int i = 0; i < file.n; i++) {
         const nnrt_st_tensor *f = &file.tensors[i];
         int m = find_tensor(info, f->name);
+        if (m < 0 && is_batchnorm_counter(f)) {
+            match[i] = -1; /* PyTorch's BatchNorm step count: nnc's batchnorm has no use for it */
+            continue;
+        }
         if (m < 0) {
             rc = nnrti_fail(err, NNRT_EMISMATCH,
                             "%s: tensor '%.100s' is in the file but not in model '%s'", path,
@@ -157,6 +170,7 @@ int nnrt_load(const nnrt_model_info *info, void *state, const char *path,
 
     /* 3. Only now touch the state. */
     for (int i = 0; i < file.n; i++) {
+        if (match[i] < 0) continue; /* skipped above */
         const nnrt_tensor_info *t = &info->tensors[match[i]];
         if (kind_in(required_mask | optional_mask, t->kind) && t->bytes)
             memcpy((char *)state + t->offset, file.tensors[i].data, (size_t)t->bytes);

@@ -169,8 +169,40 @@ static void test_bad_arguments(void) {
     CHECK_EQ(test_dir_entries(), 0);
 }
 
+/* PyTorch's BatchNorm state_dict holds '<layer>.num_batches_tracked' (int64 scalar): it loads
+ * (skipped); another unknown tensor, or a counter of another shape, is still refused. */
+static void test_torch_batchnorm_counter(void) {
+    unsigned char a[144], b[144];
+    nnrt_error err;
+    fill(a, sizeof a, 9);
+    memset(b, 0, sizeof b);
+    float w[12], bias[4], mean[4];
+    memcpy(w, a, sizeof w);
+    memcpy(bias, a + 48, sizeof bias);
+    memcpy(mean, a + 64, sizeof mean);
+    int64_t count = 5;
+    nnrt_st_tensor ts[4] = {
+        {"h1.weight", NNRT_F32, 2, {4, 3}, w, sizeof w},
+        {"h1.bias", NNRT_F32, 1, {4}, bias, sizeof bias},
+        {"bn.running_mean", NNRT_F32, 1, {4}, mean, sizeof mean},
+        {"bn.num_batches_tracked", NNRT_I64, 0, {0}, &count, sizeof count},
+    };
+    const char *path = test_path("torch.safetensors");
+    CHECK_EQ(nnrt_st_write(path, 4, ts, 0, NULL, NULL, &err), NNRT_OK);
+    CHECK_EQ(nnrt_load(&mlp, b, path, NNRT_KINDS_WEIGHTS, 0, &err), NNRT_OK);
+    CHECK(!memcmp(a, b, 80)); /* params and the running mean, byte for byte */
+
+    int64_t counts[2] = {1, 2};
+    ts[3] = (nnrt_st_tensor){"bn.num_batches_tracked", NNRT_I64, 1, {2}, counts, sizeof counts};
+    CHECK_EQ(nnrt_st_write(path, 4, ts, 0, NULL, NULL, &err), NNRT_OK);
+    CHECK_ERR(nnrt_load(&mlp, b, path, NNRT_KINDS_WEIGHTS, 0, &err), NNRT_EMISMATCH, err,
+              "tensor 'bn.num_batches_tracked' is in the file but not in model 'mlp'");
+    remove(path);
+}
+
 int main(void) {
     test_tmpdir();
+    test_torch_batchnorm_counter();
     test_round_trip();
     test_mismatch();
     test_bad_arguments();

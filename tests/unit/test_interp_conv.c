@@ -855,7 +855,7 @@ static void test_errors(void) {
     output(f, ir_node(f, OP_conv2d, DT_F32, SHAPE(1, 1, 4, 1, 3), 2,
                       (Ref[]){arg(f, "x", DT_F32, x_shape(&s)), arg(f, "w", DT_F32, w_shape(&s))},
                       &a));
-    EXPECT_ERROR(f, xw, "does not fit");
+    EXPECT_ERROR(f, xw, "the 3 x 3 window (dilation 3 x 1) does not fit the padded 5 x 5 input");
 
     f = new_func();
     a = conv_attr(&s);
