@@ -13,13 +13,13 @@
 /* ---------------------------------------------------------------- options */
 
 typedef struct OptSpec {
-    const char *name;  /* "--model" */
-    bool takes_value;  /* --model NAME or --model=NAME */
+    const char *name; /* "--model" */
+    bool takes_value; /* --model NAME or --model=NAME */
 } OptSpec;
 
 typedef struct Options {
     const char *file;
-    const char *values[16];  /* by OptSpec index; "" for flags that were given */
+    const char *values[16]; /* by OptSpec index; "" for flags that were given */
 } Options;
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg, const char *hint) {
@@ -30,8 +30,8 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg, const 
 }
 
 /* Parses argv against specs; returns -1 when fine, 0 after printing help, 2 on usage errors. */
-static int parse_options(const char *cmd, const char *help, const OptSpec *specs, int nspecs, int argc, char **argv,
-                         Options *o) {
+static int parse_options(const char *cmd, const char *help, const OptSpec *specs, int nspecs,
+                         int argc, char **argv, Options *o) {
     memset(o, 0, sizeof *o);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -53,17 +53,22 @@ static int parse_options(const char *cmd, const char *help, const OptSpec *specs
             const char *names[16];
             char given[128];
             snprintf(given, sizeof given, "%.*s", (int)(len < 100 ? len : 100), a);
-            for (int j = 0; j < nspecs; j++) names[j] = specs[j].name;
+            for (int j = 0; j < nspecs; j++)
+                names[j] = specs[j].name;
             const char *close = diag_closest(given, names, nspecs);
             char hint[160] = "";
             if (close) snprintf(hint, sizeof hint, "; did you mean '%s'?", close);
             return usage_error(cmd, "unknown option '%s'%s", given, hint);
         }
         if (specs[k].takes_value) {
-            if (eq) o->values[k] = eq + 1;
-            else if (i + 1 < argc) o->values[k] = argv[++i];
-            else return usage_error(cmd, "option '%s' needs a value%s", specs[k].name, "");
-            if (!o->values[k][0]) return usage_error(cmd, "option '%s' needs a value%s", specs[k].name, "");
+            if (eq)
+                o->values[k] = eq + 1;
+            else if (i + 1 < argc)
+                o->values[k] = argv[++i];
+            else
+                return usage_error(cmd, "option '%s' needs a value%s", specs[k].name, "");
+            if (!o->values[k][0])
+                return usage_error(cmd, "option '%s' needs a value%s", specs[k].name, "");
         } else {
             if (eq) return usage_error(cmd, "option '%s' takes no value%s", specs[k].name, "");
             o->values[k] = "";
@@ -82,7 +87,8 @@ static int pick_models(DriverResult *r, const char *name, Module ***out) {
     Module *m = driver_pick_model(r, name);
     if (!m) {
         const char **names = arena_alloc(r->arena, (size_t)(r->nmodules + 1) * sizeof *names);
-        for (int i = 0; i < r->nmodules; i++) names[i] = r->modules[i]->name;
+        for (int i = 0; i < r->nmodules; i++)
+            names[i] = r->modules[i]->name;
         const char *close = diag_closest(name, names, r->nmodules);
         if (close) fprintf(stderr, "nnc: note: did you mean '%s'?\n", close);
         return -1;
@@ -121,7 +127,8 @@ int cmd_check(int argc, char **argv) {
 /* ---------------------------------------------------------------- dump */
 
 static const char dump_help[] =
-    "usage: nnc dump FILE.nn [--ir | --ast] [--fn=NAME] [--model NAME] [--dump-after=PASS] [-O0..3]\n"
+    "usage: nnc dump FILE.nn [--ir | --ast] [--fn=NAME] [--model NAME] [--dump-after=PASS] "
+    "[-O0..3]\n"
     "\n"
     "Prints the IR of every model (module tensors, then each function), or the AST.\n"
     "\n"
@@ -136,14 +143,15 @@ static const char dump_help[] =
     "                    as lowered; -O2 with --dump-after)\n";
 
 int cmd_dump(int argc, char **argv) {
-    static const OptSpec specs[] = {{"--ir", false},         {"--ast", false}, {"--fn", true}, {"--model", true},
-                                    {"--dump-after", true}, {"-O0", false},   {"-O1", false}, {"-O2", false},
-                                    {"-O3", false}};
+    static const OptSpec specs[] = {{"--ir", false},   {"--ast", false},       {"--fn", true},
+                                    {"--model", true}, {"--dump-after", true}, {"-O0", false},
+                                    {"-O1", false},    {"-O2", false},         {"-O3", false}};
     enum { IR, AST, FN, MODEL, AFTER };
     Options o;
     int rc = parse_options("dump", dump_help, specs, 9, argc, argv, &o);
     if (rc >= 0) return rc;
-    if (o.values[IR] && o.values[AST]) return usage_error("dump", "--ir and --ast exclude each other%s%s", "", "");
+    if (o.values[IR] && o.values[AST])
+        return usage_error("dump", "--ir and --ast exclude each other%s%s", "", "");
     const char *after = o.values[AFTER]; /* passes_run validates the name (exit 2) */
     if (o.values[AST]) {
         Source *src = source_read(o.file);
@@ -160,7 +168,8 @@ int cmd_dump(int argc, char **argv) {
     }
     const char *fn = o.values[FN];
     DriverOptions dopts = {.verify = true,
-                           .train_functions = fn && (!strcmp(fn, "grad") || !strcmp(fn, "train_step"))};
+                           .train_functions =
+                               fn && (!strcmp(fn, "grad") || !strcmp(fn, "train_step"))};
     /* the IR as lowered unless a level or a pass is asked for (then -O2 by default) */
     dopts.set_opt = true;
     dopts.opt_level = after ? 2 : 0;
@@ -183,7 +192,8 @@ int cmd_dump(int argc, char **argv) {
             snprintf(head, sizeof head, "func %s(", fn);
             const char *start = captured ? strstr(captured, head) : NULL;
             const char *end = start ? strstr(start, "\n}\n") : NULL;
-            if (start && end) fwrite(start, 1, (size_t)(end - start) + 3, stdout);
+            if (start && end)
+                fwrite(start, 1, (size_t)(end - start) + 3, stdout);
             else if (!rc) {
                 fprintf(stderr, "nnc dump: error: no function '%s' after '%s'\n", fn, after);
                 rc = 2;
@@ -198,15 +208,18 @@ int cmd_dump(int argc, char **argv) {
     if (n < 0) rc = 1;
     for (int i = 0; i < n && !rc; i++) {
         if (fn && !module_find_func(mods[i], fn)) {
-            const char **names = arena_alloc(r.arena, (size_t)(mods[i]->nfuncs + 2) * sizeof *names);
+            const char **names =
+                arena_alloc(r.arena, (size_t)(mods[i]->nfuncs + 2) * sizeof *names);
             char list[256] = "";
             for (int j = 0; j < mods[i]->nfuncs; j++) {
                 names[j] = mods[i]->funcs[j]->name;
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", names[j]);
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
+                         names[j]);
             }
             const char *close = diag_closest(fn, names, mods[i]->nfuncs);
-            fprintf(stderr, "nnc dump: error: model '%s' has no function '%s'%s%s%s (it has: %s)\n", mods[i]->name, fn,
-                    close ? "; did you mean '" : "", close ? close : "", close ? "'?" : "", list);
+            fprintf(stderr, "nnc dump: error: model '%s' has no function '%s'%s%s%s (it has: %s)\n",
+                    mods[i]->name, fn, close ? "; did you mean '" : "", close ? close : "",
+                    close ? "'?" : "", list);
             rc = 2;
             break;
         }
@@ -246,14 +259,17 @@ static void print_summary(const Module *m) {
     enum { NCOLS = 6 };
     static const char *const heads[NCOLS] = {"layer", "kind", "output", "params", "MACs", "FLOPs"};
     int width[NCOLS];
-    for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(heads[c]);
+    for (int c = 0; c < NCOLS; c++)
+        width[c] = (int)strlen(heads[c]);
     char buf[160];
     int64_t params = 0, macs = 0, flops = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const LayerInfo *l = &m->layers[i];
-        int w[NCOLS] = {(int)strlen(l->name), (int)strlen(l->kind),
+        int w[NCOLS] = {(int)strlen(l->name),
+                        (int)strlen(l->kind),
                         (int)strlen(shape_str(&l->out_shape, buf, sizeof buf)),
-                        (int)strlen(thousands(buf, sizeof buf, l->params)), (int)strlen(thousands(buf, sizeof buf, l->macs)),
+                        (int)strlen(thousands(buf, sizeof buf, l->params)),
+                        (int)strlen(thousands(buf, sizeof buf, l->macs)),
                         (int)strlen(thousands(buf, sizeof buf, l->flops))};
         for (int c = 0; c < NCOLS; c++)
             if (w[c] > width[c]) width[c] = w[c];
@@ -270,17 +286,18 @@ static void print_summary(const Module *m) {
     if ((int)strlen(tf) > width[5]) width[5] = (int)strlen(tf);
 
     printf("model %s\n\n", m->name);
-    printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n", width[0], heads[0], width[1], heads[1], width[2], heads[2], width[3],
-           heads[3], width[4], heads[4], width[5], heads[5]);
+    printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n", width[0], heads[0], width[1], heads[1], width[2],
+           heads[2], width[3], heads[3], width[4], heads[4], width[5], heads[5]);
     for (int i = 0; i < m->nlayers; i++) {
         const LayerInfo *l = &m->layers[i];
         char p[32], a[32], f[32];
-        printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n", width[0], l->name, width[1], l->kind, width[2],
-               shape_str(&l->out_shape, buf, sizeof buf), width[3], thousands(p, sizeof p, l->params), width[4],
-               thousands(a, sizeof a, l->macs), width[5], thousands(f, sizeof f, l->flops));
+        printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n", width[0], l->name, width[1], l->kind,
+               width[2], shape_str(&l->out_shape, buf, sizeof buf), width[3],
+               thousands(p, sizeof p, l->params), width[4], thousands(a, sizeof a, l->macs),
+               width[5], thousands(f, sizeof f, l->flops));
     }
-    printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n\n", width[0], "total", width[1], "", width[2], "", width[3], tp, width[4],
-           tm, width[5], tf);
+    printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n\n", width[0], "total", width[1], "", width[2], "",
+           width[3], tp, width[4], tm, width[5], tf);
 
     int64_t state_values = 0, param_bytes = 0;
     for (int i = 0; i < m->ntensors; i++) {
@@ -292,7 +309,8 @@ static void print_summary(const Module *m) {
     printf("parameters: %s (%s bytes)\n", tp, thousands(pb, sizeof pb, param_bytes));
     printf("state values (not trained): %s\n", thousands(sv, sizeof sv, state_values));
     printf("per sample: %s MACs, %s FLOPs\n", tm, tf);
-    printf("state bytes: %s (params, states and counters, 64-byte aligned; training adds optimizer slots)\n",
+    printf("state bytes: %s (params, states and counters, 64-byte aligned; training adds optimizer "
+           "slots)\n",
            thousands(sb, sizeof sb, m->state_bytes));
 }
 

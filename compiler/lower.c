@@ -18,24 +18,61 @@
 
 #define F (sema_func(s))
 
-static Value tv(Sema *s, Ref r) { return value_tensor(F, r); }
-static Ref scalar(Sema *s, double v) { return ir_scalar(F, v); }
-static Ref add(Sema *s, Ref a, Ref b) { return ir_binary(F, OP_add, a, b); }
-static Ref sub(Sema *s, Ref a, Ref b) { return ir_binary(F, OP_sub, a, b); }
-static Ref mul(Sema *s, Ref a, Ref b) { return ir_binary(F, OP_mul, a, b); }
-static Ref divide(Sema *s, Ref a, Ref b) { return ir_binary(F, OP_div, a, b); }
-static Ref unary(Sema *s, Op op, Ref x) { return ir_unary(F, op, x); }
-static const Shape *shape_of(Sema *s, Ref r) { return &F->nodes[r].shape; }
+static Value tv(Sema *s, Ref r) {
+    return value_tensor(F, r);
+}
+static Ref scalar(Sema *s, double v) {
+    return ir_scalar(F, v);
+}
+/* An elementwise binary node; float operands of different widths meet in the wider one
+ * (a splat constant is rebuilt in that type), so builtins work on f64 tensors too. */
+static Ref bin(Sema *s, Op op, Ref a, Ref b) {
+    DType da = F->nodes[a].dtype, db = F->nodes[b].dtype;
+    if (da != db && da != DT_I32 && db != DT_I32) {
+        Ref *narrow = da == DT_F32 ? &a : &b;
+        Node *n = &F->nodes[*narrow];
+        if (n->op == OP_const && !n->attr.data)
+            *narrow = ir_const(F, DT_F64, n->shape, n->attr.f[0]);
+        else
+            *narrow = ir_cast(F, *narrow, DT_F64);
+    }
+    return ir_binary(F, op, a, b);
+}
+static Ref add(Sema *s, Ref a, Ref b) {
+    return bin(s, OP_add, a, b);
+}
+static Ref sub(Sema *s, Ref a, Ref b) {
+    return bin(s, OP_sub, a, b);
+}
+static Ref mul(Sema *s, Ref a, Ref b) {
+    return bin(s, OP_mul, a, b);
+}
+static Ref divide(Sema *s, Ref a, Ref b) {
+    return bin(s, OP_div, a, b);
+}
+static Ref unary(Sema *s, Op op, Ref x) {
+    return ir_unary(F, op, x);
+}
+static const Shape *shape_of(Sema *s, Ref r) {
+    return &F->nodes[r].shape;
+}
 
-static uint32_t all_axes(int rank) { return rank ? (uint32_t)((1u << rank) - 1) : 0; }
-static Ref mean_all(Sema *s, Ref x) { return ir_reduce(F, OP_mean, x, all_axes(shape_of(s, x)->rank), false); }
-static Ref sum_all(Sema *s, Ref x) { return ir_reduce(F, OP_sum, x, all_axes(shape_of(s, x)->rank), false); }
+static uint32_t all_axes(int rank) {
+    return rank ? (uint32_t)((1u << rank) - 1) : 0;
+}
+static Ref mean_all(Sema *s, Ref x) {
+    return ir_reduce(F, OP_mean, x, all_axes(shape_of(s, x)->rank), false);
+}
+static Ref sum_all(Sema *s, Ref x) {
+    return ir_reduce(F, OP_sum, x, all_axes(shape_of(s, x)->rank), false);
+}
 
 /* x[..., start:start+len, ...] along one axis (not the batch axis). */
 static Ref slice_axis(Sema *s, Ref x, int axis, int64_t start, int64_t len) {
     Shape out = *shape_of(s, x);
     int64_t st[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
-    for (int i = 0; i < IR_MAX_RANK; i++) step[i] = 1;
+    for (int i = 0; i < IR_MAX_RANK; i++)
+        step[i] = 1;
     st[axis] = start;
     out.dim[axis] = len;
     return ir_slice(F, x, st, step, out);
@@ -66,7 +103,9 @@ static Shape shape_insert(const Shape *in, int axis, int64_t dim) {
     return s;
 }
 
-static bool is_batch_axis(const Shape *sh, int axis) { return sh->batch_mask >> axis & 1; }
+static bool is_batch_axis(const Shape *sh, int axis) {
+    return sh->batch_mask >> axis & 1;
+}
 
 static Ref const_data(Sema *s, DType dt, Shape sh, const double *data) {
     Attr a = {.data = data};
@@ -82,18 +121,27 @@ static Ref axis_count(Sema *s, const Shape *sh, int axis) {
 
 /* ---------------------------------------------------------------- argument checks */
 
-static const char *tstr(Sema *s, const Value *v) { return value_type_str(s, v); }
+static const char *tstr(Sema *s, const Value *v) {
+    return value_type_str(s, v);
+}
 
 /* arg i must be a tensor; float when want_float. */
 static bool tensor_arg(Sema *s, Call *c, int i, bool want_float) {
     Value *v = &c->arg[i];
     if (v->kind != V_TENSOR) {
-        sema_error(s, c->arg_loc[i], "%s expects a tensor for '%s', got %s", c->builtin->name, c->arg_name[i], tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s expects a tensor for '%s', got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
+        return false;
+    }
+    if (want_float && c->builtin->kind == BK_PARAMS && v->dtype != DT_F32) {
+        sema_error(s, c->arg_loc[i], "%s expects an f32 tensor for '%s' (its parameters are f32), got %s",
+                   c->builtin->name, c->arg_name[i], tstr(s, v));
+        sema_note_origin(s, v);
         return false;
     }
     if (want_float && v->dtype == DT_I32) {
-        sema_error(s, c->arg_loc[i], "%s expects a float tensor for '%s', got %s", c->builtin->name, c->arg_name[i],
-                   tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s expects a float tensor for '%s', got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
         sema_note_origin(s, v);
         return false;
     }
@@ -103,16 +151,17 @@ static bool tensor_arg(Sema *s, Call *c, int i, bool want_float) {
 static bool int_arg(Sema *s, Call *c, int i, int64_t lo, int64_t *out) {
     Value *v = &c->arg[i];
     if (v->kind != V_NUM || !v->is_int) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer, got %s", c->builtin->name, c->arg_name[i], tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer, got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
         return false;
     }
     if (v->num < (double)lo || v->num > 1e12) {
         if (lo == 1)
-            sema_error(s, c->arg_loc[i], "%s: '%s' must be a positive integer, got %lld", c->builtin->name,
-                       c->arg_name[i], (long long)v->num);
+            sema_error(s, c->arg_loc[i], "%s: '%s' must be a positive integer, got %lld",
+                       c->builtin->name, c->arg_name[i], (long long)v->num);
         else
-            sema_error(s, c->arg_loc[i], "%s: '%s' must be at least %lld, got %lld", c->builtin->name, c->arg_name[i],
-                       (long long)lo, (long long)v->num);
+            sema_error(s, c->arg_loc[i], "%s: '%s' must be at least %lld, got %lld",
+                       c->builtin->name, c->arg_name[i], (long long)lo, (long long)v->num);
         return false;
     }
     *out = (int64_t)v->num;
@@ -122,7 +171,8 @@ static bool int_arg(Sema *s, Call *c, int i, int64_t lo, int64_t *out) {
 static bool num_arg(Sema *s, Call *c, int i, double *out) {
     Value *v = &c->arg[i];
     if (v->kind != V_NUM) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be a number, got %s", c->builtin->name, c->arg_name[i], tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be a number, got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
         return false;
     }
     *out = v->num;
@@ -133,8 +183,8 @@ static bool num_arg(Sema *s, Call *c, int i, double *out) {
 static bool range_arg(Sema *s, Call *c, int i, double lo, double hi, bool hi_open, double *out) {
     if (!num_arg(s, c, i, out)) return false;
     if (*out < lo || *out > hi || (hi_open && *out == hi)) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be in [%g, %g%s, got %g", c->builtin->name, c->arg_name[i], lo, hi,
-                   hi_open ? ")" : "]", *out);
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be in [%g, %g%s, got %g", c->builtin->name,
+                   c->arg_name[i], lo, hi, hi_open ? ")" : "]", *out);
         return false;
     }
     return true;
@@ -143,7 +193,8 @@ static bool range_arg(Sema *s, Call *c, int i, double lo, double hi, bool hi_ope
 static bool positive_arg(Sema *s, Call *c, int i, double *out) {
     if (!num_arg(s, c, i, out)) return false;
     if (!(*out > 0)) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be positive, got %g", c->builtin->name, c->arg_name[i], *out);
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be positive, got %g", c->builtin->name,
+                   c->arg_name[i], *out);
         return false;
     }
     return true;
@@ -152,8 +203,8 @@ static bool positive_arg(Sema *s, Call *c, int i, double *out) {
 static bool bool_arg(Sema *s, Call *c, int i, bool *out) {
     Value *v = &c->arg[i];
     if (v->kind != V_BOOL) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be true or false, got %s", c->builtin->name, c->arg_name[i],
-                   tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be true or false, got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
         return false;
     }
     *out = v->num != 0;
@@ -163,18 +214,21 @@ static bool bool_arg(Sema *s, Call *c, int i, bool *out) {
 /* A string (or a bare name such as tanh) among choices; returns its index or -1. */
 static int choice_arg(Sema *s, Call *c, int i, const char *const *choices, int n) {
     Value *v = &c->arg[i];
-    const char *text = v->kind == V_STR ? v->str : v->kind == V_FUNC && v->builtin ? v->builtin->name : NULL;
+    const char *text = v->kind == V_STR                  ? v->str
+                       : v->kind == V_FUNC && v->builtin ? v->builtin->name
+                                                         : NULL;
     for (int k = 0; text && k < n; k++)
         if (!strcmp(text, choices[k])) return k;
     const char *list = "";
-    for (int k = 0; k < n; k++) list = arena_printf(sema_arena(s), "%s%s\"%s\"", list, k ? ", " : "", choices[k]);
+    for (int k = 0; k < n; k++)
+        list = arena_printf(sema_arena(s), "%s%s\"%s\"", list, k ? ", " : "", choices[k]);
     const char *close = text ? diag_closest(text, choices, n) : NULL;
     if (close)
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be one of %s, got \"%s\"; did you mean \"%s\"?", c->builtin->name,
-                   c->arg_name[i], list, text, close);
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be one of %s, got \"%s\"; did you mean \"%s\"?",
+                   c->builtin->name, c->arg_name[i], list, text, close);
     else
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be one of %s, got %s", c->builtin->name, c->arg_name[i], list,
-                   tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be one of %s, got %s", c->builtin->name,
+                   c->arg_name[i], list, tstr(s, v));
     return -1;
 }
 
@@ -189,33 +243,38 @@ static bool pair_arg(Sema *s, Call *c, int i, int64_t lo, int64_t out[2]) {
         bool ok = true;
         for (int k = 0; k < 2; k++) {
             Value *it = &v->items[k];
-            if (it->kind != V_NUM || !it->is_int || it->num < (double)lo || it->num > 1e9) ok = false;
-            else out[k] = (int64_t)it->num;
+            if (it->kind != V_NUM || !it->is_int || it->num < (double)lo || it->num > 1e9)
+                ok = false;
+            else
+                out[k] = (int64_t)it->num;
         }
         if (ok) return true;
     }
-    sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer >= %lld or a pair of them, got %s", c->builtin->name,
-               c->arg_name[i], (long long)lo, tstr(s, v));
+    sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer >= %lld or a pair of them, got %s",
+               c->builtin->name, c->arg_name[i], (long long)lo, tstr(s, v));
     return false;
 }
 
 /* An axis of a tensor of rank `rank`, negative counting from the end. */
 static bool axis_value(Sema *s, Call *c, int i, const Value *v, int rank, int *out) {
     if (v->kind != V_NUM || !v->is_int) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer axis, got %s", c->builtin->name, c->arg_name[i],
-                   tstr(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be an integer axis, got %s", c->builtin->name,
+                   c->arg_name[i], tstr(s, v));
         return false;
     }
     int64_t a = (int64_t)v->num;
     if (a < -rank || a >= rank) {
-        sema_error(s, c->arg_loc[i], "%s: axis %lld is out of range for rank %d", c->builtin->name, (long long)a, rank);
+        sema_error(s, c->arg_loc[i], "%s: axis %lld is out of range for rank %d", c->builtin->name,
+                   (long long)a, rank);
         return false;
     }
     *out = (int)(a < 0 ? a + rank : a);
     return true;
 }
 
-static bool axis_arg(Sema *s, Call *c, int i, int rank, int *out) { return axis_value(s, c, i, &c->arg[i], rank, out); }
+static bool axis_arg(Sema *s, Call *c, int i, int rank, int *out) {
+    return axis_value(s, c, i, &c->arg[i], rank, out);
+}
 
 /* none = every axis; an integer; or a tuple of distinct axes. */
 static bool axes_arg(Sema *s, Call *c, int i, int rank, uint32_t *out) {
@@ -256,7 +315,8 @@ static bool rank_check(Sema *s, Call *c, int i, int lo, int hi, const char *expe
 static bool last_not_batch(Sema *s, Call *c, int i, const char *what) {
     Value *v = &c->arg[i];
     if (v->shape.rank && is_batch_axis(&v->shape, v->shape.rank - 1)) {
-        sema_error(s, c->arg_loc[i], "%s: the last axis of %s holds the %s and cannot be the batch axis",
+        sema_error(s, c->arg_loc[i],
+                   "%s: the last axis of %s holds the %s and cannot be the batch axis",
                    c->builtin->name, tstr(s, v), what);
         sema_note_origin(s, v);
         return false;
@@ -268,12 +328,18 @@ static bool last_not_batch(Sema *s, Call *c, int i, const char *what) {
 
 static const char *op_text(int op) {
     switch (op) {
-    case '+': return "+";
-    case '-': return "-";
-    case '*': return "*";
-    case '/': return "/";
-    case '^': return "^";
-    case '@': return "@";
+    case '+':
+        return "+";
+    case '-':
+        return "-";
+    case '*':
+        return "*";
+    case '/':
+        return "/";
+    case '^':
+        return "^";
+    case '@':
+        return "@";
     }
     return "?";
 }
@@ -281,9 +347,15 @@ static const char *op_text(int op) {
 static Value fold(Sema *s, SrcLoc loc, int op, Value a, Value b) {
     double x = a.num, y = b.num, r = 0;
     switch (op) {
-    case '+': r = x + y; break;
-    case '-': r = x - y; break;
-    case '*': r = x * y; break;
+    case '+':
+        r = x + y;
+        break;
+    case '-':
+        r = x - y;
+        break;
+    case '*':
+        r = x * y;
+        break;
     case '/':
         if (y == 0) {
             sema_error(s, loc, "division by zero in a constant expression");
@@ -291,7 +363,9 @@ static Value fold(Sema *s, SrcLoc loc, int op, Value a, Value b) {
         }
         r = x / y;
         break;
-    case '^': r = pow(x, y); break;
+    case '^':
+        r = pow(x, y);
+        break;
     default:
         sema_error(s, loc, "'%s' needs tensors, got two numbers", op_text(op));
         return value_error();
@@ -314,13 +388,15 @@ static Value num_tensor(Sema *s, const Value *n, DType dt) {
 
 static Value matmul(Sema *s, SrcLoc loc, Value a, Value b) {
     if (a.dtype == DT_I32 || b.dtype == DT_I32 || a.dtype != b.dtype) {
-        sema_error(s, loc, "'@' needs two float tensors of the same type, got %s and %s", tstr(s, &a), tstr(s, &b));
+        sema_error(s, loc, "'@' needs two float tensors of the same type, got %s and %s",
+                   tstr(s, &a), tstr(s, &b));
         sema_note_origin(s, &a);
         sema_note_origin(s, &b);
         return value_error();
     }
     if (a.shape.rank == 0 || b.shape.rank == 0) {
-        sema_error(s, loc, "'@' needs tensors of rank 1 or more, got %s and %s", tstr(s, &a), tstr(s, &b));
+        sema_error(s, loc, "'@' needs tensors of rank 1 or more, got %s and %s", tstr(s, &a),
+                   tstr(s, &b));
         return value_error();
     }
     Ref ra = a.ref, rb = b.ref;
@@ -331,10 +407,13 @@ static Value matmul(Sema *s, SrcLoc loc, Value a, Value b) {
     int ka = sa.rank - 1, kb = sb.rank - 2;
     if (sa.dim[ka] != sb.dim[kb] || is_batch_axis(&sa, ka) != is_batch_axis(&sb, kb)) {
         char da[32], db[32];
-        snprintf(da, sizeof da, "%s%lld", is_batch_axis(&sa, ka) ? "batch*" : "", (long long)sa.dim[ka]);
-        snprintf(db, sizeof db, "%s%lld", is_batch_axis(&sb, kb) ? "batch*" : "", (long long)sb.dim[kb]);
-        sema_error(s, loc, "matmul inner dimensions differ: %s @ %s (%s vs %s)", tstr(s, &a), tstr(s, &b),
-                   strncmp(da, "batch*1", 8) ? da : "batch", strncmp(db, "batch*1", 8) ? db : "batch");
+        snprintf(da, sizeof da, "%s%lld", is_batch_axis(&sa, ka) ? "batch*" : "",
+                 (long long)sa.dim[ka]);
+        snprintf(db, sizeof db, "%s%lld", is_batch_axis(&sb, kb) ? "batch*" : "",
+                 (long long)sb.dim[kb]);
+        sema_error(s, loc, "matmul inner dimensions differ: %s @ %s (%s vs %s)", tstr(s, &a),
+                   tstr(s, &b), strncmp(da, "batch*1", 8) ? da : "batch",
+                   strncmp(db, "batch*1", 8) ? db : "batch");
         sema_note_origin(s, &a);
         sema_note_origin(s, &b);
         return value_error();
@@ -348,7 +427,8 @@ static Value matmul(Sema *s, SrcLoc loc, Value a, Value b) {
         Ref t = ir_matmul(F, rb, ra, true, true);
         int perm[IR_MAX_RANK];
         int rank = shape_of(s, t)->rank;
-        for (int i = 0; i < rank; i++) perm[i] = i;
+        for (int i = 0; i < rank; i++)
+            perm[i] = i;
         perm[rank - 2] = rank - 1;
         perm[rank - 1] = rank - 2;
         r = ir_transpose(F, t, perm);
@@ -360,7 +440,8 @@ static Value matmul(Sema *s, SrcLoc loc, Value a, Value b) {
         la.batch_mask &= (uint8_t)((1u << la.rank) - 1);
         lb.batch_mask &= (uint8_t)((1u << lb.rank) - 1);
         if (!shape_broadcast(&la, &lb, &lead) || lead.rank + 2 > IR_MAX_RANK) {
-            sema_error(s, loc, "the leading axes of %s @ %s do not broadcast", tstr(s, &a), tstr(s, &b));
+            sema_error(s, loc, "the leading axes of %s @ %s do not broadcast", tstr(s, &a),
+                       tstr(s, &b));
             sema_note_origin(s, &a);
             sema_note_origin(s, &b);
             return value_error();
@@ -372,8 +453,10 @@ static Value matmul(Sema *s, SrcLoc loc, Value a, Value b) {
         tb.dim[lead.rank] = sb.dim[sb.rank - 2];
         tb.dim[lead.rank + 1] = sb.dim[sb.rank - 1];
         for (int k = 0; k < 2; k++) {
-            if (is_batch_axis(&sa, sa.rank - 2 + k)) ta.batch_mask |= (uint8_t)(1u << (lead.rank + k));
-            if (is_batch_axis(&sb, sb.rank - 2 + k)) tb.batch_mask |= (uint8_t)(1u << (lead.rank + k));
+            if (is_batch_axis(&sa, sa.rank - 2 + k))
+                ta.batch_mask |= (uint8_t)(1u << (lead.rank + k));
+            if (is_batch_axis(&sb, sb.rank - 2 + k))
+                tb.batch_mask |= (uint8_t)(1u << (lead.rank + k));
         }
         r = ir_matmul(F, ir_broadcast(F, ra, ta), ir_broadcast(F, rb, tb), false, false);
     }
@@ -397,7 +480,8 @@ Value lower_binary(Sema *s, SrcLoc loc, int op, Value a, Value b) {
     bool na = a.kind == V_NUM, nb = b.kind == V_NUM;
     if (na && nb) return fold(s, loc, op, a, b);
     if ((!na && a.kind != V_TENSOR) || (!nb && b.kind != V_TENSOR)) {
-        sema_error(s, loc, "'%s' needs numbers or tensors, got %s and %s", op_text(op), tstr(s, &a), tstr(s, &b));
+        sema_error(s, loc, "'%s' needs numbers or tensors, got %s and %s", op_text(op), tstr(s, &a),
+                   tstr(s, &b));
         return value_error();
     }
     const Stmt *label = a.label ? a.label : b.label;
@@ -412,28 +496,39 @@ Value lower_binary(Sema *s, SrcLoc loc, int op, Value a, Value b) {
     }
     /* dtypes: i32 combines with i32 (except / and ^, which are float); otherwise float */
     DType dt;
-    if (na) dt = b.dtype;
-    else if (nb) dt = a.dtype;
-    else if (a.dtype == b.dtype) dt = a.dtype;
-    else if (a.dtype == DT_I32) dt = b.dtype;
-    else if (b.dtype == DT_I32) dt = a.dtype;
+    if (na)
+        dt = b.dtype;
+    else if (nb)
+        dt = a.dtype;
+    else if (a.dtype == b.dtype)
+        dt = a.dtype;
+    else if (a.dtype == DT_I32)
+        dt = b.dtype;
+    else if (b.dtype == DT_I32)
+        dt = a.dtype;
     else {
-        sema_error(s, loc, "'%s' mixes %s and %s; both sides must have the same float type", op_text(op), tstr(s, &a),
-                   tstr(s, &b));
+        sema_error(s, loc, "'%s' mixes %s and %s; both sides must have the same float type",
+                   op_text(op), tstr(s, &a), tstr(s, &b));
         return value_error();
     }
-    if (dt == DT_I32 && (op == '/' || op == '^' || (na && !a.is_int) || (nb && !b.is_int))) dt = DT_F32;
+    if (dt == DT_I32 && (op == '/' || op == '^' || (na && !a.is_int) || (nb && !b.is_int)))
+        dt = DT_F32;
     if (na) a = num_tensor(s, &a, dt);
     if (nb) b = num_tensor(s, &b, dt);
     Shape out;
     if (!shape_broadcast(&a.shape, &b.shape, &out)) {
-        sema_error(s, loc, "shapes %s and %s do not broadcast in '%s'", tstr(s, &a), tstr(s, &b), op_text(op));
+        sema_error(s, loc, "shapes %s and %s do not broadcast in '%s'", tstr(s, &a), tstr(s, &b),
+                   op_text(op));
         sema_note_origin(s, &a);
         sema_note_origin(s, &b);
         return value_error();
     }
     Ref ra = ir_cast(F, a.ref, dt), rb = ir_cast(F, b.ref, dt);
-    Op irop = op == '+' ? OP_add : op == '-' ? OP_sub : op == '*' ? OP_mul : op == '/' ? OP_div : OP_pow;
+    Op irop = op == '+'   ? OP_add
+              : op == '-' ? OP_sub
+              : op == '*' ? OP_mul
+              : op == '/' ? OP_div
+                          : OP_pow;
     Value v = tv(s, ir_binary(F, irop, ra, rb));
     v.label = label;
     return v;
@@ -467,14 +562,30 @@ static Value activation(Sema *s, Call *c, Op op, Attr at, int flops) {
     return v;
 }
 
-static Value bi_relu(Sema *s, Call *c) { return activation(s, c, OP_relu, (Attr){0}, 1); }
-static Value bi_selu(Sema *s, Call *c) { return activation(s, c, OP_selu, (Attr){0}, 4); }
-static Value bi_sigmoid(Sema *s, Call *c) { return activation(s, c, OP_sigmoid, (Attr){0}, 4); }
-static Value bi_tanh(Sema *s, Call *c) { return activation(s, c, OP_tanh, (Attr){0}, 4); }
-static Value bi_silu(Sema *s, Call *c) { return activation(s, c, OP_silu, (Attr){0}, 4); }
-static Value bi_mish(Sema *s, Call *c) { return activation(s, c, OP_mish, (Attr){0}, 8); }
-static Value bi_hard_sigmoid(Sema *s, Call *c) { return activation(s, c, OP_hard_sigmoid, (Attr){0}, 1); }
-static Value bi_hard_swish(Sema *s, Call *c) { return activation(s, c, OP_hard_swish, (Attr){0}, 1); }
+static Value bi_relu(Sema *s, Call *c) {
+    return activation(s, c, OP_relu, (Attr){0}, 1);
+}
+static Value bi_selu(Sema *s, Call *c) {
+    return activation(s, c, OP_selu, (Attr){0}, 4);
+}
+static Value bi_sigmoid(Sema *s, Call *c) {
+    return activation(s, c, OP_sigmoid, (Attr){0}, 4);
+}
+static Value bi_tanh(Sema *s, Call *c) {
+    return activation(s, c, OP_tanh, (Attr){0}, 4);
+}
+static Value bi_silu(Sema *s, Call *c) {
+    return activation(s, c, OP_silu, (Attr){0}, 4);
+}
+static Value bi_mish(Sema *s, Call *c) {
+    return activation(s, c, OP_mish, (Attr){0}, 8);
+}
+static Value bi_hard_sigmoid(Sema *s, Call *c) {
+    return activation(s, c, OP_hard_sigmoid, (Attr){0}, 1);
+}
+static Value bi_hard_swish(Sema *s, Call *c) {
+    return activation(s, c, OP_hard_swish, (Attr){0}, 1);
+}
 
 static Value bi_leaky_relu(Sema *s, Call *c) {
     double slope;
@@ -504,7 +615,8 @@ static Value bi_softplus(Sema *s, Call *c) {
 static Value softmax_like(Sema *s, Call *c, Op op) {
     double t;
     if (!tensor_arg(s, c, 0, true) || !positive_arg(s, c, 1, &t)) return value_error();
-    if (!rank_check(s, c, 0, 1, IR_MAX_RANK, "a tensor of rank 1 or more (it normalizes the last axis)"))
+    if (!rank_check(s, c, 0, 1, IR_MAX_RANK,
+                    "a tensor of rank 1 or more (it normalizes the last axis)"))
         return value_error();
     Ref x = c->arg[0].ref;
     if (t != 1) x = divide(s, x, scalar(s, t)); /* temperature: divide the logits first */
@@ -513,8 +625,12 @@ static Value softmax_like(Sema *s, Call *c, Op op) {
     return v;
 }
 
-static Value bi_softmax(Sema *s, Call *c) { return softmax_like(s, c, OP_softmax); }
-static Value bi_log_softmax(Sema *s, Call *c) { return softmax_like(s, c, OP_log_softmax); }
+static Value bi_softmax(Sema *s, Call *c) {
+    return softmax_like(s, c, OP_softmax);
+}
+static Value bi_log_softmax(Sema *s, Call *c) {
+    return softmax_like(s, c, OP_log_softmax);
+}
 
 /* ---------------------------------------------------------------- math */
 
@@ -533,12 +649,24 @@ static Value math_unary(Sema *s, Call *c, Op op, double (*fn)(double)) {
     return tv(s, unary(s, op, x->ref));
 }
 
-static Value bi_exp(Sema *s, Call *c) { return math_unary(s, c, OP_exp, exp); }
-static Value bi_log(Sema *s, Call *c) { return math_unary(s, c, OP_log, log); }
-static Value bi_sqrt(Sema *s, Call *c) { return math_unary(s, c, OP_sqrt, sqrt); }
-static Value bi_abs(Sema *s, Call *c) { return math_unary(s, c, OP_abs, fabs); }
-static Value bi_erf(Sema *s, Call *c) { return math_unary(s, c, OP_erf, erf); }
-static Value bi_cos(Sema *s, Call *c) { return math_unary(s, c, OP_cos, cos); }
+static Value bi_exp(Sema *s, Call *c) {
+    return math_unary(s, c, OP_exp, exp);
+}
+static Value bi_log(Sema *s, Call *c) {
+    return math_unary(s, c, OP_log, log);
+}
+static Value bi_sqrt(Sema *s, Call *c) {
+    return math_unary(s, c, OP_sqrt, sqrt);
+}
+static Value bi_abs(Sema *s, Call *c) {
+    return math_unary(s, c, OP_abs, fabs);
+}
+static Value bi_erf(Sema *s, Call *c) {
+    return math_unary(s, c, OP_erf, erf);
+}
+static Value bi_cos(Sema *s, Call *c) {
+    return math_unary(s, c, OP_cos, cos);
+}
 
 static Value bi_stop_gradient(Sema *s, Call *c) {
     if (!tensor_arg(s, c, 0, false)) return value_error();
@@ -549,14 +677,21 @@ static Value reduction(Sema *s, Call *c, Op op) {
     uint32_t axes;
     bool keep;
     if (!tensor_arg(s, c, 0, false)) return value_error();
-    if (!axes_arg(s, c, 1, c->arg[0].shape.rank, &axes) || !bool_arg(s, c, 2, &keep)) return value_error();
+    if (!axes_arg(s, c, 1, c->arg[0].shape.rank, &axes) || !bool_arg(s, c, 2, &keep))
+        return value_error();
     Ref x = ir_cast(F, c->arg[0].ref, c->arg[0].dtype == DT_I32 ? DT_F32 : c->arg[0].dtype);
     return tv(s, ir_reduce(F, op, x, axes, keep));
 }
 
-static Value bi_sum(Sema *s, Call *c) { return reduction(s, c, OP_sum); }
-static Value bi_mean(Sema *s, Call *c) { return reduction(s, c, OP_mean); }
-static Value bi_max(Sema *s, Call *c) { return reduction(s, c, OP_max); }
+static Value bi_sum(Sema *s, Call *c) {
+    return reduction(s, c, OP_sum);
+}
+static Value bi_mean(Sema *s, Call *c) {
+    return reduction(s, c, OP_mean);
+}
+static Value bi_max(Sema *s, Call *c) {
+    return reduction(s, c, OP_max);
+}
 
 static Value bi_argmax(Sema *s, Call *c) {
     int axis;
@@ -635,7 +770,8 @@ static Value bi_reshape(Sema *s, Call *c) {
             continue;
         }
         if (it->kind != V_NUM || !it->is_int || it->num <= 0 || it->num > 1e12) {
-            sema_error(s, c->arg_loc[1], "reshape: dimensions must be positive integers (one may be -1), got %s",
+            sema_error(s, c->arg_loc[1],
+                       "reshape: dimensions must be positive integers (one may be -1), got %s",
                        tstr(s, it));
             return value_error();
         }
@@ -645,7 +781,8 @@ static Value bi_reshape(Sema *s, Call *c) {
     int64_t have = shape_numel(&x->shape, 1);
     if (infer_at >= 0) {
         if (known == 0 || have % known) {
-            sema_error(s, c->arg_loc[1], "reshape: cannot infer -1: %lld values%s are not a multiple of %lld",
+            sema_error(s, c->arg_loc[1],
+                       "reshape: cannot infer -1: %lld values%s are not a multiple of %lld",
                        (long long)have, has_batch ? " per sample" : "", (long long)known);
             sema_note_origin(s, x);
             return value_error();
@@ -655,7 +792,8 @@ static Value bi_reshape(Sema *s, Call *c) {
     }
     if (known != have) {
         sema_error(s, c->arg_loc[1], "cannot reshape %s to %s: %lld values%s vs %lld", tstr(s, x),
-                   shape_text(s, &out), (long long)have, has_batch ? " per sample" : "", (long long)known);
+                   shape_text(s, &out), (long long)have, has_batch ? " per sample" : "",
+                   (long long)known);
         sema_note_origin(s, x);
         return value_error();
     }
@@ -665,14 +803,16 @@ static Value bi_reshape(Sema *s, Call *c) {
 static bool perm_arg(Sema *s, Call *c, int i, int rank, int *perm) {
     Value *p = &c->arg[i];
     if (p->kind != V_TUPLE || p->nitems != rank) {
-        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes, got %s", c->builtin->name, rank, tstr(s, p));
+        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes, got %s", c->builtin->name,
+                   rank, tstr(s, p));
         return false;
     }
     uint32_t seen = 0;
     for (int k = 0; k < rank; k++) {
         if (!axis_value(s, c, i, &p->items[k], rank, &perm[k])) return false;
         if (seen >> perm[k] & 1) {
-            sema_error(s, c->arg_loc[i], "%s: 'perm' is not a permutation (axis %d twice)", c->builtin->name, perm[k]);
+            sema_error(s, c->arg_loc[i], "%s: 'perm' is not a permutation (axis %d twice)",
+                       c->builtin->name, perm[k]);
             return false;
         }
         seen |= 1u << perm[k];
@@ -684,9 +824,11 @@ static Value bi_transpose(Sema *s, Call *c) {
     if (!tensor_arg(s, c, 0, false)) return value_error();
     int rank = c->arg[0].shape.rank, perm[IR_MAX_RANK];
     if (c->arg[1].kind == V_NONE) {
-        if (!rank_check(s, c, 0, 2, IR_MAX_RANK, "a tensor of rank 2 or more (without 'perm' it swaps the last two axes)"))
+        if (!rank_check(s, c, 0, 2, IR_MAX_RANK,
+                        "a tensor of rank 2 or more (without 'perm' it swaps the last two axes)"))
             return value_error();
-        for (int i = 0; i < rank; i++) perm[i] = i;
+        for (int i = 0; i < rank; i++)
+            perm[i] = i;
         perm[rank - 2] = rank - 1;
         perm[rank - 1] = rank - 2;
     } else if (!perm_arg(s, c, 1, rank, perm)) {
@@ -698,12 +840,14 @@ static Value bi_transpose(Sema *s, Call *c) {
 static Value bi_concat(Sema *s, Call *c) {
     Value *xs = &c->arg[0];
     if (xs->kind != V_TUPLE || xs->nitems == 0) {
-        sema_error(s, c->arg_loc[0], "concat expects a list of tensors such as [a, b], got %s", tstr(s, xs));
+        sema_error(s, c->arg_loc[0], "concat expects a list of tensors such as [a, b], got %s",
+                   tstr(s, xs));
         return value_error();
     }
     for (int i = 0; i < xs->nitems; i++)
         if (xs->items[i].kind != V_TENSOR) {
-            sema_error(s, xs->items[i].loc, "concat expects tensors, got %s", tstr(s, &xs->items[i]));
+            sema_error(s, xs->items[i].loc, "concat expects tensors, got %s",
+                       tstr(s, &xs->items[i]));
             return value_error();
         }
     const Value *x0 = &xs->items[0];
@@ -716,11 +860,13 @@ static Value bi_concat(Sema *s, Call *c) {
     Ref *refs = arena_alloc(sema_arena(s), (size_t)xs->nitems * sizeof *refs);
     for (int i = 0; i < xs->nitems; i++) {
         const Value *xi = &xs->items[i];
-        bool ok = xi->dtype == x0->dtype && xi->shape.rank == x0->shape.rank && xi->shape.batch_mask == x0->shape.batch_mask;
-        for (int k = 0; ok && k < x0->shape.rank; k++) ok = k == axis || xi->shape.dim[k] == x0->shape.dim[k];
+        bool ok = xi->dtype == x0->dtype && xi->shape.rank == x0->shape.rank &&
+                  xi->shape.batch_mask == x0->shape.batch_mask;
+        for (int k = 0; ok && k < x0->shape.rank; k++)
+            ok = k == axis || xi->shape.dim[k] == x0->shape.dim[k];
         if (!ok) {
-            sema_error(s, xi->loc, "concat along axis %d: %s does not match %s in the other axes", axis, tstr(s, xi),
-                       tstr(s, x0));
+            sema_error(s, xi->loc, "concat along axis %d: %s does not match %s in the other axes",
+                       axis, tstr(s, xi), tstr(s, x0));
             sema_note_origin(s, xi);
             sema_note_origin(s, x0);
             return value_error();
@@ -760,7 +906,8 @@ static Value bi_split(Sema *s, Call *c) {
             total += sizes[i];
         }
         if (total != d) {
-            sema_error(s, c->arg_loc[1], "split: the parts add up to %lld, but axis %d of %s has %lld",
+            sema_error(s, c->arg_loc[1],
+                       "split: the parts add up to %lld, but axis %d of %s has %lld",
                        (long long)total, axis, tstr(s, x), (long long)d);
             return value_error();
         }
@@ -768,13 +915,15 @@ static Value bi_split(Sema *s, Call *c) {
         int64_t k;
         if (!int_arg(s, c, 1, 1, &k)) return value_error();
         if (k > 64 || d % k) {
-            sema_error(s, c->arg_loc[1], "split: axis %d of %s (size %lld) does not divide into %lld equal parts", axis,
-                       tstr(s, x), (long long)d, (long long)k);
+            sema_error(s, c->arg_loc[1],
+                       "split: axis %d of %s (size %lld) does not divide into %lld equal parts",
+                       axis, tstr(s, x), (long long)d, (long long)k);
             sema_note_origin(s, x);
             return value_error();
         }
         n = (int)k;
-        for (int i = 0; i < n; i++) sizes[i] = d / k;
+        for (int i = 0; i < n; i++)
+            sizes[i] = d / k;
     }
     Value t = {.kind = V_TUPLE, .ref = REF_NONE, .tensor = -1, .nitems = n};
     t.items = arena_alloc(sema_arena(s), (size_t)n * sizeof *t.items);
@@ -788,7 +937,16 @@ static Value bi_split(Sema *s, Call *c) {
 
 /* ---------------------------------------------------------------- dense, embedding, norms */
 
-static InitSpec torch_default(int64_t fan_in) { return (InitSpec){.kind = INIT_TORCH_DEFAULT, .fan_in = fan_in}; }
+static InitSpec torch_default(int64_t fan_in) {
+    return (InitSpec){.kind = INIT_TORCH_DEFAULT, .fan_in = fan_in};
+}
+
+/* A parameter the call may go without (bias=false): V_NONE, with ref REF_NONE, when absent. */
+static Value optional_param(Sema *s, Call *c, bool wanted, const char *suffix, Shape shape,
+                            InitSpec init) {
+    if (!wanted) return (Value){.kind = V_NONE, .ref = REF_NONE, .tensor = -1};
+    return sema_param(s, c, suffix, TK_PARAM, shape, init);
+}
 
 /* x[..., in] @ W^T + b, W [out, in] (nn.Linear). */
 static Ref linear(Sema *s, Ref x, Ref w, Ref b) {
@@ -807,17 +965,19 @@ static Ref linear(Sema *s, Ref x, Ref w, Ref b) {
 static Value bi_dense(Sema *s, Call *c) {
     int64_t units;
     bool bias;
-    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &units) || !bool_arg(s, c, 2, &bias)) return value_error();
+    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &units) || !bool_arg(s, c, 2, &bias))
+        return value_error();
     if (!rank_check(s, c, 0, 1, IR_MAX_RANK, "a tensor [batch, features] (or [..., features])") ||
         !last_not_batch(s, c, 0, "input features"))
         return value_error();
     const Value *x = &c->arg[0];
     int64_t in = x->shape.dim[x->shape.rank - 1];
-    Value w = sema_param(s, c, "weight", TK_PARAM, shape_make(2, (int64_t[]){units, in}, 0), torch_default(in));
-    Value b = bias ? sema_param(s, c, "bias", TK_PARAM, shape_make(1, (int64_t[]){units}, 0), torch_default(in))
-                   : value_tensor(F, w.ref);
+    Value w = sema_param(s, c, "weight", TK_PARAM, shape_make(2, (int64_t[]){units, in}, 0),
+                         torch_default(in));
+    Value b =
+        optional_param(s, c, bias, "bias", shape_make(1, (int64_t[]){units}, 0), torch_default(in));
     if (w.kind == V_ERROR || b.kind == V_ERROR) return value_error();
-    Value v = tv(s, linear(s, x->ref, w.ref, bias ? b.ref : REF_NONE));
+    Value v = tv(s, linear(s, x->ref, w.ref, b.ref));
     int64_t positions = shape_per_sample(&v.shape) / units;
     int64_t macs = positions * in * units;
     sema_layer(s, c, "dense", v.shape, macs, 2 * macs + (bias ? positions * units : 0));
@@ -826,7 +986,8 @@ static Value bi_dense(Sema *s, Call *c) {
 
 static Value bi_embedding(Sema *s, Call *c) {
     int64_t vocab, dim;
-    if (!tensor_arg(s, c, 0, false) || !int_arg(s, c, 1, 1, &vocab) || !int_arg(s, c, 2, 1, &dim)) return value_error();
+    if (!tensor_arg(s, c, 0, false) || !int_arg(s, c, 1, 1, &vocab) || !int_arg(s, c, 2, 1, &dim))
+        return value_error();
     const Value *ids = &c->arg[0];
     if (ids->dtype != DT_I32) {
         sema_error(s, c->arg_loc[0], "embedding expects i32 token ids, got %s", tstr(s, ids));
@@ -834,11 +995,14 @@ static Value bi_embedding(Sema *s, Call *c) {
         return value_error();
     }
     if (ids->shape.rank >= IR_MAX_RANK) {
-        sema_error(s, c->arg_loc[0], "embedding: ids of rank %d leave no room for the embedding axis", ids->shape.rank);
+        sema_error(s, c->arg_loc[0],
+                   "embedding: ids of rank %d leave no room for the embedding axis",
+                   ids->shape.rank);
         return value_error();
     }
-    Value w = sema_param(s, c, "weight", TK_PARAM, shape_make(2, (int64_t[]){vocab, dim}, 0),
-                         (InitSpec){.kind = INIT_NORMAL, .a = 0, .b = 1}); /* nn.Embedding: N(0, 1) */
+    Value w =
+        sema_param(s, c, "weight", TK_PARAM, shape_make(2, (int64_t[]){vocab, dim}, 0),
+                   (InitSpec){.kind = INIT_NORMAL, .a = 0, .b = 1}); /* nn.Embedding: N(0, 1) */
     if (w.kind == V_ERROR) return value_error();
     Shape out = shape_insert(&ids->shape, ids->shape.rank, dim);
     Ref in[2] = {w.ref, ids->ref};
@@ -865,14 +1029,17 @@ static Value bi_dropout(Sema *s, Call *c) {
 static Value bi_layernorm(Sema *s, Call *c) {
     double eps;
     if (!tensor_arg(s, c, 0, true) || !positive_arg(s, c, 1, &eps)) return value_error();
-    if (!rank_check(s, c, 0, 1, IR_MAX_RANK, "a tensor of rank 1 or more (it normalizes the last axis)") ||
+    if (!rank_check(s, c, 0, 1, IR_MAX_RANK,
+                    "a tensor of rank 1 or more (it normalizes the last axis)") ||
         !last_not_batch(s, c, 0, "normalized features"))
         return value_error();
     const Value *x = &c->arg[0];
     int last = x->shape.rank - 1;
     int64_t d = x->shape.dim[last];
-    Value w = sema_param(s, c, "weight", TK_PARAM, shape_make(1, &d, 0), (InitSpec){.kind = INIT_ONES});
-    Value b = sema_param(s, c, "bias", TK_PARAM, shape_make(1, &d, 0), (InitSpec){.kind = INIT_ZEROS});
+    Value w =
+        sema_param(s, c, "weight", TK_PARAM, shape_make(1, &d, 0), (InitSpec){.kind = INIT_ONES});
+    Value b =
+        sema_param(s, c, "bias", TK_PARAM, shape_make(1, &d, 0), (InitSpec){.kind = INIT_ZEROS});
     if (w.kind == V_ERROR || b.kind == V_ERROR) return value_error();
     /* y = (x - mean) / sqrt(var + eps) * weight + bias, biased variance over the last axis */
     Ref m = ir_reduce(F, OP_mean, x->ref, 1u << last, true);
@@ -886,13 +1053,16 @@ static Value bi_layernorm(Sema *s, Call *c) {
 
 static Value bi_batchnorm(Sema *s, Call *c) {
     double momentum, eps;
-    if (!tensor_arg(s, c, 0, true) || !range_arg(s, c, 1, 0, 1, false, &momentum) || !positive_arg(s, c, 2, &eps))
+    if (!tensor_arg(s, c, 0, true) || !range_arg(s, c, 1, 0, 1, false, &momentum) ||
+        !positive_arg(s, c, 2, &eps))
         return value_error();
-    if (!rank_check(s, c, 0, 2, 4, "[batch, C], [batch, C, L] or [batch, C, H, W]")) return value_error();
+    if (!rank_check(s, c, 0, 2, 4, "[batch, C], [batch, C, L] or [batch, C, H, W]"))
+        return value_error();
     const Value *x = &c->arg[0];
     const Shape *sh = &x->shape;
     if (is_batch_axis(sh, 1)) {
-        sema_error(s, c->arg_loc[0], "batchnorm: the channel axis (1) of %s cannot be the batch axis", tstr(s, x));
+        sema_error(s, c->arg_loc[0],
+                   "batchnorm: the channel axis (1) of %s cannot be the batch axis", tstr(s, x));
         return value_error();
     }
     int64_t ch = sh->dim[1];
@@ -901,10 +1071,12 @@ static Value bi_batchnorm(Sema *s, Call *c) {
     Value b = sema_param(s, c, "bias", TK_PARAM, cs, (InitSpec){.kind = INIT_ZEROS});
     Value rm = sema_param(s, c, "running_mean", TK_STATE, cs, (InitSpec){.kind = INIT_ZEROS});
     Value rv = sema_param(s, c, "running_var", TK_STATE, cs, (InitSpec){.kind = INIT_ONES});
-    if (w.kind == V_ERROR || b.kind == V_ERROR || rm.kind == V_ERROR || rv.kind == V_ERROR) return value_error();
+    if (w.kind == V_ERROR || b.kind == V_ERROR || rm.kind == V_ERROR || rv.kind == V_ERROR)
+        return value_error();
     uint32_t axes = all_axes(sh->rank) & ~2u; /* every axis but the channels */
-    Shape ks = {.rank = sh->rank};                 /* [1, C, 1, 1] */
-    for (int i = 0; i < sh->rank; i++) ks.dim[i] = i == 1 ? ch : 1;
+    Shape ks = {.rank = sh->rank};            /* [1, C, 1, 1] */
+    for (int i = 0; i < sh->rank; i++)
+        ks.dim[i] = i == 1 ? ch : 1;
     Ref wk = ir_reshape(F, w.ref, ks), bk = ir_reshape(F, b.ref, ks);
     Ref mean, var;
     if (sema_training(s)) {
@@ -917,10 +1089,14 @@ static Value bi_batchnorm(Sema *s, Call *c) {
         int64_t fixed = 1;
         for (int i = 0; i < sh->rank; i++)
             if (axes >> i & 1) {
-                if (is_batch_axis(sh, i)) n = axis_count(s, sh, i);
-                else fixed *= sh->dim[i];
+                if (is_batch_axis(sh, i))
+                    n = axis_count(s, sh, i);
+                else
+                    fixed *= sh->dim[i];
             }
-        n = n == REF_NONE ? scalar(s, (double)fixed) : fixed == 1 ? n : mul(s, n, scalar(s, (double)fixed));
+        n = n == REF_NONE ? scalar(s, (double)fixed)
+            : fixed == 1  ? n
+                          : mul(s, n, scalar(s, (double)fixed));
         Ref unbiased = mul(s, ir_reshape(F, var, cs), divide(s, n, sub(s, n, scalar(s, 1))));
         Ref keep = scalar(s, 1 - momentum), m = scalar(s, momentum);
         ir_store(F, rm.tensor, add(s, mul(s, rm.ref, keep), mul(s, ir_reshape(F, mean, cs), m)));
@@ -949,18 +1125,20 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
     const Value *x = &c->arg[0];
     if (!rank_check(s, c, 0, 3, 3, "a sequence [batch, T, features]")) return value_error();
     if (!is_batch_axis(&x->shape, 0) && shape_has_batch(&x->shape)) {
-        sema_error(s, c->arg_loc[0], "%s expects the batch axis first (batch-first sequences), got %s",
+        sema_error(s, c->arg_loc[0],
+                   "%s expects the batch axis first (batch-first sequences), got %s",
                    c->builtin->name, tstr(s, x));
         return value_error();
     }
     if (is_batch_axis(&x->shape, 1) || is_batch_axis(&x->shape, 2)) {
-        sema_error(s, c->arg_loc[0], "%s: the time and feature axes of %s must be static", c->builtin->name, tstr(s, x));
+        sema_error(s, c->arg_loc[0], "%s: the time and feature axes of %s must be static",
+                   c->builtin->name, tstr(s, x));
         return value_error();
     }
     int64_t T = x->shape.dim[1], H = hidden, G = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
     if (T > 4096) {
-        sema_error(s, c->arg_loc[0], "%s: %lld time steps are too many to unroll (at most 4096)", c->builtin->name,
-                   (long long)T);
+        sema_error(s, c->arg_loc[0], "%s: %lld time steps are too many to unroll (at most 4096)",
+                   c->builtin->name, (long long)T);
         return value_error();
     }
     double k = 1 / sqrt((double)H);
@@ -969,15 +1147,16 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
     int64_t macs = 0, flops = 0;
     for (int64_t l = 0; l < layers; l++) {
         int64_t in = shape_of(s, seq)->dim[2];
-        Value wih = sema_param(s, c, arena_printf(sema_arena(s), "weight_ih_l%lld", (long long)l), TK_PARAM,
-                               shape_make(2, (int64_t[]){G * H, in}, 0), init);
-        Value whh = sema_param(s, c, arena_printf(sema_arena(s), "weight_hh_l%lld", (long long)l), TK_PARAM,
-                               shape_make(2, (int64_t[]){G * H, H}, 0), init);
-        Value bih = sema_param(s, c, arena_printf(sema_arena(s), "bias_ih_l%lld", (long long)l), TK_PARAM,
-                               shape_make(1, (int64_t[]){G * H}, 0), init);
-        Value bhh = sema_param(s, c, arena_printf(sema_arena(s), "bias_hh_l%lld", (long long)l), TK_PARAM,
-                               shape_make(1, (int64_t[]){G * H}, 0), init);
-        if (wih.kind == V_ERROR || whh.kind == V_ERROR || bih.kind == V_ERROR || bhh.kind == V_ERROR)
+        Value wih = sema_param(s, c, arena_printf(sema_arena(s), "weight_ih_l%lld", (long long)l),
+                               TK_PARAM, shape_make(2, (int64_t[]){G * H, in}, 0), init);
+        Value whh = sema_param(s, c, arena_printf(sema_arena(s), "weight_hh_l%lld", (long long)l),
+                               TK_PARAM, shape_make(2, (int64_t[]){G * H, H}, 0), init);
+        Value bih = sema_param(s, c, arena_printf(sema_arena(s), "bias_ih_l%lld", (long long)l),
+                               TK_PARAM, shape_make(1, (int64_t[]){G * H}, 0), init);
+        Value bhh = sema_param(s, c, arena_printf(sema_arena(s), "bias_hh_l%lld", (long long)l),
+                               TK_PARAM, shape_make(1, (int64_t[]){G * H}, 0), init);
+        if (wih.kind == V_ERROR || whh.kind == V_ERROR || bih.kind == V_ERROR ||
+            bhh.kind == V_ERROR)
             return value_error();
         /* the input projection of every step at once: [batch, T, G*H] */
         Ref xw = add(s, ir_matmul(F, seq, wih.ref, false, true), bih.ref);
@@ -1000,11 +1179,16 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
                 cstate = cstate == REF_NONE ? ic : add(s, mul(s, fg, cstate), ic);
                 h = mul(s, og, unary(s, OP_tanh, cstate));
             } else {
-                Ref gh = h == REF_NONE ? bhh.ref : add(s, ir_matmul(F, h, whh.ref, false, true), bhh.ref);
+                Ref gh = h == REF_NONE ? bhh.ref
+                                       : add(s, ir_matmul(F, h, whh.ref, false, true), bhh.ref);
                 int ax_h = shape_of(s, gh)->rank - 1;
-                Ref r = unary(s, OP_sigmoid, add(s, slice_axis(s, xt, 1, 0, H), slice_axis(s, gh, ax_h, 0, H)));
-                Ref z = unary(s, OP_sigmoid, add(s, slice_axis(s, xt, 1, H, H), slice_axis(s, gh, ax_h, H, H)));
-                Ref n = unary(s, OP_tanh, add(s, slice_axis(s, xt, 1, 2 * H, H), mul(s, r, slice_axis(s, gh, ax_h, 2 * H, H))));
+                Ref r = unary(s, OP_sigmoid,
+                              add(s, slice_axis(s, xt, 1, 0, H), slice_axis(s, gh, ax_h, 0, H)));
+                Ref z = unary(s, OP_sigmoid,
+                              add(s, slice_axis(s, xt, 1, H, H), slice_axis(s, gh, ax_h, H, H)));
+                Ref n = unary(s, OP_tanh,
+                              add(s, slice_axis(s, xt, 1, 2 * H, H),
+                                  mul(s, r, slice_axis(s, gh, ax_h, 2 * H, H))));
                 /* h' = (1 - z) n + z h = n + z (h - n); h0 = 0 */
                 h = h == REF_NONE ? sub(s, n, mul(s, z, n)) : add(s, n, mul(s, z, sub(s, h, n)));
             }
@@ -1023,7 +1207,8 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
 static Value bi_rnn(Sema *s, Call *c) {
     static const char *const acts[] = {"tanh", "relu"};
     int64_t hidden, layers;
-    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) || !int_arg(s, c, 3, 1, &layers))
+    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) ||
+        !int_arg(s, c, 3, 1, &layers))
         return value_error();
     int k = choice_arg(s, c, 2, acts, 2);
     if (k < 0) return value_error();
@@ -1032,14 +1217,16 @@ static Value bi_rnn(Sema *s, Call *c) {
 
 static Value bi_lstm(Sema *s, Call *c) {
     int64_t hidden, layers;
-    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) || !int_arg(s, c, 2, 1, &layers))
+    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) ||
+        !int_arg(s, c, 2, 1, &layers))
         return value_error();
     return recurrent(s, c, CELL_LSTM, hidden, layers, OP_tanh);
 }
 
 static Value bi_gru(Sema *s, Call *c) {
     int64_t hidden, layers;
-    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) || !int_arg(s, c, 2, 1, &layers))
+    if (!tensor_arg(s, c, 0, true) || !int_arg(s, c, 1, 1, &hidden) ||
+        !int_arg(s, c, 2, 1, &layers))
         return value_error();
     return recurrent(s, c, CELL_GRU, hidden, layers, OP_tanh);
 }
@@ -1049,7 +1236,9 @@ static Value bi_gru(Sema *s, Call *c) {
 /* [batch, T, h*d] -> [batch, h, T, d] */
 static Ref split_heads(Sema *s, Ref x, int64_t heads) {
     const Shape *sh = shape_of(s, x);
-    Shape r = {.rank = 4, .dim = {sh->dim[0], sh->dim[1], heads, sh->dim[2] / heads}, .batch_mask = (uint8_t)(sh->batch_mask & 1)};
+    Shape r = {.rank = 4,
+               .dim = {sh->dim[0], sh->dim[1], heads, sh->dim[2] / heads},
+               .batch_mask = (uint8_t)(sh->batch_mask & 1)};
     return ir_transpose(F, ir_reshape(F, x, r), (int[]){0, 2, 1, 3});
 }
 
@@ -1072,7 +1261,8 @@ static Ref attention_core(Sema *s, Ref q, Ref k, Ref v, int64_t heads, bool caus
     if (causal) {
         double *mask = arena_alloc(sema_arena(s), (size_t)(Tq * Tk) * sizeof *mask);
         for (int64_t i = 0; i < Tq; i++)
-            for (int64_t j = 0; j < Tk; j++) mask[i * Tk + j] = j > i ? -1e9 : 0;
+            for (int64_t j = 0; j < Tk; j++)
+                mask[i * Tk + j] = j > i ? -1e9 : 0;
         scores = add(s, scores, const_data(s, DT_F32, shape_make(2, (int64_t[]){Tq, Tk}, 0), mask));
     }
     Ref r = ir_matmul(F, unary(s, OP_softmax, scores), v, false, false);
@@ -1080,31 +1270,34 @@ static Ref attention_core(Sema *s, Ref q, Ref k, Ref v, int64_t heads, bool caus
     return r;
 }
 
-static bool attention_args(Sema *s, Call *c, int iq, int ik, int iv, int64_t heads, bool same_dims) {
+static bool attention_args(Sema *s, Call *c, int iq, int ik, int iv, int64_t heads,
+                           bool same_dims) {
     for (int i = iq; i <= iv; i++)
-        if (!tensor_arg(s, c, i, true) || !rank_check(s, c, i, 3, 3, "[batch, T, features]")) return false;
+        if (!tensor_arg(s, c, i, true) || !rank_check(s, c, i, 3, 3, "[batch, T, features]"))
+            return false;
     const Value *q = &c->arg[iq], *k = &c->arg[ik], *v = &c->arg[iv];
     for (int i = iq; i <= iv; i++)
         if (is_batch_axis(&c->arg[i].shape, 1) || is_batch_axis(&c->arg[i].shape, 2)) {
-            sema_error(s, c->arg_loc[i], "%s expects [batch, T, features] with the batch axis first, got %s",
+            sema_error(s, c->arg_loc[i],
+                       "%s expects [batch, T, features] with the batch axis first, got %s",
                        c->builtin->name, tstr(s, &c->arg[i]));
             return false;
         }
     if (q->shape.dim[2] != k->shape.dim[2] || (same_dims && v->shape.dim[2] != q->shape.dim[2])) {
-        sema_error(s, c->arg_loc[ik], "%s: query %s and key %s need the same feature size", c->builtin->name,
-                   tstr(s, q), tstr(s, k));
+        sema_error(s, c->arg_loc[ik], "%s: query %s and key %s need the same feature size",
+                   c->builtin->name, tstr(s, q), tstr(s, k));
         sema_note_origin(s, q);
         sema_note_origin(s, k);
         return false;
     }
     if (k->shape.dim[1] != v->shape.dim[1]) {
-        sema_error(s, c->arg_loc[iv], "%s: key %s and value %s need the same length", c->builtin->name, tstr(s, k),
-                   tstr(s, v));
+        sema_error(s, c->arg_loc[iv], "%s: key %s and value %s need the same length",
+                   c->builtin->name, tstr(s, k), tstr(s, v));
         return false;
     }
     if (q->shape.dim[2] % heads || v->shape.dim[2] % heads) {
-        sema_error(s, c->arg_loc[iq], "%s: %lld heads do not divide the feature size %lld", c->builtin->name,
-                   (long long)heads, (long long)q->shape.dim[2]);
+        sema_error(s, c->arg_loc[iq], "%s: %lld heads do not divide the feature size %lld",
+                   c->builtin->name, (long long)heads, (long long)q->shape.dim[2]);
         return false;
     }
     return true;
@@ -1113,7 +1306,8 @@ static bool attention_args(Sema *s, Call *c, int iq, int ik, int iv, int64_t hea
 static Value bi_attention(Sema *s, Call *c) {
     int64_t heads;
     bool causal;
-    if (!int_arg(s, c, 3, 1, &heads) || !bool_arg(s, c, 4, &causal) || !attention_args(s, c, 0, 1, 2, heads, false))
+    if (!int_arg(s, c, 3, 1, &heads) || !bool_arg(s, c, 4, &causal) ||
+        !attention_args(s, c, 0, 1, 2, heads, false))
         return value_error();
     Value v = tv(s, attention_core(s, c->arg[0].ref, c->arg[1].ref, c->arg[2].ref, heads, causal));
     int64_t Tq = c->arg[0].shape.dim[1], Tk = c->arg[1].shape.dim[1];
@@ -1135,12 +1329,15 @@ static Value bi_multi_head_attention(Sema *s, Call *c) {
     if (!attention_args(s, c, 0, 1, 2, heads, true)) return value_error();
     int64_t E = c->arg[0].shape.dim[2];
     Shape w3 = shape_make(2, (int64_t[]){3 * E, E}, 0), b3 = shape_make(1, (int64_t[]){3 * E}, 0);
-    Value win = sema_param(s, c, "in_proj_weight", TK_PARAM, w3, (InitSpec){.kind = INIT_XAVIER_UNIFORM, .a = 1, .fan_in = E});
-    Value bin = bias ? sema_param(s, c, "in_proj_bias", TK_PARAM, b3, (InitSpec){.kind = INIT_ZEROS}) : win;
-    Value wout = sema_param(s, c, "out_proj.weight", TK_PARAM, shape_make(2, (int64_t[]){E, E}, 0), torch_default(E));
-    Value bout = bias ? sema_param(s, c, "out_proj.bias", TK_PARAM, shape_make(1, &E, 0), (InitSpec){.kind = INIT_ZEROS})
-                      : wout;
-    if (win.kind == V_ERROR || bin.kind == V_ERROR || wout.kind == V_ERROR || bout.kind == V_ERROR) return value_error();
+    Value win = sema_param(s, c, "in_proj_weight", TK_PARAM, w3,
+                           (InitSpec){.kind = INIT_XAVIER_UNIFORM, .a = 1, .fan_in = E});
+    Value bin = optional_param(s, c, bias, "in_proj_bias", b3, (InitSpec){.kind = INIT_ZEROS});
+    Value wout = sema_param(s, c, "out_proj.weight", TK_PARAM, shape_make(2, (int64_t[]){E, E}, 0),
+                            torch_default(E));
+    Value bout = optional_param(s, c, bias, "out_proj.bias", shape_make(1, &E, 0),
+                                (InitSpec){.kind = INIT_ZEROS});
+    if (win.kind == V_ERROR || bin.kind == V_ERROR || wout.kind == V_ERROR || bout.kind == V_ERROR)
+        return value_error();
     Ref proj[3];
     for (int i = 0; i < 3; i++) {
         Ref w = slice_axis(s, win.ref, 0, i * E, E);
@@ -1148,7 +1345,7 @@ static Value bi_multi_head_attention(Sema *s, Call *c) {
         proj[i] = linear(s, c->arg[i].ref, w, b);
     }
     Ref o = attention_core(s, proj[0], proj[1], proj[2], heads, causal);
-    Value v = tv(s, linear(s, o, wout.ref, bias ? bout.ref : REF_NONE));
+    Value v = tv(s, linear(s, o, wout.ref, bout.ref));
     int64_t Tq = c->arg[0].shape.dim[1], Tk = c->arg[1].shape.dim[1];
     int64_t macs = 2 * Tq * E * E + 2 * Tk * E * E + 2 * Tq * Tk * E;
     sema_layer(s, c, "multi_head_attention", v.shape, macs, 2 * macs + heads * Tq * Tk * 6);
@@ -1158,8 +1355,8 @@ static Value bi_multi_head_attention(Sema *s, Call *c) {
 /* ---------------------------------------------------------------- convolution and pooling */
 
 /* pad=N, pad=(ph, pw), pad="same" or "valid"; fills pads[4] = top, left, bottom, right. */
-static bool pad_arg(Sema *s, Call *c, int i, const int64_t k[2], const int64_t dil[2], const int64_t stride[2],
-                    int64_t pads[4]) {
+static bool pad_arg(Sema *s, Call *c, int i, const int64_t k[2], const int64_t dil[2],
+                    const int64_t stride[2], int64_t pads[4]) {
     Value *v = &c->arg[i];
     if (v->kind == V_STR) {
         if (!strcmp(v->str, "valid")) {
@@ -1168,7 +1365,8 @@ static bool pad_arg(Sema *s, Call *c, int i, const int64_t k[2], const int64_t d
         }
         if (!strcmp(v->str, "same")) {
             if (stride[0] != 1 || stride[1] != 1) {
-                sema_error(s, c->arg_loc[i], "%s: pad=\"same\" needs stride 1 (as PyTorch)", c->builtin->name);
+                sema_error(s, c->arg_loc[i], "%s: pad=\"same\" needs stride 1 (as PyTorch)",
+                           c->builtin->name);
                 return false;
             }
             for (int a = 0; a < 2; a++) { /* the odd extra goes after, as PyTorch */
@@ -1178,7 +1376,8 @@ static bool pad_arg(Sema *s, Call *c, int i, const int64_t k[2], const int64_t d
             }
             return true;
         }
-        sema_error(s, c->arg_loc[i], "%s: 'pad' must be an integer, a pair, \"same\" or \"valid\", got \"%s\"",
+        sema_error(s, c->arg_loc[i],
+                   "%s: 'pad' must be an integer, a pair, \"same\" or \"valid\", got \"%s\"",
                    c->builtin->name, v->str);
         return false;
     }
@@ -1190,12 +1389,14 @@ static bool pad_arg(Sema *s, Call *c, int i, const int64_t k[2], const int64_t d
 }
 
 /* Output size of a window op along one axis; reports when the window does not fit. */
-static bool window_out(Sema *s, Call *c, const Value *x, int64_t in, int64_t k, int64_t dil, int64_t stride,
-                       int64_t pad_lo, int64_t pad_hi, int64_t *out) {
+static bool window_out(Sema *s, Call *c, const Value *x, int64_t in, int64_t k, int64_t dil,
+                       int64_t stride, int64_t pad_lo, int64_t pad_hi, int64_t *out) {
     int64_t span = dil * (k - 1) + 1, padded = in + pad_lo + pad_hi;
     if (span > padded) {
-        sema_error(s, c->loc, "%s: the window (%lld with dilation %lld) is larger than the padded input (%lld) of %s",
-                   c->builtin->name, (long long)k, (long long)dil, (long long)padded, tstr(s, x));
+        sema_error(
+            s, c->loc,
+            "%s: the window (%lld with dilation %lld) is larger than the padded input (%lld) of %s",
+            c->builtin->name, (long long)k, (long long)dil, (long long)padded, tstr(s, x));
         sema_note_origin(s, x);
         return false;
     }
@@ -1208,20 +1409,23 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
     int64_t out_ch, k[2], stride[2], dil[2], groups, pads[4];
     bool bias;
     if (!tensor_arg(s, c, 0, true)) return value_error();
-    if (!rank_check(s, c, 0, one_d ? 3 : 4, one_d ? 3 : 4, one_d ? "[batch, C, L]" : "[batch, C, H, W]"))
+    if (!rank_check(s, c, 0, one_d ? 3 : 4, one_d ? 3 : 4,
+                    one_d ? "[batch, C, L]" : "[batch, C, H, W]"))
         return value_error();
     const Value *x = &c->arg[0];
     const Shape *sh = &x->shape;
     for (int i = 1; i < sh->rank; i++)
         if (is_batch_axis(sh, i)) {
-            sema_error(s, c->arg_loc[0], "%s expects the batch axis first, got %s", c->builtin->name, tstr(s, x));
+            sema_error(s, c->arg_loc[0], "%s expects the batch axis first, got %s",
+                       c->builtin->name, tstr(s, x));
             return value_error();
         }
-    if (!int_arg(s, c, 1, 1, &out_ch) || !pair_arg(s, c, 2, 1, k) || !pair_arg(s, c, 3, 1, stride) ||
-        !pair_arg(s, c, 5, 1, dil) || !int_arg(s, c, 6, 1, &groups) || !bool_arg(s, c, 7, &bias))
+    if (!int_arg(s, c, 1, 1, &out_ch) || !pair_arg(s, c, 2, 1, k) ||
+        !pair_arg(s, c, 3, 1, stride) || !pair_arg(s, c, 5, 1, dil) ||
+        !int_arg(s, c, 6, 1, &groups) || !bool_arg(s, c, 7, &bias))
         return value_error();
-    if (one_d && (c->arg[2].kind == V_TUPLE || c->arg[3].kind == V_TUPLE || c->arg[4].kind == V_TUPLE ||
-                  c->arg[5].kind == V_TUPLE)) {
+    if (one_d && (c->arg[2].kind == V_TUPLE || c->arg[3].kind == V_TUPLE ||
+                  c->arg[4].kind == V_TUPLE || c->arg[5].kind == V_TUPLE)) {
         sema_error(s, c->loc, "conv1d takes single integers for kernel, stride, pad and dilation");
         return value_error();
     }
@@ -1230,7 +1434,8 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
     if (one_d) pads[0] = pads[2] = 0;
     int64_t C = sh->dim[1];
     if (C % groups || out_ch % groups) {
-        sema_error(s, c->arg_loc[6], "%s: groups=%lld must divide both the input channels (%lld) and 'out' (%lld)",
+        sema_error(s, c->arg_loc[6],
+                   "%s: groups=%lld must divide both the input channels (%lld) and 'out' (%lld)",
                    c->builtin->name, (long long)groups, (long long)C, (long long)out_ch);
         sema_note_origin(s, x);
         return value_error();
@@ -1243,18 +1448,21 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
     Shape ws = one_d ? shape_make(3, (int64_t[]){out_ch, cin, k[1]}, 0)
                      : shape_make(4, (int64_t[]){out_ch, cin, k[0], k[1]}, 0);
     Value w = sema_param(s, c, "weight", TK_PARAM, ws, torch_default(fan_in));
-    Value b = bias ? sema_param(s, c, "bias", TK_PARAM, shape_make(1, &out_ch, 0), torch_default(fan_in)) : w;
+    Value b = optional_param(s, c, bias, "bias", shape_make(1, &out_ch, 0), torch_default(fan_in));
     if (w.kind == V_ERROR || b.kind == V_ERROR) return value_error();
     Ref xr = x->ref, wr = w.ref;
     if (one_d) { /* conv1d is conv2d over [N, C, 1, L] */
         xr = ir_reshape(F, xr, shape_insert(sh, 2, 1));
         wr = ir_reshape(F, wr, shape_make(4, (int64_t[]){out_ch, cin, 1, k[1]}, 0));
     }
-    Shape os = {.rank = 4, .dim = {sh->dim[0], out_ch, Ho, Wo}, .batch_mask = (uint8_t)(sh->batch_mask & 1)};
+    Shape os = {.rank = 4,
+                .dim = {sh->dim[0], out_ch, Ho, Wo},
+                .batch_mask = (uint8_t)(sh->batch_mask & 1)};
     Attr at = {0};
     at.step[0] = stride[0];
     at.step[1] = stride[1];
-    for (int i = 0; i < 4; i++) at.start[i] = pads[i];
+    for (int i = 0; i < 4; i++)
+        at.start[i] = pads[i];
     at.perm[0] = (int)dil[0];
     at.perm[1] = (int)dil[1];
     at.perm[2] = (int)groups;
@@ -1268,31 +1476,39 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
     return v;
 }
 
-static Value bi_conv2d(Sema *s, Call *c) { return convolution(s, c, false); }
-static Value bi_conv1d(Sema *s, Call *c) { return convolution(s, c, true); }
+static Value bi_conv2d(Sema *s, Call *c) {
+    return convolution(s, c, false);
+}
+static Value bi_conv1d(Sema *s, Call *c) {
+    return convolution(s, c, true);
+}
 
 /* maxpool / avgpool over [N, C, H, W] (or [N, C, L]): size, stride (default size), pad. */
 static Value pooling(Sema *s, Call *c, Op op) {
     int64_t k[2], stride[2], pad[2];
-    if (!tensor_arg(s, c, 0, true) || !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]"))
+    if (!tensor_arg(s, c, 0, true) ||
+        !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]"))
         return value_error();
     const Value *x = &c->arg[0];
     const Shape *sh = &x->shape;
     bool one_d = sh->rank == 3;
     for (int i = 1; i < sh->rank; i++)
         if (is_batch_axis(sh, i)) {
-            sema_error(s, c->arg_loc[0], "%s expects the batch axis first, got %s", c->builtin->name, tstr(s, x));
+            sema_error(s, c->arg_loc[0], "%s expects the batch axis first, got %s",
+                       c->builtin->name, tstr(s, x));
             return value_error();
         }
     if (!pair_arg(s, c, 1, 1, k)) return value_error();
-    if (c->arg[2].kind == V_NONE) stride[0] = k[0], stride[1] = k[1];
-    else if (!pair_arg(s, c, 2, 1, stride)) return value_error();
+    if (c->arg[2].kind == V_NONE)
+        stride[0] = k[0], stride[1] = k[1];
+    else if (!pair_arg(s, c, 2, 1, stride))
+        return value_error();
     if (!pair_arg(s, c, 3, 0, pad)) return value_error();
     if (one_d) k[0] = stride[0] = 1, pad[0] = 0;
     for (int a = 0; a < 2; a++)
         if (2 * pad[a] > k[a]) {
-            sema_error(s, c->arg_loc[3], "%s: padding %lld is more than half the window %lld", c->builtin->name,
-                       (long long)pad[a], (long long)k[a]);
+            sema_error(s, c->arg_loc[3], "%s: padding %lld is more than half the window %lld",
+                       c->builtin->name, (long long)pad[a], (long long)k[a]);
             return value_error();
         }
     int64_t H = one_d ? 1 : sh->dim[2], W = sh->dim[one_d ? 2 : 3], Ho, Wo;
@@ -1300,7 +1516,9 @@ static Value pooling(Sema *s, Call *c, Op op) {
         !window_out(s, c, x, W, k[1], 1, stride[1], pad[1], pad[1], &Wo))
         return value_error();
     Ref xr = one_d ? ir_reshape(F, x->ref, shape_insert(sh, 2, 1)) : x->ref;
-    Shape os = {.rank = 4, .dim = {sh->dim[0], sh->dim[1], Ho, Wo}, .batch_mask = (uint8_t)(sh->batch_mask & 1)};
+    Shape os = {.rank = 4,
+                .dim = {sh->dim[0], sh->dim[1], Ho, Wo},
+                .batch_mask = (uint8_t)(sh->batch_mask & 1)};
     Attr at = {0};
     at.perm[0] = (int)k[0];
     at.perm[1] = (int)k[1];
@@ -1308,23 +1526,29 @@ static Value pooling(Sema *s, Call *c, Op op) {
     at.step[1] = stride[1];
     at.start[0] = at.start[2] = pad[0];
     at.start[1] = at.start[3] = pad[1];
-    Ref y = ir_node(F, op, DT_F32, os, 1, &xr, &at);
+    Ref y = ir_node(F, op, x->dtype, os, 1, &xr, &at);
     if (one_d) y = ir_reshape(F, y, shape_drop(&os, 2));
     Value v = tv(s, y);
     sema_layer(s, c, c->builtin->name, v.shape, 0, shape_per_sample(&v.shape) * k[0] * k[1]);
     return v;
 }
 
-static Value bi_maxpool(Sema *s, Call *c) { return pooling(s, c, OP_maxpool2d); }
-static Value bi_avgpool(Sema *s, Call *c) { return pooling(s, c, OP_avgpool2d); }
+static Value bi_maxpool(Sema *s, Call *c) {
+    return pooling(s, c, OP_maxpool2d);
+}
+static Value bi_avgpool(Sema *s, Call *c) {
+    return pooling(s, c, OP_avgpool2d);
+}
 
 static Value bi_global_avgpool(Sema *s, Call *c) {
-    if (!tensor_arg(s, c, 0, true) || !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]"))
+    if (!tensor_arg(s, c, 0, true) ||
+        !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]"))
         return value_error();
     const Value *x = &c->arg[0];
     uint32_t axes = x->shape.rank == 4 ? 0xCu : 0x4u;
     if (x->shape.batch_mask & axes) {
-        sema_error(s, c->arg_loc[0], "global_avgpool averages the spatial axes, which cannot hold the batch: %s",
+        sema_error(s, c->arg_loc[0],
+                   "global_avgpool averages the spatial axes, which cannot hold the batch: %s",
                    tstr(s, x));
         return value_error();
     }
@@ -1336,13 +1560,15 @@ static Value bi_global_avgpool(Sema *s, Call *c) {
 static Value bi_upsample(Sema *s, Call *c) {
     static const char *const modes[] = {"nearest", "bilinear"};
     int64_t scale[2];
-    if (!tensor_arg(s, c, 0, true) || !rank_check(s, c, 0, 4, 4, "[batch, C, H, W]") || !pair_arg(s, c, 1, 1, scale))
+    if (!tensor_arg(s, c, 0, true) || !rank_check(s, c, 0, 4, 4, "[batch, C, H, W]") ||
+        !pair_arg(s, c, 1, 1, scale))
         return value_error();
     int mode = choice_arg(s, c, 2, modes, 2);
     if (mode < 0) return value_error();
     const Value *x = &c->arg[0];
     if (x->shape.batch_mask & 0xC) {
-        sema_error(s, c->arg_loc[0], "upsample: the spatial axes of %s cannot hold the batch", tstr(s, x));
+        sema_error(s, c->arg_loc[0], "upsample: the spatial axes of %s cannot hold the batch",
+                   tstr(s, x));
         return value_error();
     }
     Shape os = x->shape;
@@ -1351,7 +1577,7 @@ static Value bi_upsample(Sema *s, Call *c) {
     Attr at = {.flag = mode};
     at.perm[0] = (int)scale[0];
     at.perm[1] = (int)scale[1];
-    Value v = tv(s, ir_node(F, OP_upsample2d, DT_F32, os, 1, &x->ref, &at));
+    Value v = tv(s, ir_node(F, OP_upsample2d, x->dtype, os, 1, &x->ref, &at));
     sema_layer(s, c, "upsample", os, 0, mode ? 7 * shape_per_sample(&os) : 0);
     return v;
 }
@@ -1359,8 +1585,10 @@ static Value bi_upsample(Sema *s, Call *c) {
 static Value bi_lrn(Sema *s, Call *c) {
     int64_t size;
     double alpha, beta, k;
-    if (!tensor_arg(s, c, 0, true) || !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]") ||
-        !int_arg(s, c, 1, 1, &size) || !num_arg(s, c, 2, &alpha) || !num_arg(s, c, 3, &beta) || !num_arg(s, c, 4, &k))
+    if (!tensor_arg(s, c, 0, true) ||
+        !rank_check(s, c, 0, 3, 4, "[batch, C, H, W] or [batch, C, L]") ||
+        !int_arg(s, c, 1, 1, &size) || !num_arg(s, c, 2, &alpha) || !num_arg(s, c, 3, &beta) ||
+        !num_arg(s, c, 4, &k))
         return value_error();
     const Value *x = &c->arg[0];
     if (x->shape.batch_mask & ~1u) {
@@ -1369,7 +1597,7 @@ static Value bi_lrn(Sema *s, Call *c) {
     }
     Attr at = {.f = {alpha, beta, k}};
     at.perm[0] = (int)size;
-    Value v = tv(s, ir_node(F, OP_lrn, DT_F32, x->shape, 1, &x->ref, &at));
+    Value v = tv(s, ir_node(F, OP_lrn, x->dtype, x->shape, 1, &x->ref, &at));
     sema_layer(s, c, "lrn", v.shape, 0, (size + 4) * shape_per_sample(&v.shape));
     return v;
 }
@@ -1381,15 +1609,15 @@ static bool same_shape_pair(Sema *s, Call *c, int i, int j) {
     if (!tensor_arg(s, c, i, true) || !tensor_arg(s, c, j, true)) return false;
     const Value *a = &c->arg[i], *b = &c->arg[j];
     if (!shape_eq(&a->shape, &b->shape)) {
-        sema_error(s, c->loc, "%s: '%s' %s and '%s' %s must have the same shape", c->builtin->name, c->arg_name[i],
-                   tstr(s, a), c->arg_name[j], tstr(s, b));
+        sema_error(s, c->loc, "%s: '%s' %s and '%s' %s must have the same shape", c->builtin->name,
+                   c->arg_name[i], tstr(s, a), c->arg_name[j], tstr(s, b));
         sema_note_origin(s, a);
         sema_note_origin(s, b);
         return false;
     }
     if (a->dtype != b->dtype) {
-        sema_error(s, c->loc, "%s: '%s' and '%s' have different types (%s, %s)", c->builtin->name, c->arg_name[i],
-                   c->arg_name[j], tstr(s, a), tstr(s, b));
+        sema_error(s, c->loc, "%s: '%s' and '%s' have different types (%s, %s)", c->builtin->name,
+                   c->arg_name[i], c->arg_name[j], tstr(s, a), tstr(s, b));
         return false;
     }
     return true;
@@ -1406,12 +1634,13 @@ static Value bi_mae(Sema *s, Call *c) {
     return tv(s, mean_all(s, unary(s, OP_abs, sub(s, c->arg[0].ref, c->arg[1].ref))));
 }
 
-/* 0.5 d^2 for |d| < delta, else delta (|d| - delta/2) = 0.5 q^2 + delta (|d| - q), q = min(|d|, delta) */
+/* 0.5 d^2 for |d| < delta, else delta (|d| - delta/2) = 0.5 q^2 + delta (|d| - q), q = min(|d|,
+ * delta) */
 static Value bi_huber(Sema *s, Call *c) {
     double delta;
     if (!same_shape_pair(s, c, 0, 1) || !positive_arg(s, c, 2, &delta)) return value_error();
     Ref a = unary(s, OP_abs, sub(s, c->arg[0].ref, c->arg[1].ref));
-    Ref q = ir_binary(F, OP_minimum, a, scalar(s, delta));
+    Ref q = bin(s, OP_minimum, a, scalar(s, delta));
     Ref l = add(s, mul(s, scalar(s, 0.5), mul(s, q, q)), mul(s, scalar(s, delta), sub(s, a, q)));
     return tv(s, mean_all(s, l));
 }
@@ -1419,18 +1648,21 @@ static Value bi_huber(Sema *s, Call *c) {
 /* logits [..., C] with labels i32 [...] (the logits' shape without the class axis). */
 static bool class_pair(Sema *s, Call *c, bool allow_float_labels) {
     if (!tensor_arg(s, c, 0, true) || !tensor_arg(s, c, 1, false)) return false;
-    if (!rank_check(s, c, 0, 1, IR_MAX_RANK, "logits [..., classes]") || !last_not_batch(s, c, 0, "classes"))
+    if (!rank_check(s, c, 0, 1, IR_MAX_RANK, "logits [..., classes]") ||
+        !last_not_batch(s, c, 0, "classes"))
         return false;
     const Value *lg = &c->arg[0], *lb = &c->arg[1];
     Shape want = shape_drop(&lg->shape, lg->shape.rank - 1);
     if (lb->dtype != DT_I32 && !allow_float_labels) {
-        sema_error(s, c->arg_loc[1], "%s expects i32 class labels, got %s", c->builtin->name, tstr(s, lb));
+        sema_error(s, c->arg_loc[1], "%s expects i32 class labels, got %s", c->builtin->name,
+                   tstr(s, lb));
         sema_note_origin(s, lb);
         return false;
     }
     if (!shape_eq(&lb->shape, &want)) {
-        sema_error(s, c->arg_loc[1], "%s: labels %s do not match logits %s: expected %s%s", c->builtin->name,
-                   tstr(s, lb), tstr(s, lg), dtype_names[lb->dtype], shape_text(s, &want));
+        sema_error(s, c->arg_loc[1], "%s: labels %s do not match logits %s: expected %s%s",
+                   c->builtin->name, tstr(s, lb), tstr(s, lg), dtype_names[lb->dtype],
+                   shape_text(s, &want));
         sema_note_origin(s, lb);
         sema_note_origin(s, lg);
         return false;
@@ -1440,40 +1672,48 @@ static bool class_pair(Sema *s, Call *c, bool allow_float_labels) {
 
 static Value bi_cross_entropy(Sema *s, Call *c) {
     double smoothing;
-    if (!class_pair(s, c, false) || !range_arg(s, c, 2, 0, 1, false, &smoothing)) return value_error();
+    if (!class_pair(s, c, false) || !range_arg(s, c, 2, 0, 1, false, &smoothing))
+        return value_error();
     const Value *lg = &c->arg[0];
     int64_t C = lg->shape.dim[lg->shape.rank - 1];
     Ref in[3] = {lg->ref, c->arg[1].ref, REF_NONE};
     int nin = 2;
     Value *w = &c->arg[3];
     if (w->kind == V_TUPLE) {
-        double *data = arena_alloc(sema_arena(s), (size_t)(w->nitems ? w->nitems : 1) * sizeof *data);
+        double *data =
+            arena_alloc(sema_arena(s), (size_t)(w->nitems ? w->nitems : 1) * sizeof *data);
         for (int i = 0; i < w->nitems; i++) {
             if (w->items[i].kind != V_NUM || w->items[i].num < 0) {
-                sema_error(s, c->arg_loc[3], "cross_entropy: class weights must be non-negative numbers");
+                sema_error(s, c->arg_loc[3],
+                           "cross_entropy: class weights must be non-negative numbers");
                 return value_error();
             }
             data[i] = w->items[i].num;
         }
         if (w->nitems != C) {
-            sema_error(s, c->arg_loc[3], "cross_entropy: %d class weights for %lld classes", w->nitems, (long long)C);
+            sema_error(s, c->arg_loc[3], "cross_entropy: %d class weights for %lld classes",
+                       w->nitems, (long long)C);
             return value_error();
         }
         in[nin++] = const_data(s, DT_F32, shape_make(1, &C, 0), data);
     } else if (w->kind == V_TENSOR) {
-        if (w->dtype == DT_I32 || w->shape.rank != 1 || w->shape.dim[0] != C || shape_has_batch(&w->shape)) {
-            sema_error(s, c->arg_loc[3], "cross_entropy: 'weight' must be f32[%lld] (one per class), got %s",
+        if (w->dtype == DT_I32 || w->shape.rank != 1 || w->shape.dim[0] != C ||
+            shape_has_batch(&w->shape)) {
+            sema_error(s, c->arg_loc[3],
+                       "cross_entropy: 'weight' must be f32[%lld] (one per class), got %s",
                        (long long)C, tstr(s, w));
             sema_note_origin(s, w);
             return value_error();
         }
         in[nin++] = w->ref;
     } else if (w->kind != V_NONE) {
-        sema_error(s, c->arg_loc[3], "cross_entropy: 'weight' must be a list of numbers or a tensor, got %s", tstr(s, w));
+        sema_error(s, c->arg_loc[3],
+                   "cross_entropy: 'weight' must be a list of numbers or a tensor, got %s",
+                   tstr(s, w));
         return value_error();
     }
     Attr at = {.f = {smoothing}};
-    return tv(s, ir_node(F, OP_cross_entropy, DT_F32, shape_scalar(), nin, in, &at));
+    return tv(s, ir_node(F, OP_cross_entropy, lg->dtype, shape_scalar(), nin, in, &at));
 }
 
 /* BCEWithLogits: softplus(x) - x t, stable for any x. */
@@ -1489,7 +1729,7 @@ static Value bi_binary_cross_entropy(Sema *s, Call *c) {
 static Value bi_kl_div(Sema *s, Call *c) {
     if (!same_shape_pair(s, c, 0, 1)) return value_error();
     Ref lp = c->arg[0].ref, t = c->arg[1].ref;
-    Ref tlogt = mul(s, t, unary(s, OP_log, ir_binary(F, OP_maximum, t, scalar(s, 1e-30))));
+    Ref tlogt = mul(s, t, unary(s, OP_log, bin(s, OP_maximum, t, scalar(s, 1e-30))));
     Ref total = sum_all(s, sub(s, tlogt, mul(s, t, lp)));
     const Shape *sh = &c->arg[0].shape;
     return tv(s, sh->rank ? divide(s, total, axis_count(s, sh, 0)) : total);
@@ -1498,7 +1738,8 @@ static Value bi_kl_div(Sema *s, Call *c) {
 /* i32 labels [...] -> f32 one-hot [..., C] */
 static Ref one_hot(Sema *s, Ref labels, int64_t C) {
     double *iota = arena_alloc(sema_arena(s), (size_t)C * sizeof *iota);
-    for (int64_t i = 0; i < C; i++) iota[i] = (double)i;
+    for (int64_t i = 0; i < C; i++)
+        iota[i] = (double)i;
     Ref ids = const_data(s, DT_I32, shape_make(1, &C, 0), iota);
     const Shape *ls = shape_of(s, labels);
     Ref col = ir_reshape(F, labels, shape_insert(ls, ls->rank, 1));
@@ -1534,7 +1775,7 @@ static Value bi_l2(Sema *s, Call *c) {
 static Ref predictions(Sema *s, const Value *logits) {
     int last = logits->shape.rank - 1;
     if (logits->shape.dim[last] == 1) {
-        Ref p = ir_binary(F, OP_gt, logits->ref, scalar(s, 0));
+        Ref p = bin(s, OP_gt, logits->ref, scalar(s, 0));
         return ir_cast(F, ir_reshape(F, p, shape_drop(&logits->shape, last)), DT_I32);
     }
     return ir_argmax(F, logits->ref, last);
@@ -1567,11 +1808,14 @@ static Value bi_auc(Sema *s, Call *c) {
     int last = lg->shape.rank - 1;
     int64_t C = lg->shape.dim[last];
     if (C > 2) {
-        sema_error(s, c->arg_loc[0], "auc needs a binary classifier (logits [..., 1] or [..., 2]), got %s", tstr(s, lg));
+        sema_error(s, c->arg_loc[0],
+                   "auc needs a binary classifier (logits [..., 1] or [..., 2]), got %s",
+                   tstr(s, lg));
         sema_note_origin(s, lg);
         return value_error();
     }
-    Ref p = C == 1 ? unary(s, OP_sigmoid, lg->ref) : slice_axis(s, unary(s, OP_softmax, lg->ref), last, 1, 1);
+    Ref p = C == 1 ? unary(s, OP_sigmoid, lg->ref)
+                   : slice_axis(s, unary(s, OP_softmax, lg->ref), last, 1, 1);
     return tv(s, ir_reshape(F, p, shape_drop(&lg->shape, last)));
 }
 
@@ -1615,16 +1859,18 @@ const Builtin builtins[] = {
     {"split", "x, n, axis=-1", BK_MATH, bi_split, NULL},
     /* layers */
     {"dense", "x, units, bias=true", BK_PARAMS, bi_dense, NULL},
-    {"conv2d", "x, out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true", BK_PARAMS, bi_conv2d, NULL},
-    {"conv1d", "x, out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true", BK_PARAMS, bi_conv1d, NULL},
+    {"conv2d", "x, out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true", BK_PARAMS,
+     bi_conv2d, NULL},
+    {"conv1d", "x, out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true", BK_PARAMS,
+     bi_conv1d, NULL},
     {"embedding", "ids, vocab, dim", BK_PARAMS, bi_embedding, NULL},
     {"layernorm", "x, eps=1e-5", BK_PARAMS, bi_layernorm, NULL},
     {"batchnorm", "x, momentum=0.1, eps=1e-5", BK_PARAMS, bi_batchnorm, NULL},
     {"rnn", "x, hidden, act='tanh', layers=1", BK_PARAMS, bi_rnn, NULL},
     {"lstm", "x, hidden, layers=1", BK_PARAMS, bi_lstm, NULL},
     {"gru", "x, hidden, layers=1", BK_PARAMS, bi_gru, NULL},
-    {"multi_head_attention", "q, k=none, v=none, heads=1, causal=false, bias=true", BK_PARAMS, bi_multi_head_attention,
-     "mha"},
+    {"multi_head_attention", "q, k=none, v=none, heads=1, causal=false, bias=true", BK_PARAMS,
+     bi_multi_head_attention, "mha"},
     {"dropout", "x, p=0.5", BK_LAYER, bi_dropout, NULL},
     {"maxpool", "x, size, stride=none, pad=0", BK_LAYER, bi_maxpool, NULL},
     {"avgpool", "x, size, stride=none, pad=0", BK_LAYER, bi_avgpool, NULL},

@@ -420,7 +420,6 @@ const Builtin *builtin_find(const char *name);
 /* sema.c services for the builtins */
 Func *sema_func(Sema *s);
 bool sema_training(const Sema *s);
-bool sema_first_pass(const Sema *s);  /* diagnostics, LayerInfo and tensor declarations */
 Arena *sema_arena(Sema *s);
 bool sema_error(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sema_note(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

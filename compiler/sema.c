@@ -53,7 +53,7 @@ typedef struct Scope {
     Binding *items;
     int n, cap;
     const Block *block; /* its statements: tells "used before its declaration" from "unknown" */
-    Naming unbound;     /* layer counts of the statements without a binding (loss, metric, return) */
+    Naming unbound; /* layer counts of the statements without a binding (loss, metric, return) */
 } Scope;
 
 typedef struct Frame {
@@ -104,7 +104,6 @@ typedef struct DefInfo {
 struct Sema {
     Arena *a;
     Diag *d;
-    const Program *prog;
     DefInfo *defs;
     int ndefs;
     int *def_table; /* open-addressing hash of def names: index + 1, 0 = empty */
@@ -115,15 +114,15 @@ struct Sema {
     bool training, has_labels;
     Scope *scope;
     Frame *frame;
-    int depth;       /* def expansions */
-    int eval_depth;  /* nested expression evaluations, def bodies included */
+    int depth;      /* def expansions */
+    int eval_depth; /* nested expression evaluations, def bodies included */
     bool depth_reported;
-    int call_depth;  /* nested calls: index of the CallScratch in use */
+    int call_depth; /* nested calls: index of the CallScratch in use */
     struct CallScratch **scratch;
     int nscratch;
     const char *prefix; /* parameter-name prefix of the current def expansion, "" at model level */
     Naming naming;
-    bool in_metric;
+    SrcLoc metric_loc; /* the expression of the metric statement being evaluated */
     int dropout_streams;
     int step_tensor;
     Ref *tcache;
@@ -153,7 +152,8 @@ static CallScratch *call_scratch(Sema *s) {
     if (s->call_depth >= s->nscratch) {
         CallScratch **grown = arena_alloc(s->a, (size_t)(s->nscratch + 16) * sizeof *grown);
         if (s->nscratch) memcpy(grown, s->scratch, (size_t)s->nscratch * sizeof *grown);
-        for (int i = s->nscratch; i < s->nscratch + 16; i++) grown[i] = arena_alloc(s->a, sizeof **grown);
+        for (int i = s->nscratch; i < s->nscratch + 16; i++)
+            grown[i] = arena_alloc(s->a, sizeof **grown);
         s->scratch = grown;
         s->nscratch += 16;
     }
@@ -162,10 +162,15 @@ static CallScratch *call_scratch(Sema *s) {
 
 /* ---------------------------------------------------------------- services for lower.c */
 
-Func *sema_func(Sema *s) { return s->f; }
-bool sema_training(const Sema *s) { return s->training; }
-bool sema_first_pass(const Sema *s) { return s->pass == PASS_CHECK; }
-Arena *sema_arena(Sema *s) { return s->a; }
+Func *sema_func(Sema *s) {
+    return s->f;
+}
+bool sema_training(const Sema *s) {
+    return s->training;
+}
+Arena *sema_arena(Sema *s) {
+    return s->a;
+}
 
 static void flush_trace(Sema *s) {
     for (int i = 0; i < s->ntrace; i++)
@@ -185,7 +190,8 @@ bool sema_error(Sema *s, SrcLoc loc, const char *fmt, ...) {
     va_end(ap);
     /* the innermost calls, then (when the chain is long) the outermost one */
     int depth = 0;
-    for (Frame *fr = s->frame; fr; fr = fr->up) depth++;
+    for (Frame *fr = s->frame; fr; fr = fr->up)
+        depth++;
     int k = 0;
     for (Frame *fr = s->frame; fr; fr = fr->up, k++) {
         if (k < MAX_TRACE - 1 || k == depth - 1) {
@@ -218,7 +224,8 @@ Ref sema_read_tensor(Sema *s, int tensor) {
     if (tensor >= s->tcache_n) {
         int n = s->m->ntensors + 16;
         Ref *grown = arena_alloc(s->a, (size_t)n * sizeof *grown);
-        for (int i = 0; i < n; i++) grown[i] = i < s->tcache_n ? s->tcache[i] : REF_NONE;
+        for (int i = 0; i < n; i++)
+            grown[i] = i < s->tcache_n ? s->tcache[i] : REF_NONE;
         s->tcache = grown;
         s->tcache_n = n;
     }
@@ -239,7 +246,8 @@ static int declare_tensor(Sema *s, const char *name, TensorKind kind, DType dt, 
     return module_add_tensor(s->m, name, kind, dt, shape, init, loc);
 }
 
-Value sema_param(Sema *s, Call *c, const char *suffix, TensorKind kind, Shape shape, InitSpec init) {
+Value sema_param(Sema *s, Call *c, const char *suffix, TensorKind kind, Shape shape,
+                 InitSpec init) {
     const char *name = arena_printf(s->a, "%s.%s", c->name, suffix);
     int id = declare_tensor(s, name, kind, DT_F32, shape, init, c->loc);
     if (id < 0) return value_error();
@@ -253,8 +261,9 @@ int sema_step_tensor(Sema *s) {
     if (s->step_tensor < 0) {
         s->step_tensor = module_find_tensor(s->m, "step");
         if (s->step_tensor >= 0 && s->m->tensors[s->step_tensor].kind != TK_STEP) {
-            sema_error(s, s->m->tensors[s->step_tensor].loc,
-                       "'step' is reserved for the step counter that dropout needs; rename this tensor");
+            sema_error(
+                s, s->m->tensors[s->step_tensor].loc,
+                "'step' is reserved for the step counter that dropout needs; rename this tensor");
             s->step_tensor = -1;
             return 0;
         }
@@ -265,7 +274,9 @@ int sema_step_tensor(Sema *s) {
     return s->step_tensor;
 }
 
-int sema_next_stream(Sema *s) { return s->dropout_streams++; }
+int sema_next_stream(Sema *s) {
+    return s->dropout_streams++;
+}
 
 void sema_layer(Sema *s, const Call *c, const char *kind, Shape out, int64_t macs, int64_t flops) {
     if (s->pass != PASS_CHECK) return;
@@ -286,7 +297,9 @@ static Value mk(ValueKind k) {
     return v;
 }
 
-Value value_error(void) { return mk(V_ERROR); }
+Value value_error(void) {
+    return mk(V_ERROR);
+}
 
 Value value_num(double x) {
     Value v = mk(V_NUM);
@@ -308,20 +321,32 @@ const char *shape_text(Sema *s, const Shape *shape) {
     return arena_strdup(s->a, shape_str(shape, buf, sizeof buf));
 }
 
-int64_t shape_per_sample(const Shape *shape) { return shape_numel(shape, 1); }
+int64_t shape_per_sample(const Shape *shape) {
+    return shape_numel(shape, 1);
+}
 
 const char *value_type_str(Sema *s, const Value *v) {
     switch (v->kind) {
     case V_TENSOR:
-    case V_UNAVAIL: return arena_printf(s->a, "%s%s", dtype_names[v->dtype], shape_text(s, &v->shape));
-    case V_NUM: return arena_printf(s->a, "the number %g", v->num);
-    case V_BOOL: return v->num ? "true" : "false";
-    case V_STR: return arena_printf(s->a, "the string \"%s\"", v->str);
-    case V_TUPLE: return arena_printf(s->a, "a tuple of %d", v->nitems);
-    case V_FUNC: return arena_printf(s->a, "the function '%s'", v->builtin ? v->builtin->name : v->def->name);
-    case V_BATCH: return "'batch'";
-    case V_NONE: return "none";
-    case V_ERROR: return "an erroneous value";
+    case V_UNAVAIL:
+        return arena_printf(s->a, "%s%s", dtype_names[v->dtype], shape_text(s, &v->shape));
+    case V_NUM:
+        return arena_printf(s->a, "the number %g", v->num);
+    case V_BOOL:
+        return v->num ? "true" : "false";
+    case V_STR:
+        return arena_printf(s->a, "the string \"%s\"", v->str);
+    case V_TUPLE:
+        return arena_printf(s->a, "a tuple of %d", v->nitems);
+    case V_FUNC:
+        return arena_printf(s->a, "the function '%s'",
+                            v->builtin ? v->builtin->name : v->def->name);
+    case V_BATCH:
+        return "'batch'";
+    case V_NONE:
+        return "none";
+    case V_ERROR:
+        return "an erroneous value";
     }
     return "?";
 }
@@ -336,7 +361,8 @@ static Binding *scope_find(Scope *sc, const char *name) {
 
 static uint32_t name_hash(const char *name) {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *name; name++) h = (h ^ (uint8_t)*name) * 16777619u;
+    for (; *name; name++)
+        h = (h ^ (uint8_t)*name) * 16777619u;
     return h;
 }
 
@@ -372,7 +398,8 @@ static void bind(Sema *s, const char *name, SrcLoc loc, Value v) {
     }
     if (strchr(name, '.')) {
         /* dotted names read parameters (h1.weight); they never name a binding */
-        sema_error(s, loc, "'%s' cannot be defined: a name with '.' refers to a layer parameter", name);
+        sema_error(s, loc, "'%s' cannot be defined: a name with '.' refers to a layer parameter",
+                   name);
         v = value_error();
     }
     Binding *old = scope_find(s->scope, name);
@@ -395,9 +422,12 @@ static const char *closest_name(Sema *s, const char *name, bool functions_only) 
     int cap = s->scope->n + s->ndefs + builtin_count + 1, n = 0;
     const char **cands = arena_alloc(s->a, (size_t)cap * sizeof *cands);
     for (int i = 0; i < s->scope->n; i++)
-        if (!functions_only || s->scope->items[i].value.kind == V_FUNC) cands[n++] = s->scope->items[i].name;
-    for (int i = 0; i < s->ndefs; i++) cands[n++] = s->defs[i].block->name;
-    for (int i = 0; i < builtin_count; i++) cands[n++] = builtins[i].name;
+        if (!functions_only || s->scope->items[i].value.kind == V_FUNC)
+            cands[n++] = s->scope->items[i].name;
+    for (int i = 0; i < s->ndefs; i++)
+        cands[n++] = s->defs[i].block->name;
+    for (int i = 0; i < builtin_count; i++)
+        cands[n++] = builtins[i].name;
     if (!functions_only) cands[n++] = "batch";
     return diag_closest(name, cands, n);
 }
@@ -406,8 +436,7 @@ static const char *closest_name(Sema *s, const char *name, bool functions_only) 
 static const Stmt *declared_in_block(const Block *b, const char *name) {
     if (!b) return NULL;
     for (int i = 0; i < b->nstmts; i++)
-        if (b->stmts[i]->name && !strcmp(b->stmts[i]->name, name))
-            return b->stmts[i];
+        if (b->stmts[i]->name && !strcmp(b->stmts[i]->name, name)) return b->stmts[i];
     return NULL;
 }
 
@@ -432,10 +461,12 @@ static Value lookup_tensor(Sema *s, const char *name, SrcLoc loc) {
     }
     const char **cands = arena_alloc(s->a, (size_t)(s->m ? s->m->ntensors + 1 : 1) * sizeof *cands);
     int n = 0;
-    for (int i = 0; s->m && i < s->m->ntensors; i++) cands[n++] = s->m->tensors[i].name;
+    for (int i = 0; s->m && i < s->m->ntensors; i++)
+        cands[n++] = s->m->tensors[i].name;
     const char *close = diag_closest(qualify(s, name), cands, n);
     if (close)
-        sema_error(s, loc, "no parameter or state named '%s' (so far); did you mean '%s'?", qualify(s, name), close);
+        sema_error(s, loc, "no parameter or state named '%s' (so far); did you mean '%s'?",
+                   qualify(s, name), close);
     else
         sema_error(s, loc, "no parameter or state named '%s' (so far)", qualify(s, name));
     return value_error();
@@ -498,27 +529,35 @@ static int count_layers(Sema *s, const Expr *e) {
     switch (e->kind) {
     case E_CALL:
         n += callee_has_layers(s, e->str, e->args, e->nargs);
-        for (int i = 0; i < e->nargs; i++) n += count_layers(s, e->args[i].value);
+        for (int i = 0; i < e->nargs; i++)
+            n += count_layers(s, e->args[i].value);
         break;
     case E_PIPE:
         n += count_layers(s, e->lhs);
-        if (e->rhs && e->rhs->kind == E_NAME) n += callee_has_layers(s, e->rhs->str, NULL, 0);
-        else n += count_layers(s, e->rhs);
+        if (e->rhs && e->rhs->kind == E_NAME)
+            n += callee_has_layers(s, e->rhs->str, NULL, 0);
+        else
+            n += count_layers(s, e->rhs);
         break;
     case E_BINARY:
         n += count_layers(s, e->lhs) + count_layers(s, e->rhs);
         break;
-    case E_NEG: n += count_layers(s, e->lhs); break;
+    case E_NEG:
+        n += count_layers(s, e->lhs);
+        break;
     case E_INDEX:
     case E_LIST:
     case E_TUPLE:
         n += count_layers(s, e->lhs);
-        for (int i = 0; i < e->nitems; i++) n += count_layers(s, e->items[i]);
+        for (int i = 0; i < e->nitems; i++)
+            n += count_layers(s, e->items[i]);
         break;
     case E_SLICE:
-        for (int i = 0; i < 3; i++) n += count_layers(s, e->slice[i]);
+        for (int i = 0; i < 3; i++)
+            n += count_layers(s, e->slice[i]);
         break;
-    default: break;
+    default:
+        break;
     }
     return n;
 }
@@ -538,7 +577,8 @@ static const char *next_layer_name(Sema *s, const char *kind, const char *explic
     int k = 0, i;
     for (i = 0; i < nm->ncounts; i++)
         if (!strcmp(nm->counts[i].kind, kind)) break;
-    if (i < nm->ncounts) k = nm->counts[i].count++;
+    if (i < nm->ncounts)
+        k = nm->counts[i].count++;
     else if (nm->ncounts < MAX_KIND_COUNTS) {
         nm->counts[nm->ncounts].kind = kind;
         nm->counts[nm->ncounts++].count = 1;
@@ -564,18 +604,22 @@ static int parse_sig(const char *sig, SigParam *out) {
     int n = 0;
     const char *p = sig;
     while (*p && n < CALL_MAX_ARGS) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p == ' ' || *p == ',')
+            p++;
         if (!*p) break;
         const char *end = p;
-        for (int depth = 0; *end && (depth || *end != ','); end++) depth += (*end == '(') - (*end == ')');
+        for (int depth = 0; *end && (depth || *end != ','); end++)
+            depth += (*end == '(') - (*end == ')');
         const char *eq = memchr(p, '=', (size_t)(end - p));
         size_t nlen = (size_t)((eq ? eq : end) - p);
-        while (nlen && p[nlen - 1] == ' ') nlen--;
+        while (nlen && p[nlen - 1] == ' ')
+            nlen--;
         memset(&out[n], 0, sizeof out[n]);
         memcpy(out[n].name, p, nlen < 31 ? nlen : 31);
         if (eq) {
             const char *d = eq + 1;
-            while (*d == ' ') d++;
+            while (*d == ' ')
+                d++;
             size_t dlen = (size_t)(end - d);
             memcpy(out[n].def, d, dlen < 31 ? dlen : 31);
         }
@@ -595,9 +639,11 @@ static Value default_value(Sema *s, const char *def, SrcLoc loc) {
             v.items[v.nitems] = value_num(strtod(p, &end));
             v.items[v.nitems++].loc = loc;
             p = end;
-            while (*p == ',' || *p == ' ') p++;
+            while (*p == ',' || *p == ' ')
+                p++;
         }
-    } else if (!strcmp(def, "none")) v = mk(V_NONE);
+    } else if (!strcmp(def, "none"))
+        v = mk(V_NONE);
     else if (!strcmp(def, "true") || !strcmp(def, "false")) {
         v = mk(V_BOOL);
         v.num = def[0] == 't';
@@ -617,19 +663,20 @@ static const char *sig_text(Sema *s, const char *fname, const char *sig) {
 
 /* Matches actual arguments to a signature. Reports too many positional arguments, unknown
  * keywords (did you mean), arguments given twice, and missing required ones. */
-static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_loc, const Actuals *aa,
-                     Call *c) {
+static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_loc,
+                     const Actuals *aa, Call *c) {
     SigParam sp[CALL_MAX_ARGS];
     int n = parse_sig(sig, sp);
     bool ok = true;
     int npos = 0;
-    for (int i = 0; i < CALL_MAX_ARGS; i++) c->given[i] = false;
+    for (int i = 0; i < CALL_MAX_ARGS; i++)
+        c->given[i] = false;
     for (int i = 0; i < aa->n; i++) {
         int slot = -1;
         if (!aa->name[i]) {
             if (npos >= n) {
-                sema_error(s, aa->loc[i], "too many arguments to %s: it takes at most %d (%s)", fname, n,
-                           sig_text(s, fname, sig));
+                sema_error(s, aa->loc[i], "too many arguments to %s: it takes at most %d (%s)",
+                           fname, n, sig_text(s, fname, sig));
                 ok = false;
                 continue;
             }
@@ -639,11 +686,12 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
                 if (!strcmp(sp[j].name, aa->name[i])) slot = j;
             if (slot < 0) {
                 const char *cands[CALL_MAX_ARGS];
-                for (int j = 0; j < n; j++) cands[j] = sp[j].name;
+                for (int j = 0; j < n; j++)
+                    cands[j] = sp[j].name;
                 const char *close = diag_closest(aa->name[i], cands, n);
                 if (close)
-                    sema_error(s, aa->name_loc[i], "%s has no argument '%s'; did you mean '%s'?", fname,
-                               aa->name[i], close);
+                    sema_error(s, aa->name_loc[i], "%s has no argument '%s'; did you mean '%s'?",
+                               fname, aa->name[i], close);
                 else
                     sema_error(s, aa->name_loc[i], "%s has no argument '%s'", fname, aa->name[i]);
                 sema_note(s, call_loc, "%s", sig_text(s, fname, sig));
@@ -651,7 +699,8 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
                 continue;
             }
             if (c->given[slot]) {
-                sema_error(s, aa->name_loc[i], "argument '%s' of %s is given twice", sp[slot].name, fname);
+                sema_error(s, aa->name_loc[i], "argument '%s' of %s is given twice", sp[slot].name,
+                           fname);
                 ok = false;
                 continue;
             }
@@ -668,7 +717,8 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
         c->arg_loc[j] = call_loc;
         if (!sp[j].def[0]) {
             if (!reported)
-                sema_error(s, call_loc, "missing argument '%s' in call to %s", sp[j].name, sig_text(s, fname, sig));
+                sema_error(s, call_loc, "missing argument '%s' in call to %s", sp[j].name,
+                           sig_text(s, fname, sig));
             ok = false;
             c->arg[j] = value_error();
         } else {
@@ -678,17 +728,26 @@ static bool bind_sig(Sema *s, const char *fname, const char *sig, SrcLoc call_lo
     return ok;
 }
 
-/* ---------------------------------------------------------------- services for train.c and lower.c */
+/* ---------------------------------------------------------------- services for train.c and lower.c
+ */
 
 void sema_layer_op(Sema *s, SrcLoc loc, const char *kind, Shape out, int64_t macs, int64_t flops) {
     if (s->pass != PASS_CHECK) return;
-    LayerInfo li = {.name = display_name(s, kind), .kind = kind, .out_shape = out, .macs = macs, .flops = flops, .loc = loc};
+    LayerInfo li = {.name = display_name(s, kind),
+                    .kind = kind,
+                    .out_shape = out,
+                    .macs = macs,
+                    .flops = flops,
+                    .loc = loc};
     VEC_PUSH(s->a, s->m->layers, s->m->nlayers, s->m->layers_cap, li);
 }
 
-Value sema_eval(Sema *s, const Expr *e) { return eval(s, e); }
+Value sema_eval(Sema *s, const Expr *e) {
+    return eval(s, e);
+}
 
-bool sema_bind_call(Sema *s, const char *fname, const char *sig, const Expr *call, bool symbols, Call *c) {
+bool sema_bind_call(Sema *s, const char *fname, const char *sig, const Expr *call, bool symbols,
+                    Call *c) {
     Actuals aa = {0};
     bool ok = true;
     memset(c, 0, sizeof *c);
@@ -740,13 +799,14 @@ static void taint(Value *v, const Stmt *label) {
     if (!label) return;
     if (!v->label) v->label = label;
     if (v->kind == V_TUPLE)
-        for (int i = 0; i < v->nitems; i++) taint(&v->items[i], label);
+        for (int i = 0; i < v->nitems; i++)
+            taint(&v->items[i], label);
 }
 
 static void def_stmt(Sema *s, const Stmt *st, Value *result);
 
-__attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc, const char *prefix,
-                                                  const Actuals *aa) {
+__attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc call_loc,
+                                                  const char *prefix, const Actuals *aa) {
     const Block *def = di->block;
     if (di->broken) return value_error();
     for (Frame *fr = s->frame; fr; fr = fr->up)
@@ -779,19 +839,22 @@ __attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc c
                 if (!strcmp(def->params[j].name, aa->name[i])) slot = j;
             if (slot < 0) {
                 const char *cands[CALL_MAX_ARGS];
-                for (int j = 0; j < n; j++) cands[j] = def->params[j].name;
+                for (int j = 0; j < n; j++)
+                    cands[j] = def->params[j].name;
                 const char *close = diag_closest(aa->name[i], cands, n);
                 if (close)
                     sema_error(s, aa->name_loc[i], "'%s' has no parameter '%s'; did you mean '%s'?",
                                def->name, aa->name[i], close);
                 else
-                    sema_error(s, aa->name_loc[i], "'%s' has no parameter '%s'", def->name, aa->name[i]);
+                    sema_error(s, aa->name_loc[i], "'%s' has no parameter '%s'", def->name,
+                               aa->name[i]);
                 sema_note(s, def->name_loc, "'%s' defined here", def->name);
                 ok = false;
                 continue;
             }
             if (given[slot]) {
-                sema_error(s, aa->name_loc[i], "argument '%s' of '%s' is given twice", aa->name[i], def->name);
+                sema_error(s, aa->name_loc[i], "argument '%s' of '%s' is given twice", aa->name[i],
+                           def->name);
                 ok = false;
                 continue;
             }
@@ -801,7 +864,8 @@ __attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc c
     }
     for (int j = 0; j < n && ok; j++)
         if (!given[j] && !def->params[j].default_value) {
-            sema_error(s, call_loc, "missing argument '%s' in call to '%s'", def->params[j].name, def->name);
+            sema_error(s, call_loc, "missing argument '%s' in call to '%s'", def->params[j].name,
+                       def->name);
             sema_note(s, def->name_loc, "'%s' defined here", def->name);
             ok = false;
         }
@@ -835,7 +899,8 @@ __attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc c
         VEC_PUSH(s->a, scope.items, scope.n, scope.cap, b);
     }
     Value result = mk(V_NONE);
-    for (int i = 0; i < def->nstmts && result.kind == V_NONE; i++) def_stmt(s, def->stmts[i], &result);
+    for (int i = 0; i < def->nstmts && result.kind == V_NONE; i++)
+        def_stmt(s, def->stmts[i], &result);
     s->depth--;
     s->scope = saved_scope;
     s->frame = saved_frame;
@@ -851,8 +916,8 @@ __attribute__((noinline)) static Value expand_def(Sema *s, DefInfo *di, SrcLoc c
 }
 
 /* callee(args) or lhs |> callee(args). */
-static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const char *callee, SrcLoc callee_loc,
-                            const Expr *pipe_lhs, const Arg *args, int nargs) {
+static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const char *callee,
+                            SrcLoc callee_loc, const Expr *pipe_lhs, const Arg *args, int nargs) {
     /* resolve the callee */
     const Builtin *bi = NULL;
     DefInfo *di = NULL;
@@ -865,7 +930,8 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
         } else if (b->value.kind == V_ERROR) {
             resolved = false;
         } else {
-            sema_error(s, callee_loc, "'%s' is not a function; it is %s", callee, value_type_str(s, &b->value));
+            sema_error(s, callee_loc, "'%s' is not a function; it is %s", callee,
+                       value_type_str(s, &b->value));
             sema_note(s, b->loc, "'%s' defined here", callee);
             resolved = false;
         }
@@ -874,7 +940,8 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
     } else {
         const char *close = closest_name(s, callee, true);
         if (close)
-            sema_error(s, callee_loc, "unknown layer or function '%s'; did you mean '%s'?", callee, close);
+            sema_error(s, callee_loc, "unknown layer or function '%s'; did you mean '%s'?", callee,
+                       close);
         else
             sema_error(s, callee_loc, "unknown layer or function '%s'", callee);
         resolved = false;
@@ -885,7 +952,6 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
     memset(aa, 0, sizeof *aa);
     bool bad = !resolved, unavail = false;
     const char *explicit_name = NULL;
-    SrcLoc name_loc = {0};
     int total = nargs + (pipe_lhs ? 1 : 0);
     if (total > CALL_MAX_ARGS) {
         sema_error(s, loc, "too many arguments (%d; at most %d)", total, CALL_MAX_ARGS);
@@ -902,9 +968,9 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
         if (args[i].name && !strcmp(args[i].name, "name") && (takes_name || !resolved)) {
             if (v.kind == V_STR && v.str[0]) {
                 explicit_name = v.str;
-                name_loc = args[i].value->loc;
             } else if (v.kind != V_ERROR) {
-                sema_error(s, args[i].value->loc, "name= must be a non-empty string, got %s", value_type_str(s, &v));
+                sema_error(s, args[i].value->loc, "name= must be a non-empty string, got %s",
+                           value_type_str(s, &v));
                 bad = true;
             }
             continue;
@@ -914,7 +980,6 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
         aa->value[aa->n] = v;
         aa->loc[aa->n++] = args[i].value->loc;
     }
-    (void)name_loc;
     for (int i = 0; i < aa->n; i++) {
         if (any_kind(&aa->value[i], V_ERROR)) bad = true;
         if (any_kind(&aa->value[i], V_UNAVAIL)) unavail = true;
@@ -925,24 +990,29 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
     memset(c, 0, sizeof *c);
     c->builtin = bi;
     c->loc = loc;
-    if (di) {
-        c->name = di->has_layers ? next_layer_name(s, di->block->name, explicit_name)
-                                       : qualify(s, explicit_name ? explicit_name
-                                                                  : s->naming.bind ? s->naming.bind
-                                                                                   : di->block->name);
+    if (di && di->has_layers) {
+        c->name = next_layer_name(s, di->block->name, explicit_name);
+    } else if (di) { /* declares nothing: the name only prefixes display names */
+        c->name = qualify(s, explicit_name    ? explicit_name
+                             : s->naming.bind ? s->naming.bind
+                                              : di->block->name);
     } else if (bi && bi->kind == BK_PARAMS) {
         c->name = next_layer_name(s, bi->kind_name ? bi->kind_name : bi->name, explicit_name);
     } else if (bi && bi->kind == BK_LAYER) {
         c->name = display_name(s, bi->kind_name ? bi->kind_name : bi->name);
     }
     if (bad) return value_error();
-    if (bi && bi->kind == BK_DRIVER_METRIC && !s->in_metric) {
-        sema_error(s, callee_loc, "'%s' is computed by the training driver; use it in a 'metric' statement",
+    bool metric_call = s->metric_loc.first_line && !memcmp(&loc, &s->metric_loc, sizeof loc);
+    if (bi && bi->kind == BK_DRIVER_METRIC && !metric_call) {
+        sema_error(s, callee_loc,
+                   "'%s' is computed by the training driver; it can only be the call of a 'metric' "
+                   "statement",
                    bi->name);
         return value_error();
     }
     const Stmt *label = NULL;
-    for (int i = 0; i < aa->n && !label; i++) label = first_label(&aa->value[i]);
+    for (int i = 0; i < aa->n && !label; i++)
+        label = first_label(&aa->value[i]);
     if (unavail) {
         Value v = mk(V_UNAVAIL);
         v.label = label;
@@ -960,8 +1030,8 @@ static Value eval_call_with(Sema *s, CallScratch *scratch, SrcLoc loc, const cha
     return r;
 }
 
-static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_loc, const Expr *pipe_lhs,
-                       const Arg *args, int nargs) {
+static Value eval_call(Sema *s, SrcLoc loc, const char *callee, SrcLoc callee_loc,
+                       const Expr *pipe_lhs, const Arg *args, int nargs) {
     CallScratch *scratch = call_scratch(s);
     s->call_depth++;
     Value v = eval_call_with(s, scratch, loc, callee, callee_loc, pipe_lhs, args, nargs);
@@ -1021,7 +1091,8 @@ __attribute__((noinline)) static Value eval_index(Sema *s, const Expr *e) {
         return r;
     }
     if (x.kind != V_TENSOR && x.kind != V_UNAVAIL) {
-        sema_error(s, e->lhs->loc, "only tensors and tuples can be indexed; this is %s", value_type_str(s, &x));
+        sema_error(s, e->lhs->loc, "only tensors and tuples can be indexed; this is %s",
+                   value_type_str(s, &x));
         return value_error();
     }
     const Shape *in = &x.shape;
@@ -1053,8 +1124,8 @@ __attribute__((noinline)) static Value eval_index(Sema *s, const Expr *e) {
             }
             int64_t d = in->dim[ax];
             if (i < -d || i >= d) {
-                sema_error(s, it->loc, "index %lld is out of range for axis %d of size %lld", (long long)i, ax,
-                           (long long)d);
+                sema_error(s, it->loc, "index %lld is out of range for axis %d of size %lld",
+                           (long long)i, ax, (long long)d);
                 sema_note_origin(s, &x);
                 ok = false;
                 continue;
@@ -1081,15 +1152,23 @@ __attribute__((noinline)) static Value eval_index(Sema *s, const Expr *e) {
             /* Python's slice.indices */
             int64_t lo, hi;
             if (st > 0) {
-                lo = has[0] ? (b[0] < 0 ? (b[0] + d < 0 ? 0 : b[0] + d) : (b[0] > d ? d : b[0])) : 0;
-                hi = has[1] ? (b[1] < 0 ? (b[1] + d < 0 ? 0 : b[1] + d) : (b[1] > d ? d : b[1])) : d;
+                lo =
+                    has[0] ? (b[0] < 0 ? (b[0] + d < 0 ? 0 : b[0] + d) : (b[0] > d ? d : b[0])) : 0;
+                hi =
+                    has[1] ? (b[1] < 0 ? (b[1] + d < 0 ? 0 : b[1] + d) : (b[1] > d ? d : b[1])) : d;
             } else {
-                lo = has[0] ? (b[0] < 0 ? (b[0] + d < 0 ? -1 : b[0] + d) : (b[0] >= d ? d - 1 : b[0])) : d - 1;
-                hi = has[1] ? (b[1] < 0 ? (b[1] + d < 0 ? -1 : b[1] + d) : (b[1] >= d ? d - 1 : b[1])) : -1;
+                lo = has[0]
+                         ? (b[0] < 0 ? (b[0] + d < 0 ? -1 : b[0] + d) : (b[0] >= d ? d - 1 : b[0]))
+                         : d - 1;
+                hi = has[1]
+                         ? (b[1] < 0 ? (b[1] + d < 0 ? -1 : b[1] + d) : (b[1] >= d ? d - 1 : b[1]))
+                         : -1;
             }
-            int64_t count = st > 0 ? (hi > lo ? (hi - lo + st - 1) / st : 0) : (lo > hi ? (lo - hi - st - 1) / -st : 0);
+            int64_t count = st > 0 ? (hi > lo ? (hi - lo + st - 1) / st : 0)
+                                   : (lo > hi ? (lo - hi - st - 1) / -st : 0);
             if (count <= 0) {
-                sema_error(s, it->loc, "slice selects no elements of axis %d (size %lld)", ax, (long long)d);
+                sema_error(s, it->loc, "slice selects no elements of axis %d (size %lld)", ax,
+                           (long long)d);
                 ok = false;
                 continue;
             }
@@ -1124,7 +1203,8 @@ enum { MAX_EVAL_DEPTH = 1000 };
 static Value eval(Sema *s, const Expr *e) {
     if (s->eval_depth >= MAX_EVAL_DEPTH) {
         if (!s->depth_reported)
-            sema_error(s, e->loc, "expressions nest too deeply (more than %d levels, counting def expansions)",
+            sema_error(s, e->loc,
+                       "expressions nest too deeply (more than %d levels, counting def expansions)",
                        MAX_EVAL_DEPTH);
         s->depth_reported = true; /* once per statement */
         return value_error();
@@ -1138,7 +1218,8 @@ static Value eval(Sema *s, const Expr *e) {
 static Value eval_expr(Sema *s, const Expr *e) {
     Value v;
     switch (e->kind) {
-    case E_ERROR: return value_error();
+    case E_ERROR:
+        return value_error();
     case E_NUM:
         v = value_num(e->num);
         v.is_int = e->is_int;
@@ -1152,30 +1233,40 @@ static Value eval_expr(Sema *s, const Expr *e) {
         v = mk(V_BOOL);
         v.num = e->ival != 0;
         break;
-    case E_NAME: return lookup(s, e->str, e->loc);
+    case E_NAME:
+        return lookup(s, e->str, e->loc);
     case E_BINARY: {
         Value l = eval(s, e->lhs), r = eval(s, e->rhs);
         v = lower_binary(s, e->loc, e->op, l, r);
         break;
     }
-    case E_NEG: v = lower_neg(s, e->loc, eval(s, e->lhs)); break;
+    case E_NEG:
+        v = lower_neg(s, e->loc, eval(s, e->lhs));
+        break;
     case E_PIPE:
         if (e->rhs && e->rhs->kind == E_NAME)
             return eval_call(s, e->loc, e->rhs->str, e->rhs->loc, e->lhs, NULL, 0);
         if (e->rhs && e->rhs->kind == E_CALL)
-            return eval_call(s, e->loc, e->rhs->str, e->rhs->callee_loc, e->lhs, e->rhs->args, e->rhs->nargs);
+            return eval_call(s, e->loc, e->rhs->str, e->rhs->callee_loc, e->lhs, e->rhs->args,
+                             e->rhs->nargs);
         eval(s, e->lhs);
         if (e->rhs && e->rhs->kind != E_ERROR)
-            sema_error(s, e->rhs->loc, "the right side of '|>' must be a layer or function, optionally called");
+            sema_error(s, e->rhs->loc,
+                       "the right side of '|>' must be a layer or function, optionally called");
         return value_error();
-    case E_CALL: return eval_call(s, e->loc, e->str, e->callee_loc, NULL, e->args, e->nargs);
-    case E_INDEX: return eval_index(s, e);
+    case E_CALL:
+        return eval_call(s, e->loc, e->str, e->callee_loc, NULL, e->args, e->nargs);
+    case E_INDEX:
+        return eval_index(s, e);
     case E_SLICE:
         sema_error(s, e->loc, "a slice can only appear inside '[...]'");
         return value_error();
     case E_LIST:
-    case E_TUPLE: v = eval_tuple(s, e); break;
-    default: return value_error();
+    case E_TUPLE:
+        v = eval_tuple(s, e);
+        break;
+    default:
+        return value_error();
     }
     if (v.kind != V_ERROR) v.loc = e->loc;
     return v;
@@ -1184,7 +1275,8 @@ static Value eval_expr(Sema *s, const Expr *e) {
 /* ---------------------------------------------------------------- types and initializers */
 
 /* Parses a declared type. The batch dimension is allowed (first axis only) when allow_batch. */
-static bool eval_type(Sema *s, const TypeExpr *t, bool allow_batch, const char *what, DType *dt, Shape *sh) {
+static bool eval_type(Sema *s, const TypeExpr *t, bool allow_batch, const char *what, DType *dt,
+                      Shape *sh) {
     static const char *const dts[] = {"f32", "i32", "f64"};
     bool ok = true;
     int k;
@@ -1193,14 +1285,16 @@ static bool eval_type(Sema *s, const TypeExpr *t, bool allow_batch, const char *
     if (k == 3) {
         const char *close = diag_closest(t->dtype, dts, 3);
         if (close)
-            sema_error(s, t->dtype_loc, "unknown element type '%s'; did you mean '%s'?", t->dtype, close);
+            sema_error(s, t->dtype_loc, "unknown element type '%s'; did you mean '%s'?", t->dtype,
+                       close);
         else
             sema_error(s, t->dtype_loc, "unknown element type '%s' (f32, i32 or f64)", t->dtype);
         ok = false;
     }
     *dt = k == 1 ? DT_I32 : k == 2 ? DT_F64 : DT_F32;
     if (t->ndims > IR_MAX_RANK) {
-        sema_error(s, t->loc, "rank %d is more than the %d dimensions a tensor can have", t->ndims, IR_MAX_RANK);
+        sema_error(s, t->loc, "rank %d is more than the %d dimensions a tensor can have", t->ndims,
+                   IR_MAX_RANK);
         return false;
     }
     *sh = (Shape){.rank = t->ndims};
@@ -1226,7 +1320,8 @@ static bool eval_type(Sema *s, const TypeExpr *t, bool allow_batch, const char *
             sema_error(s, de->loc, "'batch' can only appear alone, as the first dimension");
             ok = false;
         } else if (v.kind != V_NUM || !v.is_int || v.num <= 0 || v.num > 1e12) {
-            sema_error(s, de->loc, "a dimension must be a positive integer, got %s", value_type_str(s, &v));
+            sema_error(s, de->loc, "a dimension must be a positive integer, got %s",
+                       value_type_str(s, &v));
             ok = false;
         } else {
             sh->dim[i] = (int64_t)v.num;
@@ -1239,7 +1334,8 @@ static int64_t torch_fan_in(const Shape *sh) {
     if (sh->rank == 0) return 1;
     if (sh->rank == 1) return sh->dim[0];
     int64_t f = sh->dim[1];
-    for (int i = 2; i < sh->rank; i++) f *= sh->dim[i];
+    for (int i = 2; i < sh->rank; i++)
+        f *= sh->dim[i];
     return f;
 }
 
@@ -1278,7 +1374,9 @@ static bool eval_init(Sema *s, const Expr *e, const Shape *sh, InitSpec *out) {
         nargs = e->nargs;
     } else {
         if (e->kind != E_ERROR)
-            sema_error(s, e->loc, "an initializer is a name such as 'zeros' or a call such as 'normal(0, 0.01)'");
+            sema_error(
+                s, e->loc,
+                "an initializer is a name such as 'zeros' or a call such as 'normal(0, 0.01)'");
         return false;
     }
     int k;
@@ -1286,13 +1384,15 @@ static bool eval_init(Sema *s, const Expr *e, const Shape *sh, InitSpec *out) {
         if (!strcmp(name, initializers[k].name)) break;
     if (k == NINITIALIZERS) {
         const char *cands[NINITIALIZERS];
-        for (int i = 0; i < NINITIALIZERS; i++) cands[i] = initializers[i].name;
+        for (int i = 0; i < NINITIALIZERS; i++)
+            cands[i] = initializers[i].name;
         const char *close = diag_closest(name, cands, NINITIALIZERS);
         if (close) {
             sema_error(s, name_loc, "unknown initializer '%s'; did you mean '%s'?", name, close);
         } else {
             const char *list = "";
-            for (int i = 0; i < NINITIALIZERS; i++) list = arena_printf(s->a, "%s%s%s", list, i ? ", " : "", cands[i]);
+            for (int i = 0; i < NINITIALIZERS; i++)
+                list = arena_printf(s->a, "%s%s%s", list, i ? ", " : "", cands[i]);
             sema_error(s, name_loc, "unknown initializer '%s' (one of: %s)", name, list);
         }
         return false;
@@ -1312,7 +1412,8 @@ static bool eval_init(Sema *s, const Expr *e, const Shape *sh, InitSpec *out) {
     int nv = parse_sig(initializers[k].sig, (SigParam[CALL_MAX_ARGS]){0});
     for (int i = 0; i < nv && i < 2; i++) {
         if (c.arg[i].kind != V_NUM) {
-            sema_error(s, c.arg_loc[i], "%s expects numbers, got %s", name, value_type_str(s, &c.arg[i]));
+            sema_error(s, c.arg_loc[i], "%s expects numbers, got %s", name,
+                       value_type_str(s, &c.arg[i]));
             return false;
         }
         v[i] = c.arg[i].num;
@@ -1339,12 +1440,15 @@ static bool eval_init(Sema *s, const Expr *e, const Shape *sh, InitSpec *out) {
     case INIT_HE_NORMAL:
     case INIT_ORTHOGONAL:
         if (sh->rank < 2) {
-            sema_error(s, name_loc, "%s needs a tensor of rank 2 or more (fans come from the first two axes), got %s",
-                       name, shape_text(s, sh));
+            sema_error(
+                s, name_loc,
+                "%s needs a tensor of rank 2 or more (fans come from the first two axes), got %s",
+                name, shape_text(s, sh));
             return false;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     return true;
 }
@@ -1391,12 +1495,14 @@ static bool is_compile_time(const Value *v) {
     case V_NUM:
     case V_BOOL:
     case V_STR:
-    case V_FUNC: return true;
+    case V_FUNC:
+        return true;
     case V_TUPLE:
         for (int i = 0; i < v->nitems; i++)
             if (!is_compile_time(&v->items[i])) return false;
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -1404,7 +1510,8 @@ static void const_stmt(Sema *s, const Stmt *st) {
     naming_begin(s, NULL, NULL);
     Value v = st->value ? eval(s, st->value) : value_error();
     if (v.kind != V_ERROR && !is_compile_time(&v)) {
-        sema_error(s, st->value->loc, "const '%s' must be a compile-time value (numbers, strings, tuples), got %s",
+        sema_error(s, st->value->loc,
+                   "const '%s' must be a compile-time value (numbers, strings, tuples), got %s",
                    st->name, value_type_str(s, &v));
         v = value_error();
     }
@@ -1427,16 +1534,23 @@ static void locate_nodes(Sema *s, int from, SrcLoc loc) {
 static void def_stmt(Sema *s, const Stmt *st, Value *result) {
     int first = s->f->nnodes;
     switch (st->kind) {
-    case S_LET: let_stmt(s, st); break;
-    case S_CONST: const_stmt(s, st); break;
+    case S_LET:
+        let_stmt(s, st);
+        break;
+    case S_CONST:
+        const_stmt(s, st);
+        break;
     case S_PARAM:
-    case S_STATE: declare_stmt(s, st); break;
+    case S_STATE:
+        declare_stmt(s, st);
+        break;
     case S_RETURN:
         naming_begin(s, NULL, st->value);
         *result = st->value ? eval(s, st->value) : value_error();
         if (result->kind == V_NONE) *result = value_error();
         break;
-    default: break; /* reported by check_def */
+    default:
+        break; /* reported by check_def */
     }
     locate_nodes(s, first, st->loc);
     flush_trace(s);
@@ -1460,8 +1574,12 @@ static void arg_stmt(Sema *s, const Stmt *st) {
         Ref r = ir_node(s->f, OP_input, dt, sh, 0, NULL, &at);
         s->f->nodes[r].name = st->name;
         s->f->nodes[r].loc = st->loc;
-        ArgDecl ad = {.name = st->name, .role = is_label ? ARG_LABEL : ARG_INPUT, .dtype = dt, .shape = sh,
-                      .loc = st->loc, .node = r};
+        ArgDecl ad = {.name = st->name,
+                      .role = is_label ? ARG_LABEL : ARG_INPUT,
+                      .dtype = dt,
+                      .shape = sh,
+                      .loc = st->loc,
+                      .node = r};
         VEC_PUSH(s->a, s->args, s->nargs, s->args_cap, ad);
         v = value_tensor(s->f, r);
     }
@@ -1479,7 +1597,8 @@ static void output_stmt(Sema *s, const Stmt *st) {
     if (st->value) {
         let_stmt(s, st);
         Binding *b = scope_find(s->scope, st->name);
-        if (!b || b->loc.first_line != st->name_loc.first_line || b->loc.first_column != st->name_loc.first_column)
+        if (!b || b->loc.first_line != st->name_loc.first_line ||
+            b->loc.first_column != st->name_loc.first_column)
             return; /* duplicate name: reported */
         v = b->value;
     } else {
@@ -1493,15 +1612,15 @@ static void output_stmt(Sema *s, const Stmt *st) {
         }
     if (v.label) {
         sema_error(s, st->value ? st->value->loc : st->name_loc,
-                   "output '%s' depends on label '%s'; labels feed only losses and metrics", st->name,
-                   v.label->name);
+                   "output '%s' depends on label '%s'; labels feed only losses and metrics",
+                   st->name, v.label->name);
         sema_note(s, v.label->name_loc, "'%s' declared here", v.label->name);
         return;
     }
     if (v.kind == V_UNAVAIL) return;
     if (v.kind != V_TENSOR) {
-        sema_error(s, st->value ? st->value->loc : st->name_loc, "output '%s' must be a tensor, got %s",
-                   st->name, value_type_str(s, &v));
+        sema_error(s, st->value ? st->value->loc : st->name_loc,
+                   "output '%s' must be a tensor, got %s", st->name, value_type_str(s, &v));
         return;
     }
     add_out(s, st->name, OUT_OUTPUT, v.ref, NULL);
@@ -1511,7 +1630,8 @@ static const char *unique_metric_name(Sema *s, const char *base) {
     const char *name = base;
     for (int k = 2;; k++) {
         bool taken = !strcmp(name, "loss");
-        for (int i = 0; i < s->nouts && !taken; i++) taken = !strcmp(s->outs[i].name, name);
+        for (int i = 0; i < s->nouts && !taken; i++)
+            taken = !strcmp(s->outs[i].name, name);
         if (!taken) return name;
         name = arena_printf(s->a, "%s_%d", base, k);
     }
@@ -1523,8 +1643,10 @@ static void loss_stmt(Sema *s, const Stmt *st) {
     Value v = st->value ? eval(s, st->value) : value_error();
     if (v.kind == V_ERROR || v.kind == V_UNAVAIL) return;
     if (v.kind != V_TENSOR || v.shape.rank != 0 || v.dtype == DT_I32) {
-        sema_error(s, st->value->loc, "a loss must be a float scalar, got %s", value_type_str(s, &v));
-        if (v.kind == V_TENSOR && v.shape.rank) sema_note(s, st->value->loc, "reduce it with mean(...) or sum(...)");
+        sema_error(s, st->value->loc, "a loss must be a float scalar, got %s",
+                   value_type_str(s, &v));
+        if (v.kind == V_TENSOR && v.shape.rank)
+            sema_note(s, st->value->loc, "reduce it with mean(...) or sum(...)");
         return;
     }
     Ref r = v.ref;
@@ -1538,13 +1660,15 @@ static void metric_stmt(Sema *s, const Stmt *st) {
     if (!e) return;
     const char *base = "metric";
     const Builtin *bi = NULL;
-    if (e->kind == E_CALL) base = e->str;
-    else if (e->kind == E_PIPE && e->rhs && (e->rhs->kind == E_CALL || e->rhs->kind == E_NAME)) base = e->rhs->str;
+    if (e->kind == E_CALL)
+        base = e->str;
+    else if (e->kind == E_PIPE && e->rhs && (e->rhs->kind == E_CALL || e->rhs->kind == E_NAME))
+        base = e->rhs->str;
     bi = builtin_find(base);
     naming_begin(s, NULL, e);
-    s->in_metric = true;
+    s->metric_loc = e->loc; /* driver metrics only as the statement's own call */
     Value v = eval(s, e);
-    s->in_metric = false;
+    s->metric_loc = (SrcLoc){0};
     if (v.kind == V_ERROR || v.kind == V_UNAVAIL) return;
     bool driver = bi && bi->kind == BK_DRIVER_METRIC && !scope_find(s->scope, base);
     if (v.kind != V_TENSOR || (!driver && v.shape.rank != 0)) {
@@ -1553,24 +1677,42 @@ static void metric_stmt(Sema *s, const Stmt *st) {
     }
     Ref r = v.ref;
     if (!driver && v.dtype != DT_F32) r = ir_cast(s->f, r, DT_F32);
-    add_out(s, unique_metric_name(s, base), OUT_METRIC, r, driver && v.label ? v.label->name : NULL);
+    add_out(s, unique_metric_name(s, base), OUT_METRIC, r,
+            driver && v.label ? v.label->name : NULL);
 }
 
 static void model_stmt(Sema *s, const Stmt *st) {
     int first = s->f->nnodes;
     s->depth_reported = false;
     switch (st->kind) {
-    case S_ERROR: break;
+    case S_ERROR:
+        break;
     case S_INPUT:
-    case S_LABEL: arg_stmt(s, st); break;
+    case S_LABEL:
+        arg_stmt(s, st);
+        break;
     case S_PARAM:
-    case S_STATE: declare_stmt(s, st); break;
-    case S_CONST: const_stmt(s, st); break;
-    case S_LET: let_stmt(s, st); break;
-    case S_OUTPUT: output_stmt(s, st); break;
-    case S_LOSS: loss_stmt(s, st); break;
-    case S_METRIC: metric_stmt(s, st); break;
-    case S_RETURN: sema_error(s, st->loc, "'return' outside a def"); break;
+    case S_STATE:
+        declare_stmt(s, st);
+        break;
+    case S_CONST:
+        const_stmt(s, st);
+        break;
+    case S_LET:
+        let_stmt(s, st);
+        break;
+    case S_OUTPUT:
+        output_stmt(s, st);
+        break;
+    case S_LOSS:
+        loss_stmt(s, st);
+        break;
+    case S_METRIC:
+        metric_stmt(s, st);
+        break;
+    case S_RETURN:
+        sema_error(s, st->loc, "'return' outside a def");
+        break;
     }
     locate_nodes(s, first, st->loc);
     flush_trace(s);
@@ -1584,22 +1726,26 @@ static void func_compact(Func *f) {
     Arena *a = f->mod->arena;
     bool *live = arena_alloc(a, (size_t)f->nnodes);
     Ref *map = arena_alloc(a, (size_t)f->nnodes * sizeof *map);
-    for (int i = 0; i < f->nouts; i++) live[f->outs[i].value] = true;
+    for (int i = 0; i < f->nouts; i++)
+        live[f->outs[i].value] = true;
     for (int i = 0; i < f->nnodes; i++)
         if (op_info[f->nodes[i].op].flags & OPF_EFFECT) live[i] = true;
     for (int i = f->nnodes - 1; i >= 0; i--)
         if (live[i])
-            for (int j = 0; j < f->nodes[i].nin; j++) live[f->nodes[i].in[j]] = true;
+            for (int j = 0; j < f->nodes[i].nin; j++)
+                live[f->nodes[i].in[j]] = true;
     int n = 0;
     for (int i = 0; i < f->nnodes; i++) {
         if (!live[i]) continue;
         Node nd = f->nodes[i];
-        for (int j = 0; j < nd.nin; j++) nd.in[j] = map[nd.in[j]];
+        for (int j = 0; j < nd.nin; j++)
+            nd.in[j] = map[nd.in[j]];
         map[i] = n;
         f->nodes[n++] = nd;
     }
     f->nnodes = n;
-    for (int i = 0; i < f->nouts; i++) f->outs[i].value = map[f->outs[i].value];
+    for (int i = 0; i < f->nouts; i++)
+        f->outs[i].value = map[f->outs[i].value];
 }
 
 static Func *func_new(Module *m, const char *name) {
@@ -1629,7 +1775,8 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
     s->nouts = s->outs_cap = 0;
     s->nloss = 0;
     s->loss_total = REF_NONE;
-    for (int i = 0; i < b->nstmts; i++) model_stmt(s, b->stmts[i]);
+    for (int i = 0; i < b->nstmts; i++)
+        model_stmt(s, b->stmts[i]);
 
     Func *f = s->f;
     for (int role = ARG_INPUT; role <= ARG_LABEL; role++)
@@ -1641,7 +1788,8 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
         }
     if (pass == PASS_INFER) {
         for (int i = 0; i < s->nouts; i++)
-            if (s->outs[i].role == OUT_OUTPUT) func_add_out(f, s->outs[i].name, OUT_OUTPUT, s->outs[i].value);
+            if (s->outs[i].role == OUT_OUTPUT)
+                func_add_out(f, s->outs[i].name, OUT_OUTPUT, s->outs[i].value);
     } else {
         if (s->nloss) func_add_out(f, "loss", OUT_LOSS, s->loss_total);
         for (int i = 0; i < s->nouts; i++)
@@ -1650,8 +1798,10 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
                 /* the label a driver metric's predictions go with, for metric_info (needed only
                  * when the model has several labels; otherwise it is the only one) */
                 int nlabels = 0;
-                for (int j = 0; j < s->nargs; j++) nlabels += s->args[j].role == ARG_LABEL;
-                if (s->outs[i].label && nlabels > 1) f->nodes[s->outs[i].value].name = s->outs[i].label;
+                for (int j = 0; j < s->nargs; j++)
+                    nlabels += s->args[j].role == ARG_LABEL;
+                if (s->outs[i].label && nlabels > 1)
+                    f->nodes[s->outs[i].value].name = s->outs[i].label;
             }
     }
     if (pass == PASS_CHECK) {
@@ -1660,9 +1810,12 @@ static Func *run_pass(Sema *s, const Block *b, int pass) {
             ninputs += b->stmts[i]->kind == S_INPUT;
             noutputs += b->stmts[i]->kind == S_OUTPUT;
         }
-        if (!ninputs) sema_error(s, b->name_loc, "model '%s' has no inputs; declare one with 'input NAME: TYPE'", b->name);
+        if (!ninputs)
+            sema_error(s, b->name_loc,
+                       "model '%s' has no inputs; declare one with 'input NAME: TYPE'", b->name);
         if (!noutputs)
-            sema_error(s, b->name_loc, "model '%s' has no outputs; declare one with 'output NAME = EXPR'", b->name);
+            sema_error(s, b->name_loc,
+                       "model '%s' has no outputs; declare one with 'output NAME = EXPR'", b->name);
     }
     func_compact(f);
     s->scope = NULL;
@@ -1680,13 +1833,19 @@ static void move_tensor_last(Module *m, int id) {
     for (int i = 0; i < m->nfuncs; i++)
         for (int j = 0; j < m->funcs[i]->nnodes; j++) {
             Node *n = &m->funcs[i]->nodes[j];
-            if (n->op != OP_tensor && n->op != OP_store && n->op != OP_init_fill && n->op != OP_rand_uniform) continue;
-            if (n->attr.tensor == id) n->attr.tensor = last;
-            else if (n->attr.tensor > id) n->attr.tensor--;
+            if (n->op != OP_tensor && n->op != OP_store && n->op != OP_init_fill &&
+                n->op != OP_rand_uniform)
+                continue;
+            if (n->attr.tensor == id)
+                n->attr.tensor = last;
+            else if (n->attr.tensor > id)
+                n->attr.tensor--;
         }
 }
 
-static void push_func(Module *m, Func *f) { VEC_PUSH(m->arena, m->funcs, m->nfuncs, m->funcs_cap, f); }
+static void push_func(Module *m, Func *f) {
+    VEC_PUSH(m->arena, m->funcs, m->nfuncs, m->funcs_cap, f);
+}
 
 /* Lowers one model; returns NULL when it has errors (reported). */
 static Module *lower_model(Sema *s, const Block *b, Module *m) {
@@ -1733,9 +1892,12 @@ static void dc_unknown(DefCheck *dc, const char *name, SrcLoc loc, bool callee) 
         }
     int cap = dc->n + s->ndefs + builtin_count, n = 0;
     const char **cands = arena_alloc(s->a, (size_t)cap * sizeof *cands);
-    for (int i = 0; i < dc->n; i++) cands[n++] = dc->names[i];
-    for (int i = 0; i < s->ndefs; i++) cands[n++] = s->defs[i].block->name;
-    for (int i = 0; i < builtin_count; i++) cands[n++] = builtins[i].name;
+    for (int i = 0; i < dc->n; i++)
+        cands[n++] = dc->names[i];
+    for (int i = 0; i < s->ndefs; i++)
+        cands[n++] = s->defs[i].block->name;
+    for (int i = 0; i < builtin_count; i++)
+        cands[n++] = builtins[i].name;
     const char *close = diag_closest(name, cands, n);
     const char *what = callee ? "unknown layer or function" : "unknown name";
     if (close)
@@ -1755,35 +1917,44 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
     if (!e) return;
     switch (e->kind) {
     case E_NAME:
-        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) || builtin_find(e->str) ||
+        if (!strcmp(e->str, "batch") || dc_known(dc, e->str) || find_def(dc->s, e->str) ||
+            builtin_find(e->str) ||
             strchr(e->str, '.')) /* parameter names are checked when the def is expanded */
             return;
         dc_unknown(dc, e->str, e->loc, false);
         break;
     case E_CALL:
         dc_callee(dc, e->str, e->callee_loc);
-        for (int i = 0; i < e->nargs; i++) dc_expr(dc, e->args[i].value);
+        for (int i = 0; i < e->nargs; i++)
+            dc_expr(dc, e->args[i].value);
         break;
     case E_PIPE:
         dc_expr(dc, e->lhs);
-        if (e->rhs && e->rhs->kind == E_NAME) dc_callee(dc, e->rhs->str, e->rhs->loc);
-        else dc_expr(dc, e->rhs);
+        if (e->rhs && e->rhs->kind == E_NAME)
+            dc_callee(dc, e->rhs->str, e->rhs->loc);
+        else
+            dc_expr(dc, e->rhs);
         break;
     case E_BINARY:
         dc_expr(dc, e->lhs);
         dc_expr(dc, e->rhs);
         break;
-    case E_NEG: dc_expr(dc, e->lhs); break;
+    case E_NEG:
+        dc_expr(dc, e->lhs);
+        break;
     case E_INDEX:
     case E_LIST:
     case E_TUPLE:
         dc_expr(dc, e->lhs);
-        for (int i = 0; i < e->nitems; i++) dc_expr(dc, e->items[i]);
+        for (int i = 0; i < e->nitems; i++)
+            dc_expr(dc, e->items[i]);
         break;
     case E_SLICE:
-        for (int i = 0; i < 3; i++) dc_expr(dc, e->slice[i]);
+        for (int i = 0; i < 3; i++)
+            dc_expr(dc, e->slice[i]);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -1791,7 +1962,7 @@ static void dc_expr(DefCheck *dc, const Expr *e) {
  * parameter defaults), and whether the body declares parameters itself. */
 static void collect_calls(Sema *s, DefInfo *di, const Expr *e) {
     if (!e) return;
-    const char *callee = e->kind == E_CALL ? e->str
+    const char *callee = e->kind == E_CALL                                       ? e->str
                          : e->kind == E_PIPE && e->rhs && e->rhs->kind == E_NAME ? e->rhs->str
                                                                                  : NULL;
     if (callee) {
@@ -1806,24 +1977,30 @@ static void collect_calls(Sema *s, DefInfo *di, const Expr *e) {
     }
     switch (e->kind) {
     case E_CALL:
-        for (int i = 0; i < e->nargs; i++) collect_calls(s, di, e->args[i].value);
+        for (int i = 0; i < e->nargs; i++)
+            collect_calls(s, di, e->args[i].value);
         break;
     case E_PIPE:
     case E_BINARY:
         collect_calls(s, di, e->lhs);
         if (e->rhs && e->rhs->kind != E_NAME) collect_calls(s, di, e->rhs);
         break;
-    case E_NEG: collect_calls(s, di, e->lhs); break;
+    case E_NEG:
+        collect_calls(s, di, e->lhs);
+        break;
     case E_INDEX:
     case E_LIST:
     case E_TUPLE:
         collect_calls(s, di, e->lhs);
-        for (int i = 0; i < e->nitems; i++) collect_calls(s, di, e->items[i]);
+        for (int i = 0; i < e->nitems; i++)
+            collect_calls(s, di, e->items[i]);
         break;
     case E_SLICE:
-        for (int i = 0; i < 3; i++) collect_calls(s, di, e->slice[i]);
+        for (int i = 0; i < 3; i++)
+            collect_calls(s, di, e->slice[i]);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -1834,12 +2011,16 @@ static void collect_calls(Sema *s, DefInfo *di, const Expr *e) {
 static void analyze_def_graph(Sema *s) {
     int n = s->ndefs;
     if (!n) return;
-    int *index = arena_alloc(s->a, (size_t)n * sizeof *index), *low = arena_alloc(s->a, (size_t)n * sizeof *low);
-    int *comp = arena_alloc(s->a, (size_t)n * sizeof *comp), *stack = arena_alloc(s->a, (size_t)n * sizeof *stack);
-    int *frame = arena_alloc(s->a, (size_t)n * sizeof *frame), *edge = arena_alloc(s->a, (size_t)n * sizeof *edge);
+    int *index = arena_alloc(s->a, (size_t)n * sizeof *index),
+        *low = arena_alloc(s->a, (size_t)n * sizeof *low);
+    int *comp = arena_alloc(s->a, (size_t)n * sizeof *comp),
+        *stack = arena_alloc(s->a, (size_t)n * sizeof *stack);
+    int *frame = arena_alloc(s->a, (size_t)n * sizeof *frame),
+        *edge = arena_alloc(s->a, (size_t)n * sizeof *edge);
     bool *on_stack = arena_alloc(s->a, (size_t)n);
     int counter = 0, sp = 0, ncomp = 0;
-    for (int v = 0; v < n; v++) index[v] = -1;
+    for (int v = 0; v < n; v++)
+        index[v] = -1;
     for (int root = 0; root < n; root++) {
         if (index[root] >= 0) continue;
         int depth = 0;
@@ -1866,7 +2047,8 @@ static void analyze_def_graph(Sema *s) {
             }
             if (low[v] == index[v]) { /* v roots a component: pop it */
                 int first = sp;
-                do first--;
+                do
+                    first--;
                 while (stack[first] != v);
                 bool layers = false;
                 for (int k = first; k < sp; k++) {
@@ -1876,9 +2058,11 @@ static void analyze_def_graph(Sema *s) {
                 for (int k = first; k < sp; k++) {
                     DefInfo *d = &s->defs[stack[k]];
                     layers |= d->direct_layers;
-                    for (int e = 0; e < d->ncalls; e++) layers |= s->defs[d->calls[e].callee].has_layers;
+                    for (int e = 0; e < d->ncalls; e++)
+                        layers |= s->defs[d->calls[e].callee].has_layers;
                 }
-                for (int k = first; k < sp; k++) s->defs[stack[k]].has_layers = layers;
+                for (int k = first; k < sp; k++)
+                    s->defs[stack[k]].has_layers = layers;
                 sp = first;
                 ncomp++;
             }
@@ -1893,9 +2077,11 @@ static void analyze_def_graph(Sema *s) {
             if (comp[w] != comp[v]) continue;
             const Block *def = d->block;
             if (w == v)
-                sema_error(s, d->calls[e].loc, "def '%s' calls itself; recursion is not supported", def->name);
+                sema_error(s, d->calls[e].loc, "def '%s' calls itself; recursion is not supported",
+                           def->name);
             else
-                sema_error(s, d->calls[e].loc, "def '%s' calls itself through '%s'; recursion is not supported",
+                sema_error(s, d->calls[e].loc,
+                           "def '%s' calls itself through '%s'; recursion is not supported",
                            def->name, s->defs[w].block->name);
             sema_note(s, def->name_loc, "'%s' defined here", def->name);
             d->broken = true;
@@ -1941,7 +2127,9 @@ static void check_def(Sema *s, DefInfo *di) {
             break;
         }
         switch (st->kind) {
-        case S_ERROR: dc.ok = false; break;
+        case S_ERROR:
+            dc.ok = false;
+            break;
         case S_LET:
         case S_CONST:
             dc_expr(&dc, st->value);
@@ -1949,7 +2137,8 @@ static void check_def(Sema *s, DefInfo *di) {
             break;
         case S_PARAM:
         case S_STATE:
-            for (int k = 0; k < st->type->ndims; k++) dc_expr(&dc, st->type->dims[k]);
+            for (int k = 0; k < st->type->ndims; k++)
+                dc_expr(&dc, st->type->dims[k]);
             VEC_PUSH(s->a, dc.names, dc.n, dc.cap, st->name);
             break;
         case S_RETURN:
@@ -1957,9 +2146,11 @@ static void check_def(Sema *s, DefInfo *di) {
             ret = st;
             break;
         default: {
-            static const char *const kw[] = {"", "input", "label", "param", "state", "const", "output", "loss", "metric"};
+            static const char *const kw[] = {"",      "input",  "label", "param", "state",
+                                             "const", "output", "loss",  "metric"};
             sema_error(s, st->loc, "'%s' is not allowed in a def; it belongs in a model",
-                       st->kind < (int)(sizeof kw / sizeof kw[0]) ? kw[st->kind] : "this statement");
+                       st->kind < (int)(sizeof kw / sizeof kw[0]) ? kw[st->kind]
+                                                                  : "this statement");
             dc.ok = false;
         }
         }
@@ -1973,7 +2164,8 @@ static void check_def(Sema *s, DefInfo *di) {
         if (st->kind == S_PARAM || st->kind == S_STATE) di->direct_layers = true;
         collect_calls(s, di, st->value);
     }
-    for (int i = 0; i < def->nparams; i++) collect_calls(s, di, def->params[i].default_value);
+    for (int i = 0; i < def->nparams; i++)
+        collect_calls(s, di, def->params[i].default_value);
     flush_trace(s);
     di->broken = !dc.ok;
 }
@@ -1989,12 +2181,14 @@ bool metric_info(const Func *f, int out, MetricInfo *mi) {
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         size_t len = strlen(kinds[k]);
         const char *name = f->outs[out].name;
-        if (!strncmp(name, kinds[k], len) && (name[len] == 0 || name[len] == '_')) mi->kind = kinds[k];
+        if (!strncmp(name, kinds[k], len) && (name[len] == 0 || name[len] == '_'))
+            mi->kind = kinds[k];
     }
     if (!mi->kind) return false;
     mi->label_arg = -1;
     for (int i = 0; i < f->nargs; i++)
-        if (f->args[i].role == ARG_LABEL && (mi->label_arg < 0 || (n->name && !strcmp(f->args[i].name, n->name))))
+        if (f->args[i].role == ARG_LABEL &&
+            (mi->label_arg < 0 || (n->name && !strcmp(f->args[i].name, n->name))))
             mi->label_arg = i;
     /* predictions come from argmax(logits) (classes = its input's last axis) or from a
      * single-logit comparison (2 classes) */
@@ -2009,14 +2203,15 @@ bool metric_info(const Func *f, int out, MetricInfo *mi) {
 /* ---------------------------------------------------------------- the program */
 
 int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
-    Sema sema = {.a = a, .d = d, .prog = p, .prefix = "", .step_tensor = -1};
+    Sema sema = {.a = a, .d = d, .prefix = "", .step_tensor = -1};
     Sema *s = &sema;
     *out = NULL;
     int errors = d->errors;
 
     /* defs */
     s->defs = arena_alloc(a, (size_t)(p->nblocks + 1) * sizeof *s->defs);
-    for (s->def_table_cap = 16; s->def_table_cap < 2 * p->nblocks; s->def_table_cap *= 2) {}
+    for (s->def_table_cap = 16; s->def_table_cap < 2 * p->nblocks; s->def_table_cap *= 2) {
+    }
     s->def_table = arena_alloc(a, (size_t)s->def_table_cap * sizeof *s->def_table);
     for (int i = 0; i < p->nblocks; i++) {
         const Block *b = p->blocks[i];
@@ -2029,7 +2224,8 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
         }
         add_def(s, b);
     }
-    for (int i = 0; i < s->ndefs; i++) check_def(s, &s->defs[i]);
+    for (int i = 0; i < s->ndefs; i++)
+        check_def(s, &s->defs[i]);
     analyze_def_graph(s);
 
     /* models */
@@ -2073,10 +2269,12 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
             if (!strcmp(mods[j]->name, b->name)) m = mods[j];
         if (!m) {
             const char **cands = arena_alloc(a, (size_t)(nmods + 1) * sizeof *cands);
-            for (int j = 0; j < nmods; j++) cands[j] = mods[j]->name;
+            for (int j = 0; j < nmods; j++)
+                cands[j] = mods[j]->name;
             const char *close = diag_closest(b->name, cands, nmods);
             if (close)
-                sema_error(s, b->name_loc, "train block for unknown model '%s'; did you mean '%s'?", b->name, close);
+                sema_error(s, b->name_loc, "train block for unknown model '%s'; did you mean '%s'?",
+                           b->name, close);
             else
                 sema_error(s, b->name_loc, "train block for unknown model '%s'", b->name);
         }
@@ -2091,8 +2289,6 @@ int lower_program(Arena *a, const Program *p, Diag *d, Module ***out) {
         train_block(s, b, target);
         if (m) {
             bool has_loss = module_find_func(m, "loss") != NULL;
-            int mi = (int)(m - mods[0]);
-            (void)mi;
             bool model_ok = true;
             for (int j = 0; j < nmods; j++)
                 if (mods[j] == m) model_ok = ok[j];

@@ -17,11 +17,12 @@ typedef struct TrainKey {
 /* ---------------------------------------------------------------- value helpers */
 
 /* A number in a range; lo_open/hi_open make the bound strict; hi < lo means no upper bound. */
-static bool num_in(Sema *s, const Call *c, int i, const char *what, double lo, bool lo_open, double hi, bool hi_open,
-                   double *out) {
+static bool num_in(Sema *s, const Call *c, int i, const char *what, double lo, bool lo_open,
+                   double hi, bool hi_open, double *out) {
     const Value *v = &c->arg[i];
     if (v->kind != V_NUM) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be a number, got %s", what, c->arg_name[i], value_type_str(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be a number, got %s", what, c->arg_name[i],
+                   value_type_str(s, v));
         return false;
     }
     double x = v->num;
@@ -29,10 +30,11 @@ static bool num_in(Sema *s, const Call *c, int i, const char *what, double lo, b
     if (hi >= lo) bad = bad || (hi_open ? !(x < hi) : !(x <= hi));
     if (bad) {
         if (hi < lo)
-            sema_error(s, c->arg_loc[i], "%s: '%s' must be %s %g, got %g", what, c->arg_name[i], lo_open ? ">" : ">=", lo, x);
+            sema_error(s, c->arg_loc[i], "%s: '%s' must be %s %g, got %g", what, c->arg_name[i],
+                       lo_open ? ">" : ">=", lo, x);
         else
-            sema_error(s, c->arg_loc[i], "%s: '%s' must be in %c%g, %g%c, got %g", what, c->arg_name[i],
-                       lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', x);
+            sema_error(s, c->arg_loc[i], "%s: '%s' must be in %c%g, %g%c, got %g", what,
+                       c->arg_name[i], lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', x);
         return false;
     }
     *out = x;
@@ -42,7 +44,8 @@ static bool num_in(Sema *s, const Call *c, int i, const char *what, double lo, b
 static bool bool_of(Sema *s, const Call *c, int i, const char *what, bool *out) {
     const Value *v = &c->arg[i];
     if (v->kind != V_BOOL) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be true or false, got %s", what, c->arg_name[i], value_type_str(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be true or false, got %s", what, c->arg_name[i],
+                   value_type_str(s, v));
         return false;
     }
     *out = v->num != 0;
@@ -52,7 +55,8 @@ static bool bool_of(Sema *s, const Call *c, int i, const char *what, bool *out) 
 static bool str_of(Sema *s, const Call *c, int i, const char *what, const char **out) {
     const Value *v = &c->arg[i];
     if (v->kind != V_STR) {
-        sema_error(s, c->arg_loc[i], "%s: '%s' must be a string, got %s", what, c->arg_name[i], value_type_str(s, v));
+        sema_error(s, c->arg_loc[i], "%s: '%s' must be a string, got %s", what, c->arg_name[i],
+                   value_type_str(s, v));
         return false;
     }
     *out = v->str;
@@ -67,12 +71,16 @@ static const char *callee_of(Sema *s, const Stmt *st, const char *what) {
     return NULL;
 }
 
-static SrcLoc callee_loc(const Expr *e) { return e->kind == E_CALL ? e->callee_loc : e->loc; }
+static SrcLoc callee_loc(const Expr *e) {
+    return e->kind == E_CALL ? e->callee_loc : e->loc;
+}
 
-static void unknown_choice(Sema *s, SrcLoc loc, const char *kind, const char *name, const char *const *names, int n) {
+static void unknown_choice(Sema *s, SrcLoc loc, const char *kind, const char *name,
+                           const char *const *names, int n) {
     const char *close = diag_closest(name, names, n);
     const char *list = "";
-    for (int i = 0; i < n; i++) list = arena_printf(sema_arena(s), "%s%s%s", list, i ? ", " : "", names[i]);
+    for (int i = 0; i < n; i++)
+        list = arena_printf(sema_arena(s), "%s%s%s", list, i ? ", " : "", names[i]);
     if (close)
         sema_error(s, loc, "unknown %s '%s'; did you mean '%s'?", kind, name, close);
     else
@@ -84,15 +92,16 @@ static bool int_value(Sema *s, const Stmt *st, int64_t lo, int64_t *out) {
     Value v = sema_eval(s, st->value);
     if (v.kind == V_ERROR) return false;
     if (v.kind != V_NUM || !v.is_int || v.num < (double)lo || v.num > 9e15) {
-        sema_error(s, st->value->loc, "'%s' must be an integer >= %lld, got %s", st->name, (long long)lo,
-                   value_type_str(s, &v));
+        sema_error(s, st->value->loc, "'%s' must be an integer >= %lld, got %s", st->name,
+                   (long long)lo, value_type_str(s, &v));
         return false;
     }
     *out = (int64_t)v.num;
     return true;
 }
 
-static bool num_value(Sema *s, const Stmt *st, double lo, bool lo_open, double hi, bool hi_open, double *out) {
+static bool num_value(Sema *s, const Stmt *st, double lo, bool lo_open, double hi, bool hi_open,
+                      double *out) {
     Value v = sema_eval(s, st->value);
     if (v.kind == V_ERROR) return false;
     Call c = {.arg = {v}, .arg_loc = {st->value->loc}, .arg_name = {st->name}};
@@ -105,16 +114,23 @@ static void read_batch(Sema *s, const Stmt *st, Module *m) {
     Value v = sema_eval(s, st->value);
     if (v.kind == V_ERROR) return;
     if (v.kind != V_NUM || !v.is_int || v.num <= 0 || v.num > 1e9) {
-        sema_error(s, st->value->loc, "batch must be a positive integer, got %s", value_type_str(s, &v));
+        sema_error(s, st->value->loc, "batch must be a positive integer, got %s",
+                   value_type_str(s, &v));
         return;
     }
     m->train.batch = (int64_t)v.num;
     m->max_batch = m->train.batch;
 }
 
-static void read_epochs(Sema *s, const Stmt *st, Module *m) { int_value(s, st, 1, &m->train.epochs); }
-static void read_seed(Sema *s, const Stmt *st, Module *m) { int_value(s, st, 0, &m->train.seed); }
-static void read_accumulate(Sema *s, const Stmt *st, Module *m) { int_value(s, st, 1, &m->train.accumulate); }
+static void read_epochs(Sema *s, const Stmt *st, Module *m) {
+    int_value(s, st, 1, &m->train.epochs);
+}
+static void read_seed(Sema *s, const Stmt *st, Module *m) {
+    int_value(s, st, 0, &m->train.seed);
+}
+static void read_accumulate(Sema *s, const Stmt *st, Module *m) {
+    int_value(s, st, 1, &m->train.accumulate);
+}
 
 static void read_validation(Sema *s, const Stmt *st, Module *m) {
     num_value(s, st, 0, false, 1, true, &m->train.validation);
@@ -133,7 +149,8 @@ static void read_preprocess(Sema *s, const Stmt *st, Module *m) {
     const Expr *e = st->value;
     const char *name = e && (e->kind == E_NAME || e->kind == E_STR) ? e->str : NULL;
     if (!name) {
-        if (e && e->kind != E_ERROR) sema_error(s, e->loc, "'preprocess' expects standardize, normalize or none");
+        if (e && e->kind != E_ERROR)
+            sema_error(s, e->loc, "'preprocess' expects standardize, normalize or none");
         return;
     }
     for (int i = 0; i < 3; i++)
@@ -156,14 +173,16 @@ static void read_data(Sema *s, const Stmt *st, Module *m) {
         {"text", "path, seq", DATA_TEXT},
     };
     enum { N = sizeof sources / sizeof sources[0] };
-    const char *name = callee_of(s, st, "a data source such as fashion_mnist or csv(\"train.csv\", label=\"y\")");
+    const char *name =
+        callee_of(s, st, "a data source such as fashion_mnist or csv(\"train.csv\", label=\"y\")");
     if (!name) return;
     int k;
     for (k = 0; k < N; k++)
         if (!strcmp(name, sources[k].name)) break;
     if (k == N) {
         const char *names[N];
-        for (int i = 0; i < N; i++) names[i] = sources[i].name;
+        for (int i = 0; i < N; i++)
+            names[i] = sources[i].name;
         unknown_choice(s, callee_loc(st->value), "data source", name, names, N);
         return;
     }
@@ -172,12 +191,17 @@ static void read_data(Sema *s, const Stmt *st, Module *m) {
     DataSpec d = {.kind = sources[k].kind, .loc = st->value->loc};
     bool ok = true;
     switch (d.kind) {
-    case DATA_IDX: ok = str_of(s, &c, 0, name, &d.images) && str_of(s, &c, 1, name, &d.labels); break;
-    case DATA_NPY: ok = str_of(s, &c, 0, name, &d.x) && str_of(s, &c, 1, name, &d.y); break;
+    case DATA_IDX:
+        ok = str_of(s, &c, 0, name, &d.images) && str_of(s, &c, 1, name, &d.labels);
+        break;
+    case DATA_NPY:
+        ok = str_of(s, &c, 0, name, &d.x) && str_of(s, &c, 1, name, &d.y);
+        break;
     case DATA_CSV:
         ok = str_of(s, &c, 0, name, &d.path) && bool_of(s, &c, 2, name, &d.header);
         if (ok && c.arg[1].kind == V_NUM && c.arg[1].is_int && c.arg[1].num >= 0)
-            d.label_column = arena_printf(sema_arena(s), "%lld", (long long)c.arg[1].num); /* a column index */
+            d.label_column =
+                arena_printf(sema_arena(s), "%lld", (long long)c.arg[1].num); /* a column index */
         else
             ok = ok && str_of(s, &c, 1, name, &d.label_column);
         break;
@@ -191,12 +215,14 @@ static void read_data(Sema *s, const Stmt *st, Module *m) {
         d.seq = (int64_t)seq;
         break;
     }
-    default: break;
+    default:
+        break;
     }
     if (ok) m->train.data = d;
 }
 
-/* optimizer = sgd(...) | momentum(...) | nesterov(...) | adagrad(...) | rmsprop(...) | adam(...) | adamw(...) */
+/* optimizer = sgd(...) | momentum(...) | nesterov(...) | adagrad(...) | rmsprop(...) | adam(...) |
+ * adamw(...) */
 static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
     static const struct {
         const char *name, *sig;
@@ -217,7 +243,8 @@ static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
         if (!strcmp(name, opts[k].name)) break;
     if (k == N) {
         const char *names[N];
-        for (int i = 0; i < N; i++) names[i] = opts[i].name;
+        for (int i = 0; i < N; i++)
+            names[i] = opts[i].name;
         unknown_choice(s, callee_loc(st->value), "optimizer", name, names, N);
         return;
     }
@@ -225,7 +252,8 @@ static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
     if (!sema_bind_call(s, name, opts[k].sig, st->value, false, &c)) return;
     OptimizerSpec o = {.loc = st->value->loc};
     if (c.arg[0].kind == V_NUM && c.arg[0].num <= 0) {
-        sema_error(s, c.arg_loc[0], "%s: the learning rate must be positive, got %g", name, c.arg[0].num);
+        sema_error(s, c.arg_loc[0], "%s: the learning rate must be positive, got %g", name,
+                   c.arg[0].num);
         return;
     }
     if (!num_in(s, &c, 0, name, 0, true, -1, false, &o.lr)) return;
@@ -237,16 +265,22 @@ static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
         o.kind = OPT_SGD;
         ok = num_in(s, &c, 1, name, 0, false, -1, false, &o.momentum) &&
              (k == 2 || num_in(s, &c, 2, name, 0, false, 1, false, &o.dampening)) &&
-             num_in(s, &c, k == 2 ? 2 : k == 1 ? 3 : 4, name, 0, false, -1, false, &o.weight_decay);
+             num_in(s, &c,
+                    k == 2   ? 2
+                    : k == 1 ? 3
+                             : 4,
+                    name, 0, false, -1, false, &o.weight_decay);
         if (ok && k == 0) ok = bool_of(s, &c, 3, name, &o.nesterov);
         if (k == 2) o.nesterov = true;
         if (ok && k > 0 && o.momentum <= 0) {
-            sema_error(s, c.arg_loc[1], "%s: 'momentum' must be positive, got %g", name, o.momentum);
+            sema_error(s, c.arg_loc[1], "%s: 'momentum' must be positive, got %g", name,
+                       o.momentum);
             ok = false;
         }
         if (ok && o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
             sema_error(s, c.given[3] ? c.arg_loc[3] : c.loc,
-                       "nesterov momentum needs momentum > 0 and dampening = 0 (momentum is %g, dampening %g)",
+                       "nesterov momentum needs momentum > 0 and dampening = 0 (momentum is %g, "
+                       "dampening %g)",
                        o.momentum, o.dampening);
             ok = false;
         }
@@ -260,24 +294,28 @@ static void read_optimizer(Sema *s, const Stmt *st, Module *m) {
         break;
     case 4:
         o.kind = OPT_RMSPROP;
-        ok = num_in(s, &c, 1, name, 0, false, 1, false, &o.alpha) && num_in(s, &c, 2, name, 0, false, -1, false, &o.eps) &&
+        ok = num_in(s, &c, 1, name, 0, false, 1, false, &o.alpha) &&
+             num_in(s, &c, 2, name, 0, false, -1, false, &o.eps) &&
              num_in(s, &c, 3, name, 0, false, -1, false, &o.weight_decay) &&
-             num_in(s, &c, 4, name, 0, false, -1, false, &o.momentum) && bool_of(s, &c, 5, name, &o.centered);
+             num_in(s, &c, 4, name, 0, false, -1, false, &o.momentum) &&
+             bool_of(s, &c, 5, name, &o.centered);
         break;
     default: {
         o.kind = k == 5 ? OPT_ADAM : OPT_ADAMW;
         const Value *b = &c.arg[1];
-        if (b->kind != V_TUPLE || b->nitems != 2 || b->items[0].kind != V_NUM || b->items[1].kind != V_NUM ||
-            b->items[0].num < 0 || b->items[0].num >= 1 || b->items[1].num < 0 || b->items[1].num >= 1) {
-            sema_error(s, c.arg_loc[1], "%s: 'betas' must be a pair of numbers in [0, 1), got %s", name,
-                       value_type_str(s, b));
+        if (b->kind != V_TUPLE || b->nitems != 2 || b->items[0].kind != V_NUM ||
+            b->items[1].kind != V_NUM || b->items[0].num < 0 || b->items[0].num >= 1 ||
+            b->items[1].num < 0 || b->items[1].num >= 1) {
+            sema_error(s, c.arg_loc[1], "%s: 'betas' must be a pair of numbers in [0, 1), got %s",
+                       name, value_type_str(s, b));
             ok = false;
             break;
         }
         o.beta1 = b->items[0].num;
         o.beta2 = b->items[1].num;
         ok = num_in(s, &c, 2, name, 0, false, -1, false, &o.eps) &&
-             num_in(s, &c, 3, name, 0, false, -1, false, &o.weight_decay) && bool_of(s, &c, 4, name, &o.amsgrad);
+             num_in(s, &c, 3, name, 0, false, -1, false, &o.weight_decay) &&
+             bool_of(s, &c, 4, name, &o.amsgrad);
         break;
     }
     }
@@ -297,17 +335,20 @@ static void read_schedule(Sema *s, const Stmt *st, Module *m) {
         {"cosine", "warmup=0, eta_min=0", SCHED_COSINE},
         {"sgdr", "t0, t_mult=1, eta_min=0, warmup=0", SCHED_SGDR},
         {"cyclic", "max_lr, step_size, warmup=0", SCHED_CYCLIC},
-        {"onecycle", "max_lr, pct_start=0.3, div_factor=25, final_div_factor=1e4, warmup=0", SCHED_ONECYCLE},
+        {"onecycle", "max_lr, pct_start=0.3, div_factor=25, final_div_factor=1e4, warmup=0",
+         SCHED_ONECYCLE},
     };
     enum { N = sizeof scheds / sizeof scheds[0] };
-    const char *name = callee_of(s, st, "a schedule such as cosine(warmup=1) or step(10, gamma=0.5)");
+    const char *name =
+        callee_of(s, st, "a schedule such as cosine(warmup=1) or step(10, gamma=0.5)");
     if (!name) return;
     int k;
     for (k = 0; k < N; k++)
         if (!strcmp(name, scheds[k].name)) break;
     if (k == N) {
         const char *names[N];
-        for (int i = 0; i < N; i++) names[i] = scheds[i].name;
+        for (int i = 0; i < N; i++)
+            names[i] = scheds[i].name;
         unknown_choice(s, callee_loc(st->value), "schedule", name, names, N);
         return;
     }
@@ -316,20 +357,25 @@ static void read_schedule(Sema *s, const Stmt *st, Module *m) {
     ScheduleSpec sc = {.kind = scheds[k].kind, .loc = st->value->loc, .t_mult = 1};
     bool ok = true;
     switch (sc.kind) {
-    case SCHED_CONSTANT: ok = num_in(s, &c, 0, name, 0, false, -1, false, &sc.warmup); break;
+    case SCHED_CONSTANT:
+        ok = num_in(s, &c, 0, name, 0, false, -1, false, &sc.warmup);
+        break;
     case SCHED_STEP:
-        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.step_size) && num_in(s, &c, 1, name, 0, true, -1, false, &sc.gamma) &&
+        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.step_size) &&
+             num_in(s, &c, 1, name, 0, true, -1, false, &sc.gamma) &&
              num_in(s, &c, 2, name, 0, false, -1, false, &sc.warmup);
         break;
     case SCHED_EXP:
-        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.gamma) && num_in(s, &c, 1, name, 0, false, -1, false, &sc.warmup);
+        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.gamma) &&
+             num_in(s, &c, 1, name, 0, false, -1, false, &sc.warmup);
         break;
     case SCHED_COSINE:
         ok = num_in(s, &c, 0, name, 0, false, -1, false, &sc.warmup) &&
              num_in(s, &c, 1, name, 0, false, -1, false, &sc.eta_min);
         break;
     case SCHED_SGDR:
-        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.t0) && num_in(s, &c, 1, name, 1, false, -1, false, &sc.t_mult) &&
+        ok = num_in(s, &c, 0, name, 0, true, -1, false, &sc.t0) &&
+             num_in(s, &c, 1, name, 1, false, -1, false, &sc.t_mult) &&
              num_in(s, &c, 2, name, 0, false, -1, false, &sc.eta_min) &&
              num_in(s, &c, 3, name, 0, false, -1, false, &sc.warmup);
         break;
@@ -345,7 +391,8 @@ static void read_schedule(Sema *s, const Stmt *st, Module *m) {
              num_in(s, &c, 3, name, 0, true, -1, false, &sc.final_div_factor) &&
              num_in(s, &c, 4, name, 0, false, -1, false, &sc.warmup);
         break;
-    default: break;
+    default:
+        break;
     }
     if (ok) m->train.sched = sc;
 }
@@ -391,10 +438,18 @@ static void read_early_stop(Sema *s, const Stmt *st, Module *m) {
 }
 
 static const TrainKey keys[] = {
-    {"data", read_data},           {"batch", read_batch},           {"epochs", read_epochs},
-    {"optimizer", read_optimizer}, {"schedule", read_schedule},     {"seed", read_seed},
-    {"validation", read_validation}, {"preprocess", read_preprocess}, {"early_stop", read_early_stop},
-    {"clip_norm", read_clip_norm}, {"clip_value", read_clip_value}, {"accumulate", read_accumulate},
+    {"data", read_data},
+    {"batch", read_batch},
+    {"epochs", read_epochs},
+    {"optimizer", read_optimizer},
+    {"schedule", read_schedule},
+    {"seed", read_seed},
+    {"validation", read_validation},
+    {"preprocess", read_preprocess},
+    {"early_stop", read_early_stop},
+    {"clip_norm", read_clip_norm},
+    {"clip_value", read_clip_value},
+    {"accumulate", read_accumulate},
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 
@@ -426,10 +481,12 @@ void train_block(Sema *s, const Block *b, Module *m) {
             if (!strcmp(st->name, keys[k].name)) break;
         if (k == NKEYS) {
             const char *names[NKEYS];
-            for (int j = 0; j < NKEYS; j++) names[j] = keys[j].name;
+            for (int j = 0; j < NKEYS; j++)
+                names[j] = keys[j].name;
             const char *close = diag_closest(st->name, names, NKEYS);
             if (close)
-                sema_error(s, st->name_loc, "unknown train setting '%s'; did you mean '%s'?", st->name, close);
+                sema_error(s, st->name_loc, "unknown train setting '%s'; did you mean '%s'?",
+                           st->name, close);
             else
                 sema_error(s, st->name_loc, "unknown train setting '%s'", st->name);
             continue;

@@ -51,7 +51,9 @@ static int verify_all(Loaded *l, const char *path) {
     for (int i = 0; i < l->nmods; i++)
         for (int j = 0; j < l->mods[i]->nfuncs; j++) {
             int n = ir_verify(l->mods[i]->funcs[j], stderr);
-            if (n) fprintf(stderr, "%s: %s.%s: %d problem(s)\n", path, l->mods[i]->name, l->mods[i]->funcs[j]->name, n);
+            if (n)
+                fprintf(stderr, "%s: %s.%s: %d problem(s)\n", path, l->mods[i]->name,
+                        l->mods[i]->funcs[j]->name, n);
             problems += n;
         }
     return problems;
@@ -100,7 +102,8 @@ static void test_fashion_mlp(void) {
     CHECK(l.nmods == 1);
     if (l.nmods != 1) return;
     Module *m = l.mods[0];
-    static const char *const names[] = {"h1.weight", "h1.bias", "h2.weight", "h2.bias", "logits.weight", "logits.bias"};
+    static const char *const names[] = {"h1.weight", "h1.bias",       "h2.weight",
+                                        "h2.bias",   "logits.weight", "logits.bias"};
     int64_t total = 0;
     CHECK(m->ntensors == 6);
     for (int i = 0; i < m->ntensors && i < 6; i++) {
@@ -113,19 +116,24 @@ static void test_fashion_mlp(void) {
     CHECK(m->tensors[0].shape.dim[0] == 512 && m->tensors[0].shape.dim[1] == 784);
     CHECK(m->tensors[0].init.fan_in == 784 && m->tensors[1].init.fan_in == 784);
     int64_t layer_params = 0;
-    for (int i = 0; i < m->nlayers; i++) layer_params += m->layers[i].params;
+    for (int i = 0; i < m->nlayers; i++)
+        layer_params += m->layers[i].params;
     CHECK(layer_params == 535818);
 
-    Func *infer = module_find_func(m, "infer"), *eval = module_find_func(m, "evaluate"), *loss = module_find_func(m, "loss");
+    Func *infer = module_find_func(m, "infer"), *eval = module_find_func(m, "evaluate"),
+         *loss = module_find_func(m, "loss");
     CHECK(infer && eval && loss);
-    CHECK(m->nfuncs == 4 && !strcmp(m->funcs[0]->name, "infer") && !strcmp(m->funcs[3]->name, "init"));
+    CHECK(m->nfuncs == 4 && !strcmp(m->funcs[0]->name, "infer") &&
+          !strcmp(m->funcs[3]->name, "init"));
     if (infer) {
         CHECK(infer->nargs == 1 && infer->args[0].role == ARG_INPUT);
-        CHECK(infer->nouts == 1 && infer->outs[0].role == OUT_OUTPUT && !strcmp(infer->outs[0].name, "probs"));
+        CHECK(infer->nouts == 1 && infer->outs[0].role == OUT_OUTPUT &&
+              !strcmp(infer->outs[0].name, "probs"));
     }
     if (loss) {
         CHECK(loss->nargs == 2 && loss->args[1].role == ARG_LABEL && loss->args[1].dtype == DT_I32);
-        CHECK(loss->nouts == 2 && loss->outs[0].role == OUT_LOSS && !strcmp(loss->outs[0].name, "loss"));
+        CHECK(loss->nouts == 2 && loss->outs[0].role == OUT_LOSS &&
+              !strcmp(loss->outs[0].name, "loss"));
         CHECK(loss->outs[1].role == OUT_METRIC && !strcmp(loss->outs[1].name, "accuracy"));
     }
     const TrainConfig *t = &m->train;
@@ -158,8 +166,10 @@ static void test_fashion_cnn(void) {
     /* training mode stores the running statistics; inference reads them */
     Func *loss = module_find_func(m, "loss"), *infer = module_find_func(m, "infer");
     int stores = 0, reads = 0;
-    for (int i = 0; loss && i < loss->nnodes; i++) stores += loss->nodes[i].op == OP_store;
-    for (int i = 0; infer && i < infer->nnodes; i++) reads += infer->nodes[i].op == OP_tensor && infer->nodes[i].attr.tensor == rm;
+    for (int i = 0; loss && i < loss->nnodes; i++)
+        stores += loss->nodes[i].op == OP_store;
+    for (int i = 0; infer && i < infer->nnodes; i++)
+        reads += infer->nodes[i].op == OP_tensor && infer->nodes[i].attr.tensor == rm;
     CHECK(stores == 4);
     CHECK(reads == 1);
     CHECK(m->train.opt.kind == OPT_ADAM);
@@ -195,7 +205,8 @@ static void test_dropout_streams(void) {
     }
     Module *m = l.mods[0];
     int step = module_find_tensor(m, "step");
-    CHECK(step == m->ntensors - 1 && m->tensors[step].kind == TK_STEP && m->tensors[step].dtype == DT_I32);
+    CHECK(step == m->ntensors - 1 && m->tensors[step].kind == TK_STEP &&
+          m->tensors[step].dtype == DT_I32);
     Func *loss = module_find_func(m, "loss"), *infer = module_find_func(m, "infer");
     int streams = 0, in_infer = 0;
     for (int i = 0; loss && i < loss->nnodes; i++)
@@ -203,9 +214,11 @@ static void test_dropout_streams(void) {
             CHECK(loss->nodes[i].attr.index == streams && loss->nodes[i].attr.tensor == step);
             streams++;
         }
-    for (int i = 0; infer && i < infer->nnodes; i++) in_infer += infer->nodes[i].op == OP_rand_uniform;
+    for (int i = 0; infer && i < infer->nnodes; i++)
+        in_infer += infer->nodes[i].op == OP_rand_uniform;
     CHECK(streams == 2 && in_infer == 0);
-    CHECK(!module_find_func(m, "evaluate") || module_find_func(m, "evaluate")->nargs == 1); /* no labels */
+    CHECK(!module_find_func(m, "evaluate") ||
+          module_find_func(m, "evaluate")->nargs == 1); /* no labels */
     unload(&l);
 }
 
@@ -232,12 +245,66 @@ static void test_dotted_names(void) {
         if (!variant && n == 1) {
             Func *f = module_find_func(mods[0], "loss");
             int reads = 0;
-            for (int i = 0; f && i < f->nnodes; i++) reads += f->nodes[i].op == OP_tensor && f->nodes[i].attr.tensor == 0;
+            for (int i = 0; f && i < f->nnodes; i++)
+                reads += f->nodes[i].op == OP_tensor && f->nodes[i].attr.tensor == 0;
             CHECK(reads == 1);
         }
         arena_free(&a);
         source_free(src);
     }
+}
+
+/* The attributes of the ops with kernels of their own (the IR printer does not show them). */
+static const Node *nth_op(Func *f, Op op, int n) {
+    for (int i = 0; f && i < f->nnodes; i++)
+        if (f->nodes[i].op == op && n-- == 0) return &f->nodes[i];
+    return NULL;
+}
+
+static void test_spatial_attrs(void) {
+    Loaded l;
+    CHECK(load(&l, "tests/ir/layer-conv2d-options.nn", stderr));
+    if (l.nmods == 1) {
+        Func *f = module_find_func(l.mods[0], "infer");
+        const Node *a = nth_op(f, OP_conv2d, 0), *b = nth_op(f, OP_conv2d, 1);
+        CHECK(a && b);
+        if (a && b) {
+            /* kernel (3, 5), stride (2, 1), pad (1, 2), groups 2, no bias */
+            CHECK(a->nin == 2 && a->attr.step[0] == 2 && a->attr.step[1] == 1);
+            CHECK(a->attr.start[0] == 1 && a->attr.start[1] == 2 && a->attr.start[2] == 1 &&
+                  a->attr.start[3] == 2);
+            CHECK(a->attr.perm[0] == 1 && a->attr.perm[1] == 1 && a->attr.perm[2] == 2);
+            CHECK(a->shape.dim[2] == 5 && a->shape.dim[3] == 9);
+            /* kernel 3, pad "same", dilation 2: 4 in total, 2 on each side */
+            CHECK(b->nin == 3 && b->attr.step[0] == 1 && b->attr.start[0] == 2 &&
+                  b->attr.start[3] == 2);
+            CHECK(b->attr.perm[0] == 2 && b->attr.perm[1] == 2 && b->attr.perm[2] == 1);
+        }
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-avgpool.nn", stderr));
+    if (l.nmods == 1) {
+        const Node *p = nth_op(module_find_func(l.mods[0], "infer"), OP_avgpool2d, 0);
+        CHECK(p && p->attr.perm[0] == 3 && p->attr.perm[1] == 3 && p->attr.step[0] == 2 &&
+              p->attr.start[0] == 1 && p->attr.start[3] == 1 && p->shape.dim[2] == 4);
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-upsample.nn", stderr));
+    if (l.nmods == 1) {
+        Func *f = module_find_func(l.mods[0], "infer");
+        const Node *a = nth_op(f, OP_upsample2d, 0), *b = nth_op(f, OP_upsample2d, 1);
+        CHECK(a && a->attr.flag == 0 && a->attr.perm[0] == 2 && a->attr.perm[1] == 2);
+        CHECK(b && b->attr.flag == 1 && b->attr.perm[0] == 2 && b->attr.perm[1] == 3 &&
+              b->shape.dim[3] == 12);
+    }
+    unload(&l);
+    CHECK(load(&l, "tests/ir/layer-lrn.nn", stderr));
+    if (l.nmods == 1) {
+        const Node *n = nth_op(module_find_func(l.mods[0], "infer"), OP_lrn, 0);
+        CHECK(n && n->attr.perm[0] == 3 && n->attr.f[0] == 1e-4 && n->attr.f[1] == 0.75 &&
+              n->attr.f[2] == 1);
+    }
+    unload(&l);
 }
 
 int main(void) {
@@ -252,6 +319,7 @@ int main(void) {
     test_metric_info();
     test_dropout_streams();
     test_dotted_names();
+    test_spatial_attrs();
     fprintf(stderr, "%d valid and %d invalid files\n", valid, invalid);
     return check_done();
 }
