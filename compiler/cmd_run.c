@@ -492,6 +492,19 @@ int cmd_grad(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- nnc train (array mode) */
 
+/* Fisher-Yates over order[0..n) with the counter RNG: the permutation applied in epoch e is a
+ * function of (seed, e) only, so runs and resumed runs shuffle alike. */
+void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoch) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        float u = nnrt_rng_uniform(seed, 0x5348554646ull /* "SHUFF" */, (uint64_t)(epoch * n + i));
+        int64_t j = (int64_t)(u * (float)(i + 1));
+        if (j > i) j = i;
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
 /* Sets a TK_HYPER scalar by name in the state, if the module has it. */
 void set_hyper(Exec *e, const char *name, double value) {
     int t = module_find_tensor(e->m, name);
@@ -562,15 +575,7 @@ static int train_arrays(RunArgs *ra) {
     for (int64_t step = 0; !status && step < ra->steps; step++) {
         int64_t epoch = step / steps_per_epoch, first = (step % steps_per_epoch) * batch;
         if (first == 0 && !ra->no_shuffle) {
-            /* Fisher-Yates with the counter RNG: the same seed gives the same order */
-            for (int64_t i = n - 1; i > 0; i--) {
-                float u = nnrt_rng_uniform(s.exec.seed, 0x5348554646ull /* "SHUFF" */, (uint64_t)(epoch * n + i));
-                int64_t j = (int64_t)(u * (float)(i + 1));
-                if (j > i) j = i;
-                int64_t t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
+            shuffle_order(order, n, s.exec.seed, epoch);
         }
         int64_t bn = n - first < batch ? n - first : batch;
         for (int i = 0; i < f->nargs; i++) {

@@ -886,16 +886,9 @@ static int train_loop(TrainArgs *ta) {
     int64_t since_best = 0;
     const char *stop_on = tc->early_stop_on ? tc->early_stop_on : "val_loss";
     for (int64_t epoch = start_epoch; epoch < epochs && !status; epoch++) {
-        /* the order of epoch e depends on (seed, e) only: Fisher-Yates with the counter RNG */
+        /* the order of epoch e depends on (seed, e) only */
         for (int64_t i = 0; i < d.train.n; i++) order[i] = i;
-        for (int64_t i = d.train.n - 1; i > 0; i--) {
-            float u = nnrt_rng_uniform(s.exec.seed, 0x5348554646ull, (uint64_t)(epoch * d.train.n + i));
-            int64_t j = (int64_t)(u * (float)(i + 1));
-            if (j > i) j = i;
-            int64_t t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        shuffle_order(order, d.train.n, s.exec.seed, epoch);
         double t0 = nnrt_now(), lr = NAN;
         Scores tr = names;
         memset(tr.values, 0, sizeof tr.values);

@@ -728,6 +728,7 @@ int session_open(Session *s, const char *file, const char *model, bool interp, i
 void session_close(Session *s);
 int save_checkpoint(Session *s, const char *path, int64_t step, int64_t epoch);
 void set_hyper(Exec *e, const char *name, double value);
+void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoch);
 /* "--name VALUE" or "--name=VALUE" at argv[*i] (advances *i); *value NULL when missing. */
 bool opt_value(int argc, char **argv, int *i, const char *name, const char **value);
 bool parse_int_arg(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
