@@ -273,8 +273,10 @@ static bool load_csv(Dataset *d, const DataSpec *spec) {
     return true;
 }
 
-/* Text for next-character models: bytes as i32 tokens; sample i is the window
- * [i*T, i*T + T) and its label the same window shifted by one byte. */
+/* Text for next-character models: bytes as i32 tokens. The last 10% of the bytes are the test
+ * split, cut into disjoint windows; training windows of T bytes start every `stride` bytes of
+ * the rest (stride < T overlaps them: more sequences per epoch from the same text), and a
+ * window's label is the same window shifted by one byte. */
 static bool load_text(Dataset *d, const DataSpec *spec) {
     FILE *fp = fopen(spec->path, "rb");
     if (!fp) {
@@ -284,7 +286,7 @@ static bool load_text(Dataset *d, const DataSpec *spec) {
     fseek(fp, 0, SEEK_END);
     long size = ftell(fp);
     fseek(fp, 0, SEEK_SET);
-    unsigned char *bytes = malloc((size_t)size + 1);
+    unsigned char *bytes = malloc((size_t)(size > 0 ? size : 0) + 1);
     bool ok = size >= 0 && fread(bytes, 1, (size_t)size, fp) == (size_t)size;
     fclose(fp);
     int64_t T = d->x_per;
@@ -293,19 +295,32 @@ static bool load_text(Dataset *d, const DataSpec *spec) {
         free(bytes);
         return false;
     }
-    int64_t n = (size - 1) / T;
-    if (n < 2) {
-        fprintf(stderr, "nnc: error: %s: %ld bytes are too few for sequences of %" PRId64 "\n", spec->path, size, T);
+    int64_t stride = spec->stride > 0 ? spec->stride : T;
+    int64_t test_bytes = (int64_t)size / 10, train_bytes = (int64_t)size - test_bytes;
+    /* windows need T + 1 bytes (the label reads one ahead) */
+    int64_t n_train = train_bytes >= T + 1 ? (train_bytes - T - 1) / stride + 1 : 0;
+    int64_t n_test = test_bytes >= T + 1 ? (test_bytes - 1) / T : 0;
+    if (n_train < 1 || n_test < 1) {
+        fprintf(stderr, "nnc: error: %s: %ld bytes are too few for sequences of %" PRId64 " (the last 10%% is the test split)\n",
+                spec->path, size, T);
         free(bytes);
         return false;
     }
-    int32_t *x = malloc((size_t)(n * T) * sizeof *x), *y = malloc((size_t)(n * T) * sizeof *y);
-    for (int64_t i = 0; i < n * T; i++) {
-        x[i] = bytes[i];
-        y[i] = bytes[i + 1];
+    Split *splits[2] = {&d->train, &d->test};
+    int64_t counts[2] = {n_train, n_test}, steps[2] = {stride, T}, starts[2] = {0, train_bytes};
+    for (int k = 0; k < 2; k++) {
+        int64_t n = counts[k];
+        int32_t *x = malloc((size_t)(n * T) * sizeof *x), *y = malloc((size_t)(n * T) * sizeof *y);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t t = 0; t < T; t++) {
+                int64_t at = starts[k] + i * steps[k] + t;
+                x[i * T + t] = bytes[at];
+                y[i * T + t] = bytes[at + 1];
+            }
+        *splits[k] = (Split){.n = n, .x = x, .y = y};
     }
+    d->has_test = true;
     free(bytes);
-    d->train = (Split){.n = n, .x = x, .y = y};
     return true;
 }
 

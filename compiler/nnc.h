@@ -216,6 +216,7 @@ typedef struct DataSpec {
     bool header;                  /* csv */
     const char *x, *y;            /* npy */
     int64_t seq;                  /* text: sequence length */
+    int64_t stride;               /* text: bytes between window starts (default seq) */
     SrcLoc loc;
 } DataSpec;
 

@@ -170,7 +170,7 @@ static void read_data(Sema *s, const Stmt *st, Module *m) {
         {"idx", "images, labels", DATA_IDX},
         {"csv", "path, label='label', header=true", DATA_CSV},
         {"npy", "x, y", DATA_NPY},
-        {"text", "path, seq", DATA_TEXT},
+        {"text", "path, seq, stride=none", DATA_TEXT},
     };
     enum { N = sizeof sources / sizeof sources[0] };
     const char *name =
@@ -213,6 +213,15 @@ static void read_data(Sema *s, const Stmt *st, Module *m) {
             ok = false;
         }
         d.seq = (int64_t)seq;
+        double stride = 0;
+        if (ok && c.arg[2].kind != V_NONE) {
+            ok = num_in(s, &c, 2, name, 1, false, seq, false, &stride);
+            if (ok && stride != (double)(int64_t)stride) {
+                sema_error(s, c.arg_loc[2], "text: 'stride' must be an integer, got %g", stride);
+                ok = false;
+            }
+        }
+        d.stride = stride > 0 ? (int64_t)stride : d.seq;
         break;
     }
     default:
