@@ -2134,6 +2134,13 @@ static void emit_node(Cg *cg, Ref v) {
 
 static bool is_init(const Func *f) { return !strcmp(f->name, "init"); }
 
+/* Functions that run once per process or per command: init, and loss and grad (only `nnc grad`
+ * calls them). Their parts are `optnone`: no IR passes and fast instruction selection. They
+ * are a third to a half of a model's code and none of its training or inference time. */
+static bool is_cold(const Func *f) {
+    return is_init(f) || !strcmp(f->name, "loss") || !strcmp(f->name, "grad");
+}
+
 static void add_attr(Cg *cg, LLVMValueRef fn, LLVMAttributeIndex idx, const char *name) {
     unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
     LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
@@ -2189,6 +2196,7 @@ static LLVMValueRef add_internal(Cg *cg, const char *name, LLVMTypeRef fty, bool
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
     if (noinline) add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline");
+    if (noinline && is_cold(cg->f)) add_attr(cg, fn, LLVMAttributeFunctionIndex, "optnone");
     unsigned nparams = LLVMCountParams(fn);
     for (unsigned i = 0; i < nparams; i++)
         if (LLVMTypeOf(LLVMGetParam(fn, i)) == cg->t_ptr) add_attr(cg, fn, i + 1, "noalias");
@@ -2678,11 +2686,30 @@ static LLVMTargetMachineRef make_target_machine(const char *target, const char *
     return tm;
 }
 
+/* The LLVM pass pipeline per -O level. The generated code is loop nests over arrays in
+ * small functions (one per few kernels) that call OpenBLAS: what they need is SSA form (sroa),
+ * clean-up (early-cse, instcombine, simplifycfg), loop-invariant address arithmetic hoisted
+ * (licm after loop-rotate), canonical induction variables and small constant-trip loops (a
+ * convolution's 5x5 window) unrolled (indvars, loop-unroll-full), and the loop vectorizer.
+ * That list compiles in 55-75% of the time of LLVM's default<O2> with the same speed of the
+ * workloads (docs/performance.md, W7); -O3 is LLVM's full default<O3>. NNC_LLVM_PASSES replaces the
+ * list (any `opt -passes=` string), for experiments. */
+static const char *llvm_pipeline(int opt_level) {
+    const char *env = getenv("NNC_LLVM_PASSES");
+    if (env && *env) return env;
+    switch (opt_level < 0 ? 0 : opt_level > 3 ? 3 : opt_level) {
+    case 0: return "default<O0>";
+    case 1: return "function(sroa,early-cse,instcombine,simplifycfg)";
+    case 2:
+        return "function(sroa,early-cse,instcombine,simplifycfg,loop-rotate,loop-mssa(licm),"
+               "loop(indvars,loop-unroll-full),loop-vectorize,instcombine,simplifycfg)";
+    default: return "default<O3>";
+    }
+}
+
 static int run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level) {
-    char passes[32];
-    snprintf(passes, sizeof passes, "default<O%d>", opt_level < 0 ? 0 : opt_level > 3 ? 3 : opt_level);
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, po);
+    LLVMErrorRef e = LLVMRunPasses(mod, llvm_pipeline(opt_level), tm, po);
     LLVMDisposePassBuilderOptions(po);
     if (e) {
         char *msg = LLVMGetErrorMessage(e);
