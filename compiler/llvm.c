@@ -1828,33 +1828,82 @@ static LLVMValueRef window_coord(Cg *cg, LLVMValueRef o, int64_t stride, int64_t
     return add64(cg, mul64(cg, o, i64c(cg, stride)), add64(cg, i64c(cg, -pad), mul64(cg, k, i64c(cg, dil))));
 }
 
+static LLVMValueRef smin64(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return sel(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, ""), a, b);
+}
+
+/* The output positions o in [lo, hi) of an axis whose input position o*stride + off lies in
+ * [0, in), o < out: the part of a window row that is not padding. */
+static void valid_outputs(Cg *cg, LLVMValueRef off, int64_t stride, int64_t in, int64_t out, LLVMValueRef *lo,
+                          LLVMValueRef *hi) {
+    LLVMValueRef zero = i64c(cg, 0);
+    LLVMValueRef neg = LLVMBuildICmp(cg->b, LLVMIntSLT, off, zero, "");
+    LLVMValueRef first = LLVMBuildSDiv(cg->b, add64(cg, LLVMBuildNSWSub(cg->b, zero, off, ""), i64c(cg, stride - 1)),
+                                       i64c(cg, stride), "");
+    LLVMValueRef room = LLVMBuildNSWSub(cg->b, i64c(cg, in - 1), off, "");
+    LLVMValueRef last = add64(cg, LLVMBuildSDiv(cg->b, room, i64c(cg, stride), ""), i64c(cg, 1));
+    *hi = smin64(cg, sel(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, room, zero, ""), zero, last), i64c(cg, out));
+    *lo = smin64(cg, sel(cg, neg, first, zero), *hi);
+}
+
+/* A loop over [lo, hi): the Loop's iv counts from 0; *o is lo + iv. */
+static Loop range_begin(Cg *cg, LLVMValueRef lo, LLVMValueRef hi, const char *name, LLVMValueRef *o) {
+    Loop l = loop_begin(cg, LLVMBuildNSWSub(cg->b, hi, lo, ""), name);
+    *o = add64(cg, lo, l.iv);
+    return l;
+}
+
+/* p[base + lo .. base + hi) = 0 (f32), lo <= hi */
+static void zero_range(Cg *cg, LLVMValueRef p, LLVMValueRef base, LLVMValueRef lo, LLVMValueRef hi) {
+    LLVMValueRef bytes = mul64(cg, LLVMBuildNSWSub(cg->b, hi, lo, ""), i64c(cg, 4));
+    LLVMBuildMemSet(cg->b, elem_ptr(cg, DT_F32, p, add64(cg, base, lo)), LLVMConstInt(cg->t_i8, 0, 0), bytes, 4);
+}
+
 /* cols[(c*KH + ky)*KW + kx][oy*Wo + ox] = x[c][oy*sh - pt + ky*dh][ox*sw - pl + kx*dw], 0 in
  * the padding; x is one image's group of Cg channels. With add, the adjoint instead:
- * x[...] += cols[...] (col2im). */
+ * x[...] += cols[...] (col2im). The window rows' valid ranges are computed per (ky, kx), so
+ * the inner loops have no bounds checks (contiguous at stride 1: they vectorize), and the
+ * adjoint skips the padding instead of testing every element. */
 static void emit_im2col(Cg *cg, const ConvGeom *g, LLVMValueRef x, LLVMValueRef cols, bool adjoint) {
     int64_t K2 = g->Cg * g->KH * g->KW, P = g->Ho * g->Wo;
     Loop lr = loop_begin(cg, i64c(cg, K2), "im2col_r");
     LLVMValueRef c = LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KH * g->KW), "");
     LLVMValueRef ky = LLVMBuildSRem(cg->b, LLVMBuildSDiv(cg->b, lr.iv, i64c(cg, g->KW), ""), i64c(cg, g->KH), "");
     LLVMValueRef kx = LLVMBuildSRem(cg->b, lr.iv, i64c(cg, g->KW), "");
-    Loop ly = loop_begin(cg, i64c(cg, g->Ho), "im2col_y");
-    LLVMValueRef iy = window_coord(cg, ly.iv, g->sh, g->pt, ky, g->dh);
-    LLVMValueRef yok = in_range(cg, iy, g->H);
-    Loop lx = loop_begin(cg, i64c(cg, g->Wo), "im2col_x");
-    LLVMValueRef ix = window_coord(cg, lx.iv, g->sw, g->pl, kx, g->dw);
-    LLVMValueRef ok = LLVMBuildAnd(cg->b, yok, in_range(cg, ix, g->W), "");
-    LLVMValueRef src = add64(cg, mul64(cg, add64(cg, mul64(cg, c, i64c(cg, g->H)), iy), i64c(cg, g->W)), ix);
-    src = sel(cg, ok, src, i64c(cg, 0)); /* never read outside x */
-    LLVMValueRef col = add64(cg, mul64(cg, lr.iv, i64c(cg, P)), add64(cg, mul64(cg, ly.iv, i64c(cg, g->Wo)), lx.iv));
+    LLVMValueRef off_y = add64(cg, mul64(cg, ky, i64c(cg, g->dh)), i64c(cg, -g->pt));
+    LLVMValueRef off_x = add64(cg, mul64(cg, kx, i64c(cg, g->dw)), i64c(cg, -g->pl));
+    LLVMValueRef ylo, yhi, xlo, xhi;
+    valid_outputs(cg, off_y, g->sh, g->H, g->Ho, &ylo, &yhi);
+    valid_outputs(cg, off_x, g->sw, g->W, g->Wo, &xlo, &xhi);
+    LLVMValueRef plane = mul64(cg, c, i64c(cg, g->H * g->W)), row0 = mul64(cg, lr.iv, i64c(cg, P));
     if (!adjoint) {
-        LLVMValueRef v = sel(cg, ok, load_at(cg, DT_F32, x, src), LLVMConstReal(cg->t_f32, 0));
-        store_at(cg, DT_F32, v, cols, col);
-    } else {
-        LLVMBasicBlockRef join = if_begin(cg, ok);
-        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, x, src), load_at(cg, DT_F32, cols, col)), x, src);
-        if_end(cg, join);
+        /* rows above and below the image: zeros */
+        zero_range(cg, cols, row0, i64c(cg, 0), mul64(cg, ylo, i64c(cg, g->Wo)));
+        zero_range(cg, cols, row0, mul64(cg, yhi, i64c(cg, g->Wo)), i64c(cg, P));
     }
+    LLVMValueRef oy, ox;
+    Loop ly = range_begin(cg, ylo, yhi, "im2col_y", &oy);
+    LLVMValueRef iy = add64(cg, mul64(cg, oy, i64c(cg, g->sh)), off_y);
+    LLVMValueRef src_row = add64(cg, add64(cg, plane, mul64(cg, iy, i64c(cg, g->W))), off_x);
+    LLVMValueRef col_row = add64(cg, row0, mul64(cg, oy, i64c(cg, g->Wo)));
+    if (!adjoint) zero_range(cg, cols, col_row, i64c(cg, 0), xlo);
+    if (!adjoint && g->sw == 1) { /* a contiguous run of the input row */
+        LLVMValueRef n = mul64(cg, LLVMBuildNSWSub(cg->b, xhi, xlo, ""), i64c(cg, 4));
+        LLVMBuildMemCpy(cg->b, elem_ptr(cg, DT_F32, cols, add64(cg, col_row, xlo)), 4,
+                        elem_ptr(cg, DT_F32, x, add64(cg, src_row, xlo)), 4, n);
+        zero_range(cg, cols, col_row, xhi, i64c(cg, g->Wo));
+        loop_end(cg, &ly);
+        loop_end(cg, &lr);
+        return;
+    }
+    Loop lx = range_begin(cg, xlo, xhi, "im2col_x", &ox);
+    LLVMValueRef src = add64(cg, src_row, mul64(cg, ox, i64c(cg, g->sw))), col = add64(cg, col_row, ox);
+    if (!adjoint)
+        store_at(cg, DT_F32, load_at(cg, DT_F32, x, src), cols, col);
+    else
+        store_at(cg, DT_F32, f_add(cg, load_at(cg, DT_F32, x, src), load_at(cg, DT_F32, cols, col)), x, src);
     loop_end(cg, &lx);
+    if (!adjoint) zero_range(cg, cols, col_row, xhi, i64c(cg, g->Wo));
     loop_end(cg, &ly);
     loop_end(cg, &lr);
 }

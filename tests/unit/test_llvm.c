@@ -742,6 +742,9 @@ static void test_spatial(void) {
         {"conv2d 3x3 same, bias", 3, 6, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true},
         {"conv2d 1x1 pointwise, bias", 5, 4, 3, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, true},
         {"conv2d 5x5 stride 2 valid", 2, 9, 9, 3, 5, 5, 2, 2, 0, 0, 0, 0, 1, 1, 1, false},
+        /* padding wider than the window: whole window rows and columns fall outside */
+        {"conv2d 3x3 stride (2,3) padding 4/3/2/5", 2, 5, 4, 3, 3, 3, 2, 3, 4, 3, 2, 5, 1, 1, 1, true},
+        {"conv2d 2x3 dilation 3 stride 2 padding 3", 3, 8, 9, 2, 2, 3, 2, 2, 3, 3, 3, 3, 3, 3, 1, false},
     };
     for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
         const __typeof__(convs[0]) *k = &convs[i];
