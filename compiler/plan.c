@@ -1,6 +1,6 @@
 /* plan.c — the memory planner: where every value of a function lives, and the layout of the
- * work buffer (the arena) one call uses. code generation (llvm.c) consumes the plan; `nnc
- * summary` prints its arena before and after offset assignment.
+ * work buffer (the arena) one call uses. Code generation (llvm.c) consumes the plan; `nnc
+ * summary` prints the work bytes before planning (no reuse) and after.
  *
  * require: topological order (inputs refer to earlier nodes); module_layout done (tensor ids
  * valid); f->mod->max_batch set (regions are sized at the largest batch). No LLVM here.
