@@ -233,13 +233,16 @@ int cmd_dump(int argc, char **argv) {
 /* ---------------------------------------------------------------- summary */
 
 static const char summary_help[] =
-    "usage: nnc summary FILE.nn [--model NAME]\n"
+    "usage: nnc summary FILE.nn [--model NAME] [-O0..3]\n"
     "\n"
     "Per layer: name, kind, output shape, parameters, multiply-accumulates and FLOPs per\n"
     "sample (inference forward pass; docs/layers.md gives the FLOP convention), then the\n"
-    "totals and the bytes of persistent state.\n"
+    "totals and the bytes of persistent state. Then the work memory one call of each\n"
+    "generated function needs at the maximum batch, before memory planning (every buffer\n"
+    "its own bytes) and after (docs/passes.md), and WORK_BYTES, the largest.\n"
     "\n"
-    "  --model NAME   one model of several\n";
+    "  --model NAME   one model of several\n"
+    "  -O0 .. -O3     the pass pipeline the work memory is planned after (default -O2)\n";
 
 /* 1234567 -> "1,234,567" */
 static const char *thousands(char *buf, size_t len, int64_t v) {
@@ -314,21 +317,77 @@ static void print_summary(const Module *m) {
            thousands(sb, sizeof sb, m->state_bytes));
 }
 
+/* The work memory of every function of m (built with its training functions, after the
+ * passes of -O`level`): before planning, every buffer its own bytes; after, the plan. */
+static void print_work(const Module *m, int level) {
+    enum { NCOLS = 5 };
+    static const char *const heads[NCOLS] = {"function", "buffers", "before", "after", "saved"};
+    char cells[64][NCOLS][32];
+    int width[NCOLS], rows = 0;
+    for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(heads[c]);
+    int64_t max_work = 0;
+    const char *max_name = NULL;
+    for (int i = 0; i < m->nfuncs && rows < 64; i++, rows++) {
+        const Func *f = m->funcs[i];
+        Plan p;
+        plan_func(f, &p);
+        int buffers = 0;
+        for (Ref v = 0; v < f->nnodes; v++)
+            buffers += (p.nodes[v].storage == ST_WORK) + (p.nodes[v].scratch_region >= 0);
+        for (int o = 0; o < f->nouts; o++) buffers += p.discard_offset[o] >= 0;
+        int64_t before = p.unplanned_bytes + (p.work_bytes - p.arena_bytes), after = p.work_bytes;
+        snprintf(cells[rows][0], sizeof cells[0][0], "%s", f->name);
+        snprintf(cells[rows][1], sizeof cells[0][1], "%d", buffers);
+        thousands(cells[rows][2], sizeof cells[0][2], before);
+        thousands(cells[rows][3], sizeof cells[0][3], after);
+        if (before > 0)
+            snprintf(cells[rows][4], sizeof cells[0][4], "%.1f%%", 100.0 * (double)(before - after) / (double)before);
+        else
+            snprintf(cells[rows][4], sizeof cells[0][4], "-");
+        for (int c = 0; c < NCOLS; c++)
+            if ((int)strlen(cells[rows][c]) > width[c]) width[c] = (int)strlen(cells[rows][c]);
+        if (!max_name || after > max_work) max_work = after, max_name = f->name;
+        plan_free(&p);
+    }
+    printf("\nwork bytes per call at batch %" PRId64 ", -O%d (before: every buffer its own memory; "
+           "after: the memory planner)\n",
+           m->max_batch, level);
+    printf("  %-*s  %*s  %*s  %*s  %*s\n", width[0], heads[0], width[1], heads[1], width[2],
+           heads[2], width[3], heads[3], width[4], heads[4]);
+    for (int r = 0; r < rows; r++)
+        printf("  %-*s  %*s  %*s  %*s  %*s\n", width[0], cells[r][0], width[1], cells[r][1],
+               width[2], cells[r][2], width[3], cells[r][3], width[4], cells[r][4]);
+    char mw[32];
+    if (max_name)
+        printf("work bytes: %s (the largest: %s)\n", thousands(mw, sizeof mw, max_work), max_name);
+}
+
 int cmd_summary(int argc, char **argv) {
-    static const OptSpec specs[] = {{"--model", true}};
+    static const OptSpec specs[] = {{"--model", true}, {"-O0", false}, {"-O1", false},
+                                    {"-O2", false},    {"-O3", false}};
     Options o;
-    int rc = parse_options("summary", summary_help, specs, 1, argc, argv, &o);
+    int rc = parse_options("summary", summary_help, specs, 5, argc, argv, &o);
     if (rc >= 0) return rc;
+    int level = 2;
+    for (int l = 0; l <= 3; l++)
+        if (o.values[1 + l]) level = l;
+    /* the layers and the state as declared; the work memory of the functions as compiled,
+       training functions included (which add optimizer slots to the state) */
     DriverOptions dopts = {.verify = true};
-    DriverResult r;
+    DriverOptions topts = {.verify = true, .train_functions = true, .set_opt = true, .opt_level = level};
+    DriverResult r, t = {0};
     rc = driver_load(o.file, &dopts, &r);
     Module **mods = NULL;
     int n = rc ? 0 : pick_models(&r, o.values[0], &mods);
     if (n < 0) rc = 1;
-    for (int i = 0; i < n; i++) {
+    if (n > 0) rc = driver_load(o.file, &topts, &t);
+    for (int i = 0; i < n && !rc; i++) {
         if (i) printf("\n");
         print_summary(mods[i]);
+        for (int j = 0; j < t.nmodules; j++)
+            if (!strcmp(t.modules[j]->name, mods[i]->name)) print_work(t.modules[j], level);
     }
     driver_free(&r);
+    driver_free(&t);
     return rc;
 }

@@ -522,6 +522,111 @@ int itensor_alloc_shape(ITensor *t, DType dt, const Shape *s, int64_t n);
 void interp_load_state(Interp *in, const void *state);
 void interp_save_state(const Interp *in, void *state);
 
+/* ================================================================ plan.c: the memory planner */
+
+/* Where each node's value lives in compiled code, and the layout of the work buffer (the
+ * arena) one call of the function uses. llvm.c emits code from it; `nnc summary` prints it.
+ * require: topological order, module_layout done, f->mod->max_batch set. */
+
+enum { PLAN_ALIGN = 64 };  /* every region of the work buffer starts at a multiple of this */
+
+typedef enum Storage {
+    ST_DEAD,    /* not needed by any output or effect */
+    ST_INLINE,  /* recomputed inside each consumer's loop (elementwise, views, splat consts) */
+    ST_ARG,     /* the function argument's buffer */
+    ST_STATE,   /* a module tensor's bytes in the state, as they were on entry */
+    ST_CONST,   /* non-splat constant: a private constant global */
+    ST_ALIAS,   /* the memory of NodePlan.alias_of (reshape, stop_gradient, stores, tensor reads
+                   after a store) */
+    ST_WORK,    /* a region of the work buffer */
+    ST_OUT,     /* computed directly into output buffer NodePlan.out */
+    ST_INPLACE, /* computed directly into the state of module tensor NodePlan.tensor */
+} Storage;
+
+typedef struct NodePlan {
+    Storage storage;
+    int uses;          /* live consumers, outputs and stores reading the value */
+    Ref user;          /* the consumer when there is exactly one node consumer */
+    bool needs_contig; /* some consumer needs the value in contiguous memory */
+    int eval_pos;      /* node index where the value is computed */
+    int read_pos;      /* last node index where the value's memory is read (nnodes = the end) */
+    Ref alias_of;      /* ST_ALIAS: the node whose memory this is */
+    int out;           /* ST_OUT: output index */
+    int tensor;        /* ST_INPLACE: module tensor */
+    bool commit;       /* stores: copy into the state at the end (deferred) */
+    int64_t offset;    /* ST_WORK: byte offset in work */
+    int64_t scratch;   /* bytes of temporary scratch while the node runs */
+    int64_t scratch_offset;
+    int region, scratch_region; /* indices in Plan.regions, or -1 */
+    Ref inplace_of;    /* ST_WORK: the dead operand whose region this node overwrites */
+    bool donated;      /* ST_WORK: its region was taken over by a later elementwise node */
+} NodePlan;
+
+/* A region of the arena, in use from schedule position first to last inclusive (node
+ * indices; nnodes = after the last node, i.e. until the call returns). An in-place chain
+ * (y, then x = f(y) over y's bytes, ...) shares one region. */
+typedef struct PlanRegion {
+    int64_t offset, bytes;  /* bytes rounded up to PLAN_ALIGN */
+    int first, last;
+    Ref node;               /* the value stored first, or the node whose scratch it is */
+    bool scratch;
+} PlanRegion;
+
+typedef enum PlanStrategy {
+    PLAN_DEFAULT,     /* the smallest arena of all the others but first fit */
+    PLAN_FIRST_FIT,   /* along the schedule, the first free block that fits */
+    PLAN_BEST_FIT,    /* along the schedule, the smallest free block that fits (lowest on ties) */
+    PLAN_BY_SIZE,     /* largest region first, into the smallest gap free for its lifetime; the
+                         best of three tie orders (longest-lived, earliest, latest-ending first) */
+    PLAN_BY_LIFETIME, /* longest-lived region first, then as PLAN_BY_SIZE */
+    PLAN_COUNT
+} PlanStrategy;
+
+typedef struct Plan {
+    NodePlan *nodes;
+    Ref check_after;         /* emit the loss check after this node; REF_NONE: no check */
+    int loss_out;            /* output index of the loss, -1 */
+    bool needs_seed;
+    PlanRegion *regions;
+    int nregions;
+    int64_t arena_bytes;     /* the planned regions */
+    int64_t *discard_offset; /* per output: where the public entry sends outputs it drops, or -1 */
+    int64_t work_bytes;      /* arena + discard area: what one call needs */
+    int64_t unplanned_bytes; /* the arena without reuse: every region its own bytes */
+    int64_t live_peak_bytes; /* most bytes of regions in use at one position: a lower bound */
+} Plan;
+
+void plan_func(const Func *f, Plan *p);  /* PLAN_DEFAULT */
+void plan_func_with(const Func *f, PlanStrategy strategy, Plan *p);
+void plan_free(Plan *p);
+/* Step 4 alone: sets the offset of every region (lifetimes within [0, npositions), sizes
+ * multiples of PLAN_ALIGN) so that regions live at the same position never overlap; returns
+ * the arena size. */
+int64_t plan_assign_offsets(PlanRegion *regions, int nregions, int npositions, PlanStrategy s);
+
+/* Shared with code generation. */
+bool is_view(Op op);         /* broadcast, transpose, slice: strided reads of their input */
+bool is_elementwise(Op op);  /* OPF_ELEM except stop_gradient (an alias) */
+int64_t node_bytes(const Node *n, int64_t batch);
+bool func_has_stores(const Func *f);
+/* The first axis of the trailing block of reduced axes (rank when the last axis is kept). */
+int reduce_inner_start(const Shape *in, uint32_t axes);
+
+/* The geometry of a spatial node (NCHW): conv2d (x, w[, b]), conv2d_grad_input (dy, w),
+ * conv2d_grad_weight (x, dy), and the pools (window attr.perm[0] x attr.perm[1]). */
+typedef struct ConvGeom {
+    int64_t C, H, W;      /* input channels and size */
+    int64_t O, Ho, Wo;    /* output channels and size */
+    int64_t KH, KW;       /* window */
+    int64_t sh, sw;       /* stride */
+    int64_t pt, pl;       /* padding before (top, left) */
+    int64_t dh, dw;       /* dilation */
+    int64_t G, Cg, Og;    /* groups, channels per group */
+} ConvGeom;
+ConvGeom conv_geom(const Func *f, const Node *n);
+/* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
+bool conv_is_pointwise(const ConvGeom *g);
+
 /* ================================================================ llvm.c */
 
 typedef struct CodegenOptions {
