@@ -27,7 +27,7 @@ static void compile_usage(FILE *out) {
             "  --target=TRIPLE           cross-compile, e.g. aarch64-linux-gnu (default: this host)\n"
             "  --cpu=NAME                the CPU to tune and select instructions for (default: this\n"
             "                            host's, or 'generic' with --target)\n"
-            "  -O0 -O1 -O2 -O3           optimization level (default -O2)\n"
+            "  -O0 -O1 -O2 -O3           optimization level of the IR passes and LLVM (default -O2)\n"
             "  --model M                 the model when the file defines several\n"
             "  --embed-weights W         bake the weights of checkpoint W (safetensors) into the\n"
             "                            object: inference entries only, state may be NULL\n\n"
@@ -154,7 +154,7 @@ int cmd_compile(int argc, char **argv) {
 
     /* Training entries for a model that has a loss, unless the weights are built in: load
      * the inference functions first, and again with the training ones when they apply. */
-    DriverOptions dopts = {.train_functions = false, .verify = true};
+    DriverOptions dopts = {.train_functions = false, .verify = true, .opt_level = co.opt_level, .set_opt = true};
     DriverResult dr;
     int rc = 1;
     char *out_path = NULL, *header_path = NULL;
