@@ -100,11 +100,12 @@ static int64_t window_out_size(int64_t in, int64_t before, int64_t after, int64_
     return (padded - 1 - d * (k - 1)) / s + 1;
 }
 
-/* The spatial axes of y (`what_y`) follow from x's by the window kh x kw with dilation
- * dh x dw and the stride and padding of attr a; `operands` names what the shapes came from. */
-static void check_window_output(Verifier *v, int id, const Attr *a, const Shape *x,
-                                const Shape *y, const char *what_y, int64_t kh, int64_t kw,
-                                int64_t dh, int64_t dw, const char *operands) {
+/* The spatial axes of y (`what_y`) follow from x's (`what_x`) by the window kh x kw with
+ * dilation dh x dw and the stride and padding of attr a; `also` names the other operand the
+ * window came from (" and weight [...]"), or is empty. */
+static void check_window_output(Verifier *v, int id, const Attr *a, const char *what_x,
+                                const Shape *x, const char *what_y, const Shape *y, int64_t kh,
+                                int64_t kw, int64_t dh, int64_t dw, const char *also) {
     char bx[96], by[96], be[96];
     int64_t ho = window_out_size(x->dim[2], a->start[0], a->start[2], kh, dh, a->step[0]);
     int64_t wo = window_out_size(x->dim[3], a->start[1], a->start[3], kw, dw, a->step[1]);
@@ -116,8 +117,8 @@ static void check_window_output(Verifier *v, int id, const Attr *a, const Shape 
     if (y->dim[2] == ho && y->dim[3] == wo) return;
     Shape e = *y;
     e.dim[2] = ho, e.dim[3] = wo;
-    fail(v, id, "%s %s does not follow from %s %s: expected %s", what_y, shape_str(y, by, sizeof by),
-         operands, shape_str(x, bx, sizeof bx), shape_str(&e, be, sizeof be));
+    fail(v, id, "%s %s does not follow from %s %s%s: expected %s", what_y, shape_str(y, by, sizeof by),
+         what_x, shape_str(x, bx, sizeof bx), also, shape_str(&e, be, sizeof be));
 }
 
 /* conv2d (x, w[, b]) -> y;  conv2d_grad_input (dy, w) -> dx, x's shape;
@@ -158,10 +159,10 @@ static void check_conv(Verifier *v, int id, const Node *n) {
         fail(v, id, "%s %s has %lld channels, %s %s has %lld outputs", yn, shape_str(y, by, sizeof by),
              (long long)y->dim[1], wn, bw, (long long)cout);
     check_same_batch(v, id, xn, x, yn, y);
-    char what[160];
-    snprintf(what, sizeof what, "%s and %s %s", xn, wn, bw);
-    check_window_output(v, id, &n->attr, x, y, yn, w->dim[2], w->dim[3], n->attr.perm[0],
-                        n->attr.perm[1], what);
+    char also[160];
+    snprintf(also, sizeof also, " and %s %s", wn, bw);
+    check_window_output(v, id, &n->attr, xn, x, yn, y, w->dim[2], w->dim[3], n->attr.perm[0],
+                        n->attr.perm[1], also);
     if (n->op == OP_conv2d && n->nin == 3) {
         const Shape *b = in_shape(f, n, 2);
         if (b->rank != 1 || b->batch_mask || b->dim[0] != cout)
@@ -195,7 +196,7 @@ static void check_pool(Verifier *v, int id, const Node *n) {
         fail(v, id, "%s %s has %lld channels, the input %s has %lld", yn, shape_str(y, by, sizeof by),
              (long long)y->dim[1], shape_str(x, bx, sizeof bx), (long long)x->dim[1]);
     check_same_batch(v, id, "input", x, yn, y);
-    check_window_output(v, id, &n->attr, x, y, yn, n->attr.perm[0], n->attr.perm[1], 1, 1, "input");
+    check_window_output(v, id, &n->attr, "input", x, yn, y, n->attr.perm[0], n->attr.perm[1], 1, 1, "");
 }
 
 /* upsample2d (x) -> y: x [N, C, H, W], y [N, C, H sh, W sw], (sh, sw) = perm[0..1],
