@@ -32,7 +32,7 @@ static Ref build(Func *f, Op op, DType dt, Shape out, int nin, const Shape *ins,
                  Attr a) {
     Ref in[IR_MAX_INPUTS];
     for (int i = 0; i < nin; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "a%d", i);
         in[i] = ir_input(f, func_add_arg(f, name, ARG_INPUT, dts ? dts[i] : dt, ins[i], NOLOC));
     }
