@@ -353,6 +353,21 @@ Ref ir_store(Func *f, int tensor, Ref value) {
 
 /* ---------------------------------------------------------------- printer */
 
+/* ` key=[a, b]`: the style of every list attribute */
+static void print_pair(FILE *out, const char *key, int64_t a, int64_t b) {
+    fprintf(out, " %s=[%" PRId64 ", %" PRId64 "]", key, a, b);
+}
+
+/* Window padding: `pad=[top, left]` when each side equals its opposite, else
+ * `pad=[top, left, bottom, right]` (asymmetric "same" padding of an even kernel). */
+static void print_padding(FILE *out, const Attr *a) {
+    if (a->start[0] == a->start[2] && a->start[1] == a->start[3])
+        print_pair(out, "pad", a->start[0], a->start[1]);
+    else
+        fprintf(out, " pad=[%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]", a->start[0],
+                a->start[1], a->start[2], a->start[3]);
+}
+
 static void print_attrs(FILE *out, const Func *f, const Node *n) {
     const Attr *a = &n->attr;
     switch (n->op) {
@@ -409,6 +424,30 @@ static void print_attrs(FILE *out, const Func *f, const Node *n) {
     case OP_cross_entropy:
     case OP_cross_entropy_grad:
         if (a->f[0] != 0) fprintf(out, " smoothing=%g", a->f[0]);
+        break;
+    /* the kernel size of a convolution is its weight's shape; a pool's is an attribute */
+    case OP_conv2d:
+    case OP_conv2d_grad_input:
+    case OP_conv2d_grad_weight:
+        print_pair(out, "stride", a->step[0], a->step[1]);
+        print_padding(out, a);
+        print_pair(out, "dilation", a->perm[0], a->perm[1]);
+        fprintf(out, " groups=%d", a->perm[2]);
+        break;
+    case OP_maxpool2d:
+    case OP_avgpool2d:
+    case OP_maxpool2d_grad:
+        print_pair(out, "size", a->perm[0], a->perm[1]);
+        print_pair(out, "stride", a->step[0], a->step[1]);
+        print_padding(out, a);
+        break;
+    case OP_upsample2d:
+        print_pair(out, "scale", a->perm[0], a->perm[1]);
+        if (a->flag == 0 || a->flag == 1) fprintf(out, " mode=%s", a->flag ? "bilinear" : "nearest");
+        else fprintf(out, " mode=%d", a->flag);  /* invalid; the verifier names it */
+        break;
+    case OP_lrn:
+        fprintf(out, " size=%d alpha=%g beta=%g k=%g", a->perm[0], a->f[0], a->f[1], a->f[2]);
         break;
     default: break;
     }

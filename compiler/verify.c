@@ -35,6 +35,204 @@ static void check_same_shape(Verifier *v, int id, const Node *n) {
                  shape_str(&n->shape, b, sizeof b));
 }
 
+/* ---------------------------------------------------------------- layers with kernels
+ * conv2d, the pools, upsample2d, lrn and their gradient kernels (ops.h): NCHW tensors with
+ * the batch on axis 0 only, float of the node's dtype, window attributes in the ranges the
+ * interpreter accepts, and every shape the one its operands and attributes imply. */
+
+enum { ATTR_LIMIT = INT32_MAX };  /* strides, paddings, dilations: as interp.c bounds them */
+
+/* Every input is float of the node's dtype. */
+static void check_float_operands(Verifier *v, int id, const Node *n) {
+    if (n->dtype != DT_F32 && n->dtype != DT_F64) fail(v, id, "result must be f32 or f64, not %s", dtype_names[n->dtype]);
+    for (int i = 0; i < n->nin; i++) {
+        DType dt = v->f->nodes[n->in[i]].dtype;
+        if (dt != n->dtype)
+            fail(v, id, "input %d is %s, the result %s", i, dtype_names[dt], dtype_names[n->dtype]);
+    }
+}
+
+/* `s` (the operand called `what`) is [N, C, H, W] with the batch, if any, on axis 0. */
+static bool check_nchw(Verifier *v, int id, const char *what, const Shape *s) {
+    char b[96];
+    if (s->rank == 4 && !(s->batch_mask & ~1u)) return true;
+    fail(v, id, "%s %s must be [N, C, H, W] with the batch on axis 0 only", what, shape_str(s, b, sizeof b));
+    return false;
+}
+
+/* Axis 0 of a and b is the same batch (or the same constant). */
+static bool check_same_batch(Verifier *v, int id, const char *what_a, const Shape *a,
+                             const char *what_b, const Shape *b) {
+    char ba[96], bb[96];
+    if (a->dim[0] == b->dim[0] && (a->batch_mask & 1) == (b->batch_mask & 1)) return true;
+    fail(v, id, "%s %s and %s %s differ in axis 0", what_a, shape_str(a, ba, sizeof ba), what_b,
+         shape_str(b, bb, sizeof bb));
+    return false;
+}
+
+/* Strides step[0..1] and paddings start[0..3] in range (and, for convolutions, the dilations
+ * perm[0..1] and the groups perm[2]). */
+static bool check_window_attrs(Verifier *v, int id, const Attr *a, bool conv) {
+    bool ok = true;
+    if (a->step[0] < 1 || a->step[1] < 1 || a->step[0] > ATTR_LIMIT || a->step[1] > ATTR_LIMIT)
+        fail(v, id, "stride=[%lld, %lld] out of range", (long long)a->step[0], (long long)a->step[1]), ok = false;
+    for (int i = 0; i < 4; i++)
+        if (a->start[i] < 0 || a->start[i] > ATTR_LIMIT) {
+            fail(v, id, "pad=[%lld, %lld, %lld, %lld] out of range", (long long)a->start[0],
+                 (long long)a->start[1], (long long)a->start[2], (long long)a->start[3]);
+            ok = false;
+            break;
+        }
+    if (conv && (a->perm[0] < 1 || a->perm[1] < 1))
+        fail(v, id, "dilation=[%d, %d] out of range", a->perm[0], a->perm[1]), ok = false;
+    if (conv && a->perm[2] < 1) fail(v, id, "groups=%d out of range", a->perm[2]), ok = false;
+    return ok;
+}
+
+/* floor((in + before + after - d (k - 1) - 1) / s) + 1, or -1 when the dilated window does
+ * not fit the padded input; paddings, dilation and stride are in range, k >= 1. Written so
+ * nothing overflows. */
+static int64_t window_out_size(int64_t in, int64_t before, int64_t after, int64_t k, int64_t d,
+                               int64_t s) {
+    if (in < 0 || in > INT64_MAX - before - after) return -1;
+    int64_t padded = in + before + after;
+    if (padded < 1 || k - 1 > (padded - 1) / d) return -1;
+    return (padded - 1 - d * (k - 1)) / s + 1;
+}
+
+/* The spatial axes of y (`what_y`) follow from x's (`what_x`) by the window kh x kw with
+ * dilation dh x dw and the stride and padding of attr a; `also` names the other operand the
+ * window came from (" and weight [...]"), or is empty. */
+static void check_window_output(Verifier *v, int id, const Attr *a, const char *what_x,
+                                const Shape *x, const char *what_y, const Shape *y, int64_t kh,
+                                int64_t kw, int64_t dh, int64_t dw, const char *also) {
+    char bx[96], by[96], be[96];
+    int64_t ho = window_out_size(x->dim[2], a->start[0], a->start[2], kh, dh, a->step[0]);
+    int64_t wo = window_out_size(x->dim[3], a->start[1], a->start[3], kw, dw, a->step[1]);
+    if (ho < 0 || wo < 0) {
+        fail(v, id, "the %lld x %lld window (dilation %lld x %lld) does not fit the padded spatial axes of %s",
+             (long long)kh, (long long)kw, (long long)dh, (long long)dw, shape_str(x, bx, sizeof bx));
+        return;
+    }
+    if (y->dim[2] == ho && y->dim[3] == wo) return;
+    Shape e = *y;
+    e.dim[2] = ho, e.dim[3] = wo;
+    fail(v, id, "%s %s does not follow from %s %s%s: expected %s", what_y, shape_str(y, by, sizeof by),
+         what_x, shape_str(x, bx, sizeof bx), also, shape_str(&e, be, sizeof be));
+}
+
+/* conv2d (x, w[, b]) -> y;  conv2d_grad_input (dy, w) -> dx, x's shape;
+ * conv2d_grad_weight (x, dy) -> dw, w's shape. Each checks the one geometry
+ *   x [N, C, H, W], w [O, C/g, KH, KW], y [N, O, Ho, Wo], b [O],
+ *   Ho = floor((H + pt + pb - dh (KH - 1) - 1) / sh) + 1, and Wo alike. */
+static void check_conv(Verifier *v, int id, const Node *n) {
+    const Func *f = v->f;
+    const Shape *x, *w, *y;
+    const char *xn = "input", *wn = "weight", *yn = "dy";
+    switch (n->op) {
+    case OP_conv2d: x = in_shape(f, n, 0), w = in_shape(f, n, 1), y = &n->shape, yn = "result"; break;
+    case OP_conv2d_grad_input: x = &n->shape, w = in_shape(f, n, 1), y = in_shape(f, n, 0), xn = "result (dx)"; break;
+    default: x = in_shape(f, n, 0), w = &n->shape, y = in_shape(f, n, 1), wn = "result (dw)"; break;
+    }
+    check_float_operands(v, id, n);
+    char bx[96], bw[96], by[96];
+    bool ok = check_nchw(v, id, xn, x) & check_nchw(v, id, yn, y);
+    if (w->rank != 4 || w->batch_mask) {
+        fail(v, id, "%s %s must be [O, C/groups, KH, KW] without the batch", wn, shape_str(w, bw, sizeof bw));
+        ok = false;
+    }
+    if (!check_window_attrs(v, id, &n->attr, true) || !ok) return;
+    shape_str(w, bw, sizeof bw);
+    int64_t groups = n->attr.perm[2], cin = x->dim[1], cout = w->dim[0];
+    for (int i = 0; i < 4; i++)
+        if (w->dim[i] < 1) {
+            fail(v, id, "%s %s has an empty axis", wn, bw);
+            return;
+        }
+    if (w->dim[1] > INT64_MAX / groups || cin != groups * w->dim[1])
+        fail(v, id, "%s %s has %lld channels, groups=%lld times the %lld of %s %s",
+             xn, shape_str(x, bx, sizeof bx), (long long)cin, (long long)groups, (long long)w->dim[1], wn, bw);
+    if (cout % groups)
+        fail(v, id, "groups=%lld does not divide the %lld output channels of %s %s", (long long)groups,
+             (long long)cout, wn, bw);
+    if (y->dim[1] != cout)
+        fail(v, id, "%s %s has %lld channels, %s %s has %lld outputs", yn, shape_str(y, by, sizeof by),
+             (long long)y->dim[1], wn, bw, (long long)cout);
+    check_same_batch(v, id, xn, x, yn, y);
+    char also[160];
+    snprintf(also, sizeof also, " and %s %s", wn, bw);
+    check_window_output(v, id, &n->attr, xn, x, yn, y, w->dim[2], w->dim[3], n->attr.perm[0],
+                        n->attr.perm[1], also);
+    if (n->op == OP_conv2d && n->nin == 3) {
+        const Shape *b = in_shape(f, n, 2);
+        if (b->rank != 1 || b->batch_mask || b->dim[0] != cout)
+            fail(v, id, "bias %s must be [%lld], the output channels of %s %s", shape_str(b, by, sizeof by),
+                 (long long)cout, wn, bw);
+    }
+}
+
+/* maxpool2d, avgpool2d (x) -> y;  maxpool2d_grad (x, dy) -> dx, x's shape:
+ *   x [N, C, H, W], y [N, C, Ho, Wo], window perm[0] x perm[1] without dilation. */
+static void check_pool(Verifier *v, int id, const Node *n) {
+    const Func *f = v->f;
+    const Shape *x = in_shape(f, n, 0);
+    bool grad = n->op == OP_maxpool2d_grad;
+    const Shape *y = grad ? in_shape(f, n, 1) : &n->shape;
+    const char *yn = grad ? "dy" : "result";
+    char bx[96], by[96];
+    check_float_operands(v, id, n);
+    bool ok = check_nchw(v, id, "input", x) & check_nchw(v, id, yn, y);
+    if (grad && !shape_eq(&n->shape, x)) {
+        fail(v, id, "result %s differs from the input %s it differentiates", shape_str(&n->shape, by, sizeof by),
+             shape_str(x, bx, sizeof bx));
+        ok = false;
+    }
+    if (n->attr.perm[0] < 1 || n->attr.perm[1] < 1) {
+        fail(v, id, "size=[%d, %d] out of range", n->attr.perm[0], n->attr.perm[1]);
+        ok = false;
+    }
+    if (!check_window_attrs(v, id, &n->attr, false) || !ok) return;
+    if (y->dim[1] != x->dim[1])
+        fail(v, id, "%s %s has %lld channels, the input %s has %lld", yn, shape_str(y, by, sizeof by),
+             (long long)y->dim[1], shape_str(x, bx, sizeof bx), (long long)x->dim[1]);
+    check_same_batch(v, id, "input", x, yn, y);
+    check_window_output(v, id, &n->attr, "input", x, yn, y, n->attr.perm[0], n->attr.perm[1], 1, 1, "");
+}
+
+/* upsample2d (x) -> y: x [N, C, H, W], y [N, C, H sh, W sw], (sh, sw) = perm[0..1],
+ * mode attr.flag 0 (nearest) or 1 (bilinear). */
+static void check_upsample(Verifier *v, int id, const Node *n) {
+    const Shape *x = in_shape(v->f, n, 0), *y = &n->shape;
+    int64_t sh = n->attr.perm[0], sw = n->attr.perm[1];
+    char bx[96], by[96];
+    check_float_operands(v, id, n);
+    if (n->attr.flag != 0 && n->attr.flag != 1)
+        fail(v, id, "mode %d is neither nearest (0) nor bilinear (1)", n->attr.flag);
+    bool ok = check_nchw(v, id, "input", x) & check_nchw(v, id, "result", y);
+    if (sh < 1 || sw < 1) {
+        fail(v, id, "scale=[%lld, %lld] out of range", (long long)sh, (long long)sw);
+        return;
+    }
+    if (!ok) return;
+    if (y->dim[0] != x->dim[0] || y->batch_mask != x->batch_mask || y->dim[1] != x->dim[1] ||
+        y->dim[2] % sh || y->dim[2] / sh != x->dim[2] || y->dim[3] % sw || y->dim[3] / sw != x->dim[3])
+        fail(v, id, "result %s is not the input %s scaled by [%lld, %lld]", shape_str(y, by, sizeof by),
+             shape_str(x, bx, sizeof bx), (long long)sh, (long long)sw);
+}
+
+/* lrn (x) -> y over the channels (axis 1): x [N, C, ...], y of x's shape, size perm[0] >= 1. */
+static void check_lrn(Verifier *v, int id, const Node *n) {
+    const Shape *x = in_shape(v->f, n, 0);
+    char bx[96], by[96];
+    check_float_operands(v, id, n);
+    if (x->rank < 2 || (x->batch_mask & ~1u))
+        fail(v, id, "input %s must be [N, C, ...] with the batch on axis 0 only", shape_str(x, bx, sizeof bx));
+    if (!shape_eq(x, &n->shape))
+        fail(v, id, "result %s differs from the input %s", shape_str(&n->shape, by, sizeof by),
+             shape_str(x, bx, sizeof bx));
+    if (n->attr.perm[0] < 1) fail(v, id, "size=%d out of range", n->attr.perm[0]);
+}
+
 static void check_node(Verifier *v, int id) {
     const Func *f = v->f;
     const Node *n = &f->nodes[id];
@@ -44,8 +242,10 @@ static void check_node(Verifier *v, int id) {
         return;
     }
     const OpInfo *info = &op_info[n->op];
-    if (info->arity >= 0 ? n->nin != info->arity : (n->nin < 1 || n->nin > IR_MAX_INPUTS))
+    if (info->arity >= 0 ? n->nin != info->arity : (n->nin < 1 || n->nin > IR_MAX_INPUTS)) {
         fail(v, id, "has %d inputs, expected %d", n->nin, info->arity);
+        return; /* the op's rules read its inputs */
+    }
     for (int i = 0; i < n->nin; i++)
         if (n->in[i] < 0 || n->in[i] >= id) {
             fail(v, id, "input %d refers to %%%d, not an earlier node", i, n->in[i]);
@@ -169,6 +369,20 @@ static void check_node(Verifier *v, int id) {
         if (n->shape.rank != 0) fail(v, id, "loss must be a scalar");
         if (n->nin >= 2 && f->nodes[n->in[1]].dtype != DT_I32) fail(v, id, "labels must be i32");
         break;
+    case OP_conv2d:
+        if (n->nin != 2 && n->nin != 3) {
+            fail(v, id, "takes x, w and an optional bias, not %d inputs", n->nin);
+            break;
+        }
+        check_conv(v, id, n);
+        break;
+    case OP_conv2d_grad_input:
+    case OP_conv2d_grad_weight: check_conv(v, id, n); break;
+    case OP_maxpool2d:
+    case OP_avgpool2d:
+    case OP_maxpool2d_grad: check_pool(v, id, n); break;
+    case OP_upsample2d: check_upsample(v, id, n); break;
+    case OP_lrn: check_lrn(v, id, n); break;
     default: break;
     }
 }
