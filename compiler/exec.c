@@ -2,7 +2,9 @@
  * or on the reference interpreter (--interp), behind one interface.
  *
  * The state buffer (module_layout's offsets, the compiled code's layout) is the one source of
- * truth between calls: checkpoints are read into it and written from it with libnnrt. */
+ * truth between calls: checkpoints are read into it and written from it with libnnrt.
+ * Derived tensors (prepare.c) follow the weights: init and train_step recompute them
+ * themselves, and exec_state_changed runs `prepare` after the caller wrote the state. */
 #include "nnc.h"
 #include "nnrt.h"
 
@@ -16,8 +18,8 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
     e->state = calloc(1, (size_t)m->state_bytes + 64);
     if (!e->state) return NNRT_ENOMEM;
     if (!use_interp) {
-        /* compile only the functions the command calls (init always): a view of the module
-         * with a subset of its functions, same tensors, same layout */
+        /* compile only the functions the command calls (init and prepare always): a view of
+         * the module with a subset of its functions, same tensors, same layout */
         Module *view = m;
         if (funcs) {
             view = arena_alloc(m->arena, sizeof *view);
@@ -25,7 +27,7 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
             view->funcs = arena_alloc(m->arena, sizeof *view->funcs * (size_t)(m->nfuncs + 1));
             view->nfuncs = view->funcs_cap = 0;
             for (int i = 0; i < m->nfuncs; i++) {
-                bool wanted = !strcmp(m->funcs[i]->name, "init");
+                bool wanted = !strcmp(m->funcs[i]->name, "init") || !strcmp(m->funcs[i]->name, "prepare");
                 for (int k = 0; funcs[k]; k++) wanted |= !strcmp(m->funcs[i]->name, funcs[k]);
                 if (wanted) view->funcs[view->nfuncs++] = m->funcs[i];
             }
@@ -62,8 +64,12 @@ void *exec_state(Exec *e) {
     return e->state;
 }
 
-void exec_state_changed(Exec *e) {
+int exec_state_changed(Exec *e) {
     if (e->use_interp) interp_load_state(&e->interp, e->state);
+    char err[512];
+    int rc = exec_prepare(e, err, sizeof err);
+    if (rc) fprintf(stderr, "nnc: error: prepare failed: %s\n", err);
+    return rc;
 }
 
 /* Interpreter call: float/int32 buffers <-> double tensors. */
@@ -143,6 +149,13 @@ int exec_init(Exec *e, char *err, size_t errlen) {
     }
     void *args[1] = {&e->seed};
     return exec_call(e, "init", 1, args, err, errlen);
+}
+
+int exec_prepare(Exec *e, char *err, size_t errlen) {
+    Func *f = module_find_func(e->m, "prepare");
+    if (!f) return 0;
+    if (e->use_interp) return interp_run(&e->interp, f, 1, NULL, NULL, err, errlen);
+    return exec_call(e, "prepare", 1, NULL, err, errlen);
 }
 
 /* ---------------------------------------------------------------- model descriptors */

@@ -6,7 +6,7 @@
  *   internal  M__F_part0, part1, ...                              the computation, 32 kernels each
  *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
- *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
+ *   external  M_infer / M_train_step / M_evaluate / M_init / M_prepare   public C entries, check arguments
  *   external  M_info()                                             constant model descriptor
  * docs/architecture.md ("Code generation") explains the design.
  *
@@ -61,7 +61,7 @@ _Static_assert((int)DT_F32 == (int)NNRT_F32 && (int)DT_I32 == (int)NNRT_I32 &&
                "dtype numbering");
 _Static_assert((int)TK_PARAM == (int)NNRT_PARAM && (int)TK_STATE == (int)NNRT_STATE &&
                    (int)TK_SLOT == (int)NNRT_SLOT && (int)TK_STEP == (int)NNRT_STEP &&
-                   (int)TK_HYPER == (int)NNRT_HYPER,
+                   (int)TK_HYPER == (int)NNRT_HYPER && (int)TK_DERIVED == (int)NNRT_DERIVED,
                "tensor kind numbering");
 _Static_assert((int)INIT_ZEROS == (int)NNRT_INIT_ZEROS &&
                    (int)INIT_XAVIER_UNIFORM == (int)NNRT_INIT_XAVIER_UNIFORM &&
@@ -115,11 +115,16 @@ static int count_role(const Func *f, OutRole role) {
 int llvm_public_params(const Func *f, PubParam **out) {
     Arena *a = f->mod->arena;
     bool infer = !strcmp(f->name, "infer"), train = !strcmp(f->name, "train_step"),
-         eval = !strcmp(f->name, "evaluate"), init = !strcmp(f->name, "init");
+         eval = !strcmp(f->name, "evaluate"), init = !strcmp(f->name, "init"),
+         prepare = !strcmp(f->name, "prepare");
     *out = NULL;
-    if (!infer && !train && !eval && !init) return -1;
+    if (!infer && !train && !eval && !init && !prepare) return -1;
     PubParam *p = arena_alloc(a, (size_t)(f->nargs + f->nouts + 2) * sizeof *p);
     int np = 0;
+    if (prepare) { /* int M_prepare(M *m): no batch, no buffers */
+        *out = p;
+        return 0;
+    }
     if (init) {
         p[np] = (PubParam){PP_SEED, -1, "seed"};
         *out = p;
@@ -149,6 +154,8 @@ int llvm_public_params(const Func *f, PubParam **out) {
     *out = p;
     return np;
 }
+
+bool llvm_public_has_batch(const Func *f) { return strcmp(f->name, "init") && strcmp(f->name, "prepare"); }
 
 /* Whether output o of f reaches the caller of the public entry (else it goes to work). */
 static bool public_keeps_output(const Func *f, const PubParam *pp, int np, int o) {
@@ -683,7 +690,8 @@ typedef struct Cg {
     LLVMBuilderRef b;
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
-    LLVMValueRef weights;    /* the embedded state global */
+    LLVMValueRef weights;    /* the embedded state global: the tensors the object reads */
+    int64_t *weight_offset;  /* per module tensor: its offset in `weights`, -1 if not there */
     LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
     LLVMTypeRef rt_type[RT_COUNT];
@@ -1710,6 +1718,10 @@ static LLVMValueRef const_global(Cg *cg, DType dt, const double *data, const int
 }
 
 static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
+    if (cg->embedded) {
+        assert(cg->weight_offset[t] >= 0);
+        return byte_ptr(cg, cg->weights, cg->weight_offset[t]);
+    }
     return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
 }
 
@@ -2216,6 +2228,8 @@ static LLVMBasicBlockRef begin_function(Cg *cg, LLVMValueRef fn, bool first) {
             LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
             LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
         }
+    } else if (cg->plan.needs_seed && cg->embedded) {
+        cg->seed = i64c(cg, 0); /* embedded weights carry no init seed */
     } else if (cg->plan.needs_seed) {
         cg->seed = LLVMBuildLoad2(cg->b, cg->t_i64, byte_ptr(cg, cg->state, llvm_seed_offset(m)), "seed");
         LLVMSetAlignment(cg->seed, 8);
@@ -2369,7 +2383,7 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
     if (np < 0) return;
     char name[256];
     snprintf(name, sizeof name, "%s_%s", cg->m->name, f->name);
-    bool batch = !is_init(f);
+    bool batch = llvm_public_has_batch(f);
     int nparams = 1 + batch + np;
     LLVMTypeRef *params = malloc((size_t)nparams * sizeof *params);
     if (!params) abort();
@@ -2416,6 +2430,21 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
     }
     call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
     free(bufs);
+}
+
+/* int M_prepare(M *m) of a module without derived tensors: nothing to compute, the checks
+ * of every entry. Programs call M_prepare after loading weights whatever the -O level. */
+static void emit_empty_prepare(Cg *cg) {
+    char name[256];
+    snprintf(name, sizeof name, "%s_prepare", cg->m->name);
+    LLVMTypeRef params[] = {cg->t_ptr};
+    LLVMValueRef fn = begin_entry(cg, name, LLVMFunctionType(cg->t_i32, params, 1, 0));
+    add_attr(cg, fn, LLVMAttributeReturnIndex, "signext");
+    LLVMValueRef ctx = LLVMGetParam(fn, 0);
+    return_if(cg, is_null(cg, ctx), NNRT_ENULL);
+    LLVMValueRef state = LLVMBuildLoad2(cg->b, cg->t_ptr, ctx, "state");
+    return_if(cg, is_null(cg, state), NNRT_ENULL);
+    LLVMBuildRet(cg->b, status(cg, NNRT_OK));
 }
 
 /* ================================================================ the model descriptor */
@@ -2560,6 +2589,41 @@ static bool check_limits(const Module *m) {
     return true;
 }
 
+/* The constant weights of an object built with --embed-weights: the tensors its functions
+ * read, packed (64-byte aligned) from the state block cg->embedded. Parameters that only
+ * prepare reads (a convolution's weights once batchnorm is folded into derived tensors)
+ * are left out. */
+static void embed_weights(Cg *cg) {
+    Module *m = cg->m;
+    cg->weight_offset = malloc(((size_t)m->ntensors + 1) * sizeof *cg->weight_offset);
+    if (!cg->weight_offset) abort();
+    for (int t = 0; t < m->ntensors; t++) cg->weight_offset[t] = -1;
+    int64_t bytes = 0;
+    for (int i = 0; i < m->nfuncs; i++) {
+        const Func *f = m->funcs[i];
+        if (!llvm_func_emitted(f, true)) continue;
+        for (int v = 0; v < f->nnodes; v++) {
+            int t = f->nodes[v].attr.tensor;
+            if (f->nodes[v].op != OP_tensor || cg->weight_offset[t] >= 0) continue;
+            cg->weight_offset[t] = bytes;
+            bytes = align_up(bytes + m->tensors[t].bytes, WORK_ALIGN);
+        }
+    }
+    uint8_t *blob = calloc(1, (size_t)bytes + 1);
+    if (!blob) abort();
+    for (int t = 0; t < m->ntensors; t++)
+        if (cg->weight_offset[t] >= 0)
+            memcpy(blob + cg->weight_offset[t], (const uint8_t *)cg->embedded + m->tensors[t].offset,
+                   (size_t)m->tensors[t].bytes);
+    LLVMValueRef data = LLVMConstStringInContext2(cg->ctx, (const char *)blob, (size_t)bytes, 1);
+    free(blob);
+    cg->weights = LLVMAddGlobal(cg->mod, LLVMTypeOf(data), "weights");
+    LLVMSetInitializer(cg->weights, data);
+    LLVMSetGlobalConstant(cg->weights, 1);
+    LLVMSetLinkage(cg->weights, LLVMPrivateLinkage);
+    LLVMSetAlignment(cg->weights, WORK_ALIGN);
+}
+
 /* Builds the LLVM module of m in ctx. work_bytes[i] receives each function's work size (-1
  * when not emitted). Returns NULL after printing errors. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *embedded, int64_t *work_bytes) {
@@ -2575,15 +2639,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     cg.t_f64 = LLVMDoubleTypeInContext(ctx);
     cg.t_ptr = LLVMPointerTypeInContext(ctx, 0);
     declare_runtime(&cg);
-    if (embedded) {
-        int64_t bytes = llvm_state_bytes(m);
-        LLVMValueRef data = LLVMConstStringInContext2(ctx, embedded, (size_t)bytes, 1);
-        cg.weights = LLVMAddGlobal(cg.mod, LLVMTypeOf(data), "weights");
-        LLVMSetInitializer(cg.weights, data);
-        LLVMSetGlobalConstant(cg.weights, 1);
-        LLVMSetLinkage(cg.weights, LLVMPrivateLinkage);
-        LLVMSetAlignment(cg.weights, WORK_ALIGN);
-    }
+    if (embedded) embed_weights(&cg);
     int64_t max_work = 0;
     for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
         Func *f = m->funcs[i];
@@ -2599,8 +2655,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
         }
         plan_free(&cg.plan);
     }
+    if (!cg.errors && !embedded && !module_find_func(m, "prepare")) emit_empty_prepare(&cg);
     if (!cg.errors) emit_info(&cg, max_work);
     LLVMDisposeBuilder(cg.b);
+    free(cg.weight_offset);
     if (cg.errors) {
         LLVMDisposeModule(cg.mod);
         return NULL;

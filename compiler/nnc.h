@@ -145,6 +145,7 @@ typedef enum TensorKind {
     TK_SLOT,   /* optimizer slot (momentum buffer, Adam moments, ...) */
     TK_STEP,   /* the step counter (i32 scalar) */
     TK_HYPER,  /* run-time hyperparameter set by the driver (f32 scalar), e.g. steps_per_epoch */
+    TK_DERIVED,/* computed from params and states by `prepare` (prepare.c); never checkpointed */
     TK_COUNT
 } TensorKind;
 
@@ -548,8 +549,8 @@ int64_t llvm_max_work_bytes(const Module *m, bool embedded);
  * neither initialize nor store (infer, evaluate). */
 bool llvm_func_emitted(const Func *f, bool embedded);
 
-/* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
- * init(seed); infer(args..., outputs...); train_step(args..., loss);
+/* Parameters of a public C entry after `M *m` (and `int n`, except for init and prepare), in
+ * order: init(seed); prepare(); infer(args..., outputs...); train_step(args..., loss);
  * evaluate(args..., loss, metrics). Names are C identifiers, distinct from m, n and each
  * other. Returns the count (arena memory in *params), or -1 when f has no public entry. */
 typedef enum PubParamKind { PP_SEED, PP_ARG, PP_OUT, PP_METRICS } PubParamKind;
@@ -559,6 +560,8 @@ typedef struct PubParam {
     const char *name;
 } PubParam;
 int llvm_public_params(const Func *f, PubParam **params);
+/* Whether the public entry of f takes `int n` (all but init and prepare). */
+bool llvm_public_has_batch(const Func *f);
 
 /* In-process JIT. Each function gets the packed entry
  *   int fn(void *state, void *work, int n, void **args)   args = inputs, then outputs.  */
@@ -677,6 +680,15 @@ int cse(Func *f);
  * rounding (W * a before the product instead of after), so it runs at -O2 and above only. */
 int fold_batchnorm(Func *f);
 
+/* ================================================================ prepare.c */
+
+/* Derived tensors: every weight-only value that infer or evaluate computes (bnfold's scaled
+ * weights, ...) becomes a TK_DERIVED module tensor computed by a new function `prepare`
+ * (no args, no outputs, only stores), which every function storing into what it reads
+ * (init, train_step, loss, grad) also runs at its end. Run after the -O2 passes; lays the
+ * state out again. Returns the number of derived tensors (0: the module is unchanged). */
+int prepare_build(Module *m);
+
 /* ================================================================ dce.c */
 
 /* Dead code elimination: removes nodes that reach no output and no store. */
@@ -707,7 +719,12 @@ int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
  * buffer may be NULL when not wanted). Returns 0 or a negative NNRT_E* code (err filled). */
 int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen);
 void *exec_state(Exec *e);          /* the up-to-date state buffer */
-void exec_state_changed(Exec *e);   /* call after writing into exec_state()'s buffer */
+/* Call after writing into exec_state()'s buffer (a checkpoint, a hyperparameter): the
+ * interpreter reloads it and `prepare` recomputes the derived tensors. 0 or NNRT_E*
+ * (printed). */
+int exec_state_changed(Exec *e);
+/* Runs `prepare` when the module has one (derived tensors from the state); 0 otherwise. */
+int exec_prepare(Exec *e, char *err, size_t errlen);
 /* The runtime descriptor of a module (names, shapes, offsets), allocated in its arena. */
 struct nnrt_model_info;
 const struct nnrt_model_info *module_info(Module *m);
