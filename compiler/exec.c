@@ -3,8 +3,10 @@
  *
  * The state buffer (module_layout's offsets, the compiled code's layout) is the one source of
  * truth between calls: checkpoints are read into it and written from it with libnnrt.
- * Derived tensors (prepare.c) follow the weights: init and train_step recompute them
- * themselves, and exec_state_changed runs `prepare` after the caller wrote the state. */
+ * Derived tensors (prepare.c) are prepared lazily: a call that stores weights (init,
+ * train_step, loss, grad) or a write into the state (exec_state_changed) marks them stale,
+ * and the next call that reads them (infer, evaluate) runs `prepare` first. A training run
+ * prepares once per validation pass, not once per step. */
 #include "nnc.h"
 #include "nnrt.h"
 
@@ -64,12 +66,9 @@ void *exec_state(Exec *e) {
     return e->state;
 }
 
-int exec_state_changed(Exec *e) {
+void exec_state_changed(Exec *e) {
     if (e->use_interp) interp_load_state(&e->interp, e->state);
-    char err[512];
-    int rc = exec_prepare(e, err, sizeof err);
-    if (rc) fprintf(stderr, "nnc: error: prepare failed: %s\n", err);
-    return rc;
+    e->derived_stale = true;
 }
 
 /* Interpreter call: float/int32 buffers <-> double tensors. */
@@ -107,12 +106,26 @@ static int call_interp(Exec *e, Func *f, int n, void **bufs, char *err, size_t e
     return rc;
 }
 
+static int call_func(Exec *e, Func *f, int n, void **bufs, char *err, size_t errlen);
+
 int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen) {
     Func *f = module_find_func(e->m, fn);
     if (!f) {
         snprintf(err, errlen, "model '%s' has no function '%s'", e->m->name, fn);
         return NNRT_EARG;
     }
+    if (e->derived_stale && prepare_needed_by(e->m, f)) {
+        int rc = exec_prepare(e, err, errlen);
+        if (rc) return rc;
+    }
+    int rc = call_func(e, f, n, bufs, err, errlen);
+    if (!rc && prepare_stale_after(e->m, f)) e->derived_stale = true;
+    return rc;
+}
+
+/* Runs f on the interpreter or its compiled code. */
+static int call_func(Exec *e, Func *f, int n, void **bufs, char *err, size_t errlen) {
+    const char *fn = f->name;
     if (e->use_interp) return call_interp(e, f, n, bufs, err, errlen);
     JitFn entry = jit_lookup(e->jit, fn);
     if (!entry) {
@@ -143,6 +156,7 @@ int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t err
 }
 
 int exec_init(Exec *e, char *err, size_t errlen) {
+    e->derived_stale = true;
     if (e->use_interp) {
         e->interp.seed = e->seed;
         return interp_run(&e->interp, module_find_func(e->m, "init"), 1, NULL, NULL, err, errlen);
@@ -153,9 +167,9 @@ int exec_init(Exec *e, char *err, size_t errlen) {
 
 int exec_prepare(Exec *e, char *err, size_t errlen) {
     Func *f = module_find_func(e->m, "prepare");
-    if (!f) return 0;
-    if (e->use_interp) return interp_run(&e->interp, f, 1, NULL, NULL, err, errlen);
-    return exec_call(e, "prepare", 1, NULL, err, errlen);
+    int rc = f ? call_func(e, f, 1, NULL, err, errlen) : 0;
+    if (!rc) e->derived_stale = false;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- model descriptors */

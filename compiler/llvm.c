@@ -7,6 +7,7 @@
  *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
  *   external  M_infer / M_train_step / M_evaluate / M_init / M_prepare   public C entries, check arguments
+ *             (M_init and M_train_step then run M__prepare_body: derived tensors, prepare.c)
  *   external  M_info()                                             constant model descriptor
  * docs/architecture.md ("Code generation") explains the design.
  *
@@ -691,6 +692,8 @@ typedef struct Cg {
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
     LLVMValueRef weights;    /* the embedded state global: the tensors the object reads */
+    LLVMValueRef prepare_body;    /* M__prepare_body, emitted first; NULL without derived tensors */
+    int64_t prepare_work;         /* its work bytes */
     int64_t *weight_offset;  /* per module tensor: its offset in `weights`, -1 if not there */
     LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
@@ -2320,11 +2323,14 @@ static LLVMValueRef emit_body(Cg *cg, Func *f) {
     return body;
 }
 
-/* Shared tail of the wrappers: null checks of state/work, then the body call. */
+/* Shared tail of the wrappers: null checks of state/work, then the body call; with
+ * then_prepare, prepare's body after it when it succeeded (the public init and train_step:
+ * derived tensors follow the weights they stored, prepare.c). */
 static void call_body(Cg *cg, LLVMValueRef body, LLVMTypeRef fty, LLVMValueRef state, LLVMValueRef work,
-                      LLVMValueRef n32, LLVMValueRef seed, LLVMValueRef *bufs, int nbufs) {
+                      LLVMValueRef n32, LLVMValueRef seed, LLVMValueRef *bufs, int nbufs, bool then_prepare) {
     if (!cg->embedded) return_if(cg, is_null(cg, state), NNRT_ENULL);
-    if (cg->plan.work_bytes > 0) return_if(cg, is_null(cg, work), NNRT_ENULL);
+    if (cg->plan.work_bytes > 0 || (then_prepare && cg->prepare_work > 0))
+        return_if(cg, is_null(cg, work), NNRT_ENULL);
     LLVMValueRef *args = malloc((size_t)(nbufs + 4) * sizeof *args);
     if (!args) abort();
     int k = 0;
@@ -2333,8 +2339,17 @@ static void call_body(Cg *cg, LLVMValueRef body, LLVMTypeRef fty, LLVMValueRef s
     args[k++] = n32;
     if (seed) args[k++] = seed;
     for (int i = 0; i < nbufs; i++) args[k++] = bufs[i];
-    LLVMBuildRet(cg->b, call(cg, fty, body, args, (unsigned)k));
+    LLVMValueRef rc = call(cg, fty, body, args, (unsigned)k);
     free(args);
+    if (then_prepare) {
+        LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, rc, status(cg, NNRT_OK), ""));
+        LLVMBuildRet(cg->b, rc);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+        LLVMTypeRef pt[] = {cg->t_ptr, cg->t_ptr, cg->t_i32};
+        LLVMValueRef pargs[] = {state, work, i32c(cg, 1)};
+        rc = call(cg, LLVMFunctionType(cg->t_i32, pt, 3, 0), cg->prepare_body, pargs, 3);
+    }
+    LLVMBuildRet(cg->b, rc);
 }
 
 static LLVMValueRef begin_entry(Cg *cg, const char *name, LLVMTypeRef fty) {
@@ -2372,7 +2387,7 @@ static void emit_packed(Cg *cg, Func *f, LLVMValueRef body) {
         bufs[i] = LLVMBuildLoad2(cg->b, cg->t_ptr, LLVMBuildInBoundsGEP2(cg->b, cg->t_ptr, args, &idx, 1, ""), "");
         return_if(cg, is_null(cg, bufs[i]), NNRT_ENULL);
     }
-    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs, false);
     free(bufs);
 }
 
@@ -2428,7 +2443,8 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
             bufs[f->nargs + o] = byte_ptr(cg, work, cg->plan.discard_offset[o]);
         }
     }
-    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    bool then_prepare = cg->prepare_body && prepare_stale_after(cg->m, f);
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs, then_prepare);
     free(bufs);
 }
 
@@ -2641,20 +2657,28 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     declare_runtime(&cg);
     if (embedded) embed_weights(&cg);
     int64_t max_work = 0;
-    for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
-        Func *f = m->funcs[i];
-        work_bytes[i] = -1;
-        if (!llvm_func_emitted(f, embedded != NULL)) continue;
-        plan_func(f, &cg.plan);
-        work_bytes[i] = cg.plan.work_bytes;
-        if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
-        LLVMValueRef body = emit_body(&cg, f);
-        if (!cg.errors) {
-            emit_packed(&cg, f, body);
-            emit_public(&cg, f, body);
+    /* prepare first: the public init and train_step call its body */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
+            Func *f = m->funcs[i];
+            bool is_prepare = !strcmp(f->name, "prepare");
+            if (is_prepare != (pass == 0)) continue;
+            work_bytes[i] = -1;
+            if (!llvm_func_emitted(f, embedded != NULL)) continue;
+            plan_func(f, &cg.plan);
+            work_bytes[i] = cg.plan.work_bytes;
+            if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
+            LLVMValueRef body = emit_body(&cg, f);
+            if (!cg.errors) {
+                emit_packed(&cg, f, body);
+                emit_public(&cg, f, body);
+            }
+            if (is_prepare) {
+                cg.prepare_body = body;
+                cg.prepare_work = cg.plan.work_bytes;
+            }
+            plan_free(&cg.plan);
         }
-        plan_free(&cg.plan);
-    }
     if (!cg.errors && !embedded && !module_find_func(m, "prepare")) emit_empty_prepare(&cg);
     if (!cg.errors) emit_info(&cg, max_work);
     LLVMDisposeBuilder(cg.b);

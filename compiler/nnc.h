@@ -684,10 +684,14 @@ int fold_batchnorm(Func *f);
 
 /* Derived tensors: every weight-only value that infer or evaluate computes (bnfold's scaled
  * weights, ...) becomes a TK_DERIVED module tensor computed by a new function `prepare`
- * (no args, no outputs, only stores), which every function storing into what it reads
- * (init, train_step, loss, grad) also runs at its end. Run after the -O2 passes; lays the
- * state out again. Returns the number of derived tensors (0: the module is unchanged). */
+ * (no args, no outputs, only stores). Run after the -O2 passes; lays the state out again.
+ * Returns the number of derived tensors (0: the module is unchanged). */
 int prepare_build(Module *m);
+/* Whether f stores into a tensor prepare reads (init, train_step; loss and grad through the
+ * batchnorm statistics): after it, prepare must run before the derived tensors are read. */
+bool prepare_stale_after(const Module *m, const Func *f);
+/* Whether f reads a derived tensor (infer, evaluate at -O2). */
+bool prepare_needed_by(const Module *m, const Func *f);
 
 /* ================================================================ dce.c */
 
@@ -708,6 +712,7 @@ typedef struct Exec {
     void *work;
     int64_t work_bytes;
     uint64_t seed;
+    bool derived_stale;  /* the weights changed since the last prepare (prepare.c) */
 } Exec;
 
 /* funcs: NULL-terminated names of the functions to compile (init is always included), or NULL
@@ -716,14 +721,15 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
 void exec_close(Exec *e);
 int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
 /* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
- * buffer may be NULL when not wanted). Returns 0 or a negative NNRT_E* code (err filled). */
+ * buffer may be NULL when not wanted). Runs prepare first when f reads derived tensors that
+ * are stale. Returns 0 or a negative NNRT_E* code (err filled). */
 int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen);
 void *exec_state(Exec *e);          /* the up-to-date state buffer */
 /* Call after writing into exec_state()'s buffer (a checkpoint, a hyperparameter): the
- * interpreter reloads it and `prepare` recomputes the derived tensors. 0 or NNRT_E*
- * (printed). */
-int exec_state_changed(Exec *e);
-/* Runs `prepare` when the module has one (derived tensors from the state); 0 otherwise. */
+ * interpreter reloads it, and the derived tensors are stale until the next prepare. */
+void exec_state_changed(Exec *e);
+/* Runs `prepare` now when the module has one (derived tensors from the state). exec_call
+ * does it by itself before a function that reads stale derived tensors. */
 int exec_prepare(Exec *e, char *err, size_t errlen);
 /* The runtime descriptor of a module (names, shapes, offsets), allocated in its arena. */
 struct nnrt_model_info;

@@ -17,14 +17,17 @@
  * their derived tensors: prepare is cleaned up with the -O2 passes before the tensors are
  * made, so that equal values (cse) become one tensor.
  *
- * When derived tensors are recomputed (the invariant: after any entry returns, every
- * derived tensor equals what prepare computes from the state):
- *   - every function that stores into a tensor prepare reads (init; train_step, loss and grad
- *     through the batchnorm statistics and the optimizer) ends with prepare's nodes, copied
- *     after its own: reads after a store see the stored value, so the copies compute from
- *     the new weights, and compiled code and the interpreter agree by construction;
- *   - after anything else writes the state (nnrt_load, a memcpy, `nnc run --weights`), the
- *     caller runs `prepare` (the public entry M_prepare; exec_state_changed in the driver).
+ * When derived tensors are recomputed. The IR functions stay what they were: init and
+ * train_step (and loss, grad: batchnorm statistics) store weights and leave the derived
+ * tensors stale; prepare_stale_after says which functions do. Whoever calls them runs
+ * prepare before the next infer or evaluate:
+ *   - the public C entries M_init and M_train_step call prepare's body after their own
+ *     (llvm.c), so a program's infer always sees derived tensors of the current weights;
+ *     after writing weights any other way (nnrt_load, memcpy) it calls M_prepare;
+ *   - the driver (exec.c) is lazy: a call that leaves them stale, init or a write into the
+ *     state (a checkpoint, --resume) marks them so, and the next call that reads them
+ *     (prepare_needed_by: infer, evaluate) runs prepare first. `nnc train` prepares once
+ *     per validation pass, not once per step.
  * Derived tensors are TK_DERIVED (NNRT_DERIVED in the model descriptor): laid out after all
  * the others, never in a checkpoint (NNRT_KINDS_ALL leaves them out), and never initialized
  * by init_fill. An object with embedded weights gets them computed at compile time
@@ -182,23 +185,10 @@ static const char *derived_name(Module *m, const Func *prep, Ref v) {
     return name;
 }
 
-/* Appends prepare's nodes to g (after everything g does). */
-static void append_prepare(Func *g, const Func *prep) {
-    Ref *map = xcalloc((size_t)prep->nnodes, sizeof *map);
-    for (int i = 0; i < prep->nnodes; i++) {
-        Node nd = prep->nodes[i];
-        for (int j = 0; j < nd.nin; j++) nd.in[j] = map[nd.in[j]];
-        map[i] = ir_node(g, nd.op, nd.dtype, nd.shape, nd.nin, nd.in, &nd.attr);
-        g->nodes[map[i]].name = nd.name;
-        g->nodes[map[i]].loc = nd.loc;
-    }
-    free(map);
-}
-
 /* require: the -O2 pipeline has run (the inference functions are folded and clean); module
  * tensors laid out. Adds the derived tensors and `prepare`, rewrites infer and evaluate to
- * read them, ends every function that changes what prepare reads with prepare's nodes, and
- * lays out the state again. Returns the number of derived tensors (0: nothing changed). */
+ * read them, and lays out the state again. Returns the number of derived tensors (0:
+ * nothing changed). */
 int prepare_build(Module *m) {
     if (module_find_func(m, "prepare")) return 0;
     Hoister h = {.m = m};
@@ -271,20 +261,23 @@ int prepare_build(Module *m) {
         return 0;
     }
 
-    /* functions that store what prepare reads end with prepare */
-    bool *read = xcalloc((size_t)m->ntensors, sizeof *read);
-    for (int i = 0; i < prep->nnodes; i++)
-        if (prep->nodes[i].op == OP_tensor) read[prep->nodes[i].attr.tensor] = true;
-    for (int i = 0; i < nfuncs; i++) {
-        Func *g = m->funcs[i];
-        bool updates = false;
-        for (int j = 0; j < g->nnodes && !updates; j++)
-            updates = g->nodes[j].op == OP_store && read[g->nodes[j].attr.tensor];
-        if (!updates) continue;
-        append_prepare(g, prep);
-        cleanup(g);
-    }
-    free(read);
     module_layout(m);
     return nderived;
+}
+
+bool prepare_stale_after(const Module *m, const Func *f) {
+    const Func *prep = module_find_func(m, "prepare");
+    if (!prep || f == prep) return false;
+    for (int i = 0; i < f->nnodes; i++) {
+        if (f->nodes[i].op != OP_store) continue;
+        for (int j = 0; j < prep->nnodes; j++)
+            if (prep->nodes[j].op == OP_tensor && prep->nodes[j].attr.tensor == f->nodes[i].attr.tensor) return true;
+    }
+    return false;
+}
+
+bool prepare_needed_by(const Module *m, const Func *f) {
+    for (int i = 0; i < f->nnodes; i++)
+        if (f->nodes[i].op == OP_tensor && m->tensors[f->nodes[i].attr.tensor].kind == TK_DERIVED) return true;
+    return false;
 }
