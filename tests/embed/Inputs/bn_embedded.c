@@ -1,9 +1,10 @@
 /* bn_dense compiled with --embed-weights: the derived tensors (batchnorm folded into the
  * dense layer) were computed at compile time. infer runs with no state at all and must
- * match the model computed here from the checkpoint's parameters and statistics. */
+ * match the model computed from the checkpoint's parameters and statistics
+ * (bn_reference.h). */
 #include "bn_dense.h"
+#include "bn_reference.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,21 +27,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    const float *w = tensor(&f, "fc.weight"), *b = tensor(&f, "fc.bias"), *g = tensor(&f, "bn.weight"),
-                *beta = tensor(&f, "bn.bias"), *mean = tensor(&f, "bn.running_mean"),
-                *var = tensor(&f, "bn.running_var");
     float x[N * IN], z[N * OUT];
     for (int i = 0; i < N * IN; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
     bn_dense m = {NULL, malloc(BN_DENSE_WORK_BYTES)};
     int rc = bn_dense_infer(&m, N, x, z);
-    double worst = 0;
-    for (int i = 0; i < N; i++)
-        for (int o = 0; o < OUT; o++) {
-            double v = b[o];
-            for (int k = 0; k < IN; k++) v += (double)x[i * IN + k] * w[o * IN + k];
-            double want = (v - mean[o]) / sqrt((double)var[o] + 1e-5) * g[o] + beta[o];
-            worst = fmax(worst, fabs(want - z[i * OUT + o]) / fmax(1, fabs(want)));
-        }
+    double worst = bn_dense_error(N, IN, OUT, x, z, tensor(&f, "fc.weight"), tensor(&f, "fc.bias"),
+                                  tensor(&f, "bn.weight"), tensor(&f, "bn.bias"), tensor(&f, "bn.running_mean"),
+                                  tensor(&f, "bn.running_var"));
     printf("embedded infer: %d, %s\n", rc, worst < 1e-5 ? "ok" : "WRONG");
     nnrt_st_free(&f);
     free(m.work);

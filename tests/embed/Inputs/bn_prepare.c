@@ -1,15 +1,14 @@
 /* The derived tensors of a compiled model follow its weights (docs/c-api.md, "Derived
  * tensors"). bn_dense (dense 4 -> 3, then inference batchnorm) is compiled at -O2, where the
  * batchnorm folds into derived weights. Every infer is compared with the model computed
- * here from the parameters and running statistics in the state:
- *   z = (x W^T + b - running_mean) / sqrt(running_var + 1e-5) * gamma + beta
- * after init, after each of three train steps (weights and statistics change), and after a
- * checkpoint is loaded into another context and bn_dense_prepare runs. Stale derived
- * tensors make infer follow the old weights: shown by an infer between the load and
- * prepare. Writes the trained checkpoint to argv[1] (for the embedded-weights object). */
+ * from the parameters and running statistics in the state (bn_reference.h): after init,
+ * after each of three train steps (weights and statistics change), and after a checkpoint
+ * is loaded into another context and bn_dense_prepare runs. Stale derived tensors make
+ * infer follow the old weights: shown by an infer between the load and prepare. Writes the
+ * trained checkpoint to argv[1] (for the embedded-weights object). */
 #include "bn_dense.h"
+#include "bn_reference.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +23,11 @@ static const float *tensor(const void *state, const char *name) {
     exit(1);
 }
 
-/* The largest |infer - reference| over n samples, the reference computed from `state`. */
+/* The largest difference between infer's z and the model computed from `state`. */
 static double error(const void *state, const float *x, const float *z) {
-    const float *w = tensor(state, "fc.weight"), *b = tensor(state, "fc.bias"), *g = tensor(state, "bn.weight"),
-                *beta = tensor(state, "bn.bias"), *mean = tensor(state, "bn.running_mean"),
-                *var = tensor(state, "bn.running_var");
-    double worst = 0;
-    for (int i = 0; i < N; i++)
-        for (int o = 0; o < OUT; o++) {
-            double v = b[o];
-            for (int k = 0; k < IN; k++) v += (double)x[i * IN + k] * w[o * IN + k];
-            double want = (v - mean[o]) / sqrt((double)var[o] + 1e-5) * g[o] + beta[o];
-            worst = fmax(worst, fabs(want - z[i * OUT + o]) / fmax(1, fabs(want)));
-        }
-    return worst;
+    return bn_dense_error(N, IN, OUT, x, z, tensor(state, "fc.weight"), tensor(state, "fc.bias"),
+                          tensor(state, "bn.weight"), tensor(state, "bn.bias"), tensor(state, "bn.running_mean"),
+                          tensor(state, "bn.running_var"));
 }
 
 static const char *ok(double err) { return err < 1e-5 ? "ok" : "WRONG"; }
