@@ -16,7 +16,8 @@
  *   - in f32 mode (two calls of train_step) exactly: every rewrite is exact, and folding
  *     rounds like the run time; except bnfold (infer and evaluate only), within 1e-5.
  * Functions using an op the interpreter does not support are skipped with a printed note.
- * The node count of every function at -O0, -O1 and -O2 is printed (docs/passes.md's table).
+ * The node count of every function at -O0, -O1 and -O2 is printed (docs/passes.md's table),
+ * and that of `prepare` at -O2 (derived tensors, prepare.c).
  */
 #include "check.h"
 #include "nnc.h"
@@ -959,6 +960,13 @@ static void test_example(const char *path) {
                        (long long)values_computed(f2));
             }
             }
+        if (ok2) { /* what -O2 moved out of infer and evaluate, run once per weight change */
+            const Func *prep = module_find_func(lv[1].modules[mi], "prepare");
+            if (prep)
+                printf("  nodes %-22s %-11s                           -O2 %5d   values (stores "
+                       "included)             -O2 %9lld\n",
+                       ma->name, "prepare", prep->nnodes, (long long)values_computed(prep));
+        }
         if (ok2) check_metric_info(ma, lv[1].modules[mi]);
         if (ok1) driver_free(&lv[0]);
         if (ok2) driver_free(&lv[1]);
