@@ -16,6 +16,8 @@
  *   - in f32 mode (two calls of train_step) exactly: every rewrite is exact, and folding
  *     rounds like the run time; except bnfold (infer and evaluate only), within 1e-5.
  * Functions using an op the interpreter does not support are skipped with a printed note.
+ * prepare (derived tensors) is compared on its own, -O2 without it against -O2 with it, and
+ * must be exact like the passes that do not fold.
  * The node count of every function at -O0, -O1 and -O2 is printed (docs/passes.md's table),
  * and that of `prepare` at -O2 (derived tensors, prepare.c).
  */
@@ -997,6 +999,25 @@ static void test_example(const char *path) {
                            ma->name, configs[k].name, w);
             }
             driver_free(&opt);
+        }
+        /* prepare alone is exact: -O2 without it against -O2 with it (derived tensors hold
+         * the values infer and evaluate computed themselves) */
+        DriverResult pa, pb;
+        if (load(path, 0, train, &pa) && load(path, 0, train, &pb)) {
+            Module *xa = pa.modules[mi], *xb = pb.modules[mi];
+            CHECK(passes_run(xa, 2, NULL, NULL) == 0 && passes_run(xb, 2, NULL, NULL) == 0);
+            int derived = prepare_build(xb);
+            CHECK(verify_module(xb) == 0);
+            char label[256];
+            snprintf(label, sizeof label, "%s prepare", ma->name);
+            Diff d = diff_modules(label, xa, xb, EXACT);
+            printf("  diff  %-22s %-9s derived tensors %d, functions compared %d, skipped %d, max "
+                   "rel. error f64 %.1e, f32 %.1e\n",
+                   ma->name, "prepare", derived, d.compared, d.skipped, d.worst64, d.worst32);
+            driver_free(&pa);
+            driver_free(&pb);
+        } else {
+            check_failures++;
         }
     }
     driver_free(&base);
