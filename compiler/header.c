@@ -63,19 +63,22 @@ static void add_size(SizeMacro *ms, int *n, const char *name, const Shape *s, co
 
 /* ---------------------------------------------------------------- prototypes */
 
-static const char *func_doc(const char *func, const char *upper) {
+/* The comment above entry `func`; derived: the model has derived tensors (prepare.c). */
+static const char *func_doc(const char *func, const char *upper, bool derived) {
     static char buf[512];
     if (!strcmp(func, "init"))
         snprintf(buf, sizeof buf,
                  "/* Sets every parameter, state, optimizer slot and the step counter to its initial\n"
-                 " * value for `seed` (the values `nnc train --seed` starts from). */\n");
+                 " * value for `seed` (the values `nnc train --seed` starts from)%s */\n",
+                 derived ? ", then prepares\n * the derived tensors." : ".");
     else if (!strcmp(func, "infer"))
         snprintf(buf, sizeof buf, "/* Inference on n samples (dropout off, batchnorm running statistics). */\n");
     else if (!strcmp(func, "train_step"))
         snprintf(buf, sizeof buf,
                  "/* One training step on a minibatch of n samples: forward, loss, gradients, optimizer\n"
-                 " * update, step counter. A NaN or infinite loss returns NNRT_ENONFINITE with the state\n"
-                 " * unchanged (*loss holds the value). */\n");
+                 " * update, step counter%s. A NaN or infinite loss returns NNRT_ENONFINITE with the state\n"
+                 " * unchanged (*loss holds the value). */\n",
+                 derived ? ", then the derived tensors of the new\n * weights" : "");
     else if (!strcmp(func, "prepare"))
         snprintf(buf, sizeof buf,
                  "/* Recomputes the derived tensors (batchnorm folded into the weights, ...) from the\n"
@@ -93,7 +96,7 @@ static const char *func_doc(const char *func, const char *upper) {
 static void print_prototype(FILE *out, const Module *m, const Func *f, const PubParam *pp, int np,
                             const char *upper) {
     char shape[128];
-    fputs(func_doc(f->name, upper), out);
+    fputs(func_doc(f->name, upper, module_find_func(m, "prepare") != NULL), out);
     fprintf(out, "int %s_%s(%s *m", m->name, f->name, m->name);
     bool batch = llvm_public_has_batch(f);
     /* one parameter per line, with its shape */
@@ -181,7 +184,8 @@ static void print_usage_comment(FILE *out, const Module *m, const char *upper, b
     if (!embedded) {
         fprintf(out, " *     %s_init(&m, 42);                      or nnrt_load(%s_info(), m.state, ...)\n",
                 m->name, m->name);
-        fprintf(out, " *                                             then %s_prepare(&m)\n", m->name);
+        /* under "or nnrt_load" */
+        fprintf(out, " *%*sthen %s_prepare(&m)\n", (int)(strlen(m->name) + 5 + 14 + 22), "", m->name);
         if (has_train)
             fprintf(out, " *     %s_train_step(&m, n, x, y, &loss);    n <= %s_MAX_BATCH\n", m->name, upper);
     }
@@ -285,7 +289,7 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
         const Func *f = module_find_func(m, order[k]);
         if (!f && !strcmp(order[k], "prepare") && !embedded) {
-            fputs(func_doc("prepare", upper), out);
+            fputs(func_doc("prepare", upper, false), out);
             fprintf(out, "int %s_prepare(%s *m);\n\n", m->name, m->name);
             continue;
         }
