@@ -26,11 +26,13 @@
  * convolution instead of after it. The differential test bounds the difference (f64: 1e-12,
  * f32: 1e-5 relative). That is why -O1 (bit-exact passes only) leaves batchnorm alone.
  *
- * The scaled weights are recomputed on every call (one multiplication per weight), so a
- * chain is folded only when that costs no more than the elementwise work it removes at
- * batch 1 (see find_chain). Doing it once after the weights change needs derived module
- * tensors and a routine the runtime calls after init, a train step or a checkpoint load
- * (docs/passes.md, "What is left").
+ * The scaled weights and the bias depend on the weights only: at -O2, prepare_build
+ * (prepare.c) moves them into derived tensors that the generated `prepare` computes once
+ * after the weights change (init, a train step, a checkpoint load), so infer and evaluate
+ * pay nothing for them. Every chain is therefore folded, whatever the layer's size: in
+ * fashion_cnn both blocks (800 and 51,200 weights) fold. The folded values are named after
+ * the layer's weight ("b1.conv.weight", "b1.conv.bias"), which names their derived tensors.
+ * An object built with --embed-weights gets them computed at compile time.
  */
 #include "nnc.h"
 
@@ -111,25 +113,20 @@ static bool find_chain(const Folder *fo, Ref p, Chain *ch, Ref *last) {
     ch->producer = p;
     ch->nsteps = 0;
     Ref v = p;
-    bool scales = false, shifts = false;
+    bool shifts = false;
     while (ch->nsteps < MAX_STEPS && fo->uses[v] == 1 && fo->user[v] != REF_NONE) {
         Step st;
         if (!affine_step(fo, v, fo->user[v], axis, &st)) break;
         ch->step[ch->nsteps++] = st;
-        scales |= st.op == OP_mul || st.op == OP_div;
         shifts |= st.op == OP_add || st.op == OP_sub;
         v = fo->user[v];
     }
     *last = v;
-    /* Worth it when the multiplications added (one per weight, every call, while the scaled
-     * weights are not kept between calls) are no more than the elementwise operations
-     * removed at batch 1 (one per step and activation value; a dense layer keeps one add
-     * for its bias). Larger batches only gain. */
-    const Node *pn = &f->nodes[p];
-    int kept = pn->op == OP_matmul && shifts;
-    int64_t removed = (int64_t)(ch->nsteps - kept) * shape_numel(&pn->shape, 1);
-    int64_t added = scales ? shape_numel(&f->nodes[pn->in[1]].shape, 1) : 0;
-    return removed > 0 && added <= removed;
+    /* Worth it whenever a step goes: the scaled weights and bias are weight-only, so
+     * prepare_build computes them once per weight change, not per call (a dense layer keeps
+     * one add for its bias, so a lone bias add is left as it is). */
+    int kept = f->nodes[p].op == OP_matmul && shifts;
+    return ch->nsteps - kept > 0;
 }
 
 /* c (a new ref: splat or per-channel) as a [C] vector. */
@@ -152,6 +149,25 @@ static Ref scale_along(Func *f, Ref v, Ref a, int axis) {
         if (i != axis) s.dim[i] = 1;
     s.batch_mask = 0;
     return ir_binary(f, OP_mul, v, ir_reshape(f, a, s));
+}
+
+/* The name of a folded layer: its weight's prefix ("b1.conv" for tensor b1.conv.weight),
+ * else the layer's own name (NULL when it has none). */
+static const char *layer_name(Func *f, const Node *layer) {
+    const Node *w = &f->nodes[layer->in[1]];
+    if (w->op == OP_tensor) {
+        const char *t = f->mod->tensors[w->attr.tensor].name;
+        size_t len = strlen(t);
+        if (len > 7 && !strcmp(t + len - 7, ".weight")) return arena_printf(f->mod->arena, "%.*s", (int)(len - 7), t);
+    }
+    return layer->name;
+}
+
+/* Names a new value of the folded layer ("b1.conv" + ".weight"), for the IR dump and the
+ * derived tensor prepare_build makes of it; a value with a name keeps it. */
+static void name_part(Func *f, Ref r, const char *layer, const char *part) {
+    if (r == REF_NONE || !layer || f->nodes[r].name) return;
+    f->nodes[r].name = arena_printf(f->mod->arena, "%s.%s", layer, part);
 }
 
 /* Builds the folded layer in place of the chain's last node; returns its new ref. */
@@ -179,6 +195,7 @@ static Ref build_folded(Rewrite *rw, const Chain *ch) {
         a = ir_binary(f, OP_div, num, den);
     }
     Ref x = layer.in[0], w = layer.in[1];
+    const char *name = layer_name(f, &layer);
     if (layer.op == OP_conv2d) {
         Ref bias = layer.nin == 3 ? layer.in[2] : REF_NONE;
         if (a != REF_NONE) {
@@ -186,12 +203,16 @@ static Ref build_folded(Rewrite *rw, const Chain *ch) {
             if (bias != REF_NONE) bias = ir_binary(f, OP_mul, bias, a);
         }
         if (b != REF_NONE) bias = bias == REF_NONE ? b : ir_binary(f, OP_add, bias, b);
+        name_part(f, w, name, "weight");
+        name_part(f, bias, name, "bias");
         Ref in[3] = {x, w, bias};
         int nin = bias == REF_NONE ? 2 : 3;
         return ir_node(f, OP_conv2d, layer.dtype, layer.shape, nin, in, &layer.attr);
     }
     /* matmul: W is [O, K] with trans_b, else [K, O] */
     if (a != REF_NONE) w = scale_along(f, w, a, layer.attr.trans_b ? 0 : 1);
+    name_part(f, w, name, "weight");
+    name_part(f, b, name, "bias");
     Ref in[2] = {x, w};
     Ref y = ir_node(f, OP_matmul, layer.dtype, layer.shape, 2, in, &layer.attr);
     return b == REF_NONE ? y : ir_binary(f, OP_add, y, b);

@@ -302,11 +302,12 @@ static void print_summary(const Module *m) {
     printf("  %-*s  %-*s  %-*s  %*s  %*s  %*s\n\n", width[0], "total", width[1], "", width[2], "",
            width[3], tp, width[4], tm, width[5], tf);
 
-    int64_t state_values = 0, param_bytes = 0;
+    int64_t state_values = 0, param_bytes = 0, derived_bytes = 0;
     for (int i = 0; i < m->ntensors; i++) {
         const ModTensor *t = &m->tensors[i];
         if (t->kind == TK_STATE) state_values += shape_numel(&t->shape, 1);
         if (t->kind == TK_PARAM) param_bytes += t->bytes;
+        if (t->kind == TK_DERIVED) derived_bytes += (t->bytes + 63) & ~(int64_t)63;
     }
     char sv[32], sb[32], pb[32];
     printf("parameters: %s (%s bytes)\n", tp, thousands(pb, sizeof pb, param_bytes));
@@ -315,6 +316,10 @@ static void print_summary(const Module *m) {
     printf("state bytes: %s (params, states and counters, 64-byte aligned; training adds optimizer "
            "slots)\n",
            thousands(sb, sizeof sb, m->state_bytes));
+    if (derived_bytes)
+        printf("derived tensors: %s of these bytes (weight-only values of infer and evaluate, "
+               "computed once per weight change)\n",
+               thousands(sb, sizeof sb, derived_bytes));
 }
 
 /* The work memory of every function of m (built with its training functions, after the

@@ -8,7 +8,8 @@
  * Outputs default to the input's path without `.nn`: m.nn -> m.o and m.h (m.s, m.ll, m.bc
  * for the other kinds); the header defaults to OUT with its extension replaced by `.h`.
  * With --embed-weights the object is inference-only (infer, evaluate, info): the weights
- * are constant data in .rodata and the context's state pointer may be NULL. A model without
+ * are constant data in .rodata, derived tensors (folded batchnorm) computed at compile time,
+ * and the context's state pointer may be NULL. A model without
  * a loss gets init, infer and info only. */
 #include "nnc.h"
 #include "nnrt.h"
@@ -96,6 +97,24 @@ static void *load_embedded_weights(Module *m, const char *path) {
     return state;
 }
 
+/* The derived tensors of embedded weights, computed at compile time: the module's prepare
+ * through the interpreter in f32 mode (every value rounded as compiled code rounds it), into
+ * `state`. The object then reads the folded weights from .rodata and prepares nothing at run
+ * time. 0, or 1 after printing the problem. */
+static int prepare_embedded_weights(Module *m, void *state) {
+    Func *prep = module_find_func(m, "prepare");
+    if (!prep) return 0;
+    Interp in;
+    interp_init(&in, m, false);
+    interp_load_state(&in, state);
+    char err[512];
+    int rc = interp_run(&in, prep, 1, NULL, NULL, err, sizeof err);
+    if (rc) fprintf(stderr, "nnc: error: cannot compute the derived weights of '%s': %s\n", m->name, err);
+    else interp_save_state(&in, state);
+    interp_free(&in);
+    return rc != 0;
+}
+
 int cmd_compile(int argc, char **argv) {
     static const char *const known[] = {"-o", "--header", "--no-header", "--emit", "--target", "--cpu",
                                         "-O0", "-O1", "-O2", "-O3", "--model", "--embed-weights", "--help"};
@@ -174,7 +193,7 @@ int cmd_compile(int argc, char **argv) {
     }
     if (weights) {
         state = load_embedded_weights(m, weights);
-        if (!state) goto done;
+        if (!state || prepare_embedded_weights(m, state)) goto done;
         co.embed_weights = state;
     }
     out_path = output ? strdup(output) : replace_extension(input, emit_extension(co.emit));

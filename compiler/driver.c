@@ -6,7 +6,9 @@
 #include <string.h>
 
 /* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
- * and train_step; lays out the state and builds init. Diagnostics go to stderr.
+ * and train_step; lays out the state and builds init; runs the passes of the -O level and,
+ * from -O2 on, moves the weight-only work of infer/evaluate into prepare (prepare.c).
+ * Diagnostics go to stderr.
  * Returns 0 with the modules in *out, 1 on errors in the input. */
 int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) {
     memset(out, 0, sizeof *out);
@@ -30,8 +32,11 @@ int driver_load(const char *path, const DriverOptions *opts, DriverResult *out) 
         }
         module_layout(m);
         module_build_init(m);
-        int rc = passes_run(m, opts->set_opt ? opts->opt_level : 2, opts->dump_after, opts->dump);
+        int level = opts->set_opt ? opts->opt_level : 2;
+        int rc = passes_run(m, level, opts->dump_after, opts->dump);
         if (rc) return rc;
+        /* weight-only values of infer/evaluate become derived tensors computed by prepare */
+        if (level >= 2) prepare_build(m);
         if (opts->verify) {
             int problems = 0;
             for (int j = 0; j < m->nfuncs; j++) problems += ir_verify(m->funcs[j], stderr);

@@ -2,7 +2,11 @@
  * or on the reference interpreter (--interp), behind one interface.
  *
  * The state buffer (module_layout's offsets, the compiled code's layout) is the one source of
- * truth between calls: checkpoints are read into it and written from it with libnnrt. */
+ * truth between calls: checkpoints are read into it and written from it with libnnrt.
+ * Derived tensors (prepare.c) are prepared lazily: a call that stores weights (init,
+ * train_step, loss, grad) or a write into the state (exec_state_changed) marks them stale,
+ * and the next call that reads them (infer, evaluate) runs `prepare` first. A training run
+ * prepares once per validation pass, not once per step. */
 #include "nnc.h"
 #include "nnrt.h"
 
@@ -16,8 +20,8 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
     e->state = calloc(1, (size_t)m->state_bytes + 64);
     if (!e->state) return NNRT_ENOMEM;
     if (!use_interp) {
-        /* compile only the functions the command calls (init always): a view of the module
-         * with a subset of its functions, same tensors, same layout */
+        /* compile only the functions the command calls (init and prepare always): a view of
+         * the module with a subset of its functions, same tensors, same layout */
         Module *view = m;
         if (funcs) {
             view = arena_alloc(m->arena, sizeof *view);
@@ -25,7 +29,7 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
             view->funcs = arena_alloc(m->arena, sizeof *view->funcs * (size_t)(m->nfuncs + 1));
             view->nfuncs = view->funcs_cap = 0;
             for (int i = 0; i < m->nfuncs; i++) {
-                bool wanted = !strcmp(m->funcs[i]->name, "init");
+                bool wanted = !strcmp(m->funcs[i]->name, "init") || !strcmp(m->funcs[i]->name, "prepare");
                 for (int k = 0; funcs[k]; k++) wanted |= !strcmp(m->funcs[i]->name, funcs[k]);
                 if (wanted) view->funcs[view->nfuncs++] = m->funcs[i];
             }
@@ -64,6 +68,7 @@ void *exec_state(Exec *e) {
 
 void exec_state_changed(Exec *e) {
     if (e->use_interp) interp_load_state(&e->interp, e->state);
+    e->derived_stale = true;
 }
 
 /* Interpreter call: float/int32 buffers <-> double tensors. */
@@ -101,12 +106,26 @@ static int call_interp(Exec *e, Func *f, int n, void **bufs, char *err, size_t e
     return rc;
 }
 
+static int call_func(Exec *e, Func *f, int n, void **bufs, char *err, size_t errlen);
+
 int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen) {
     Func *f = module_find_func(e->m, fn);
     if (!f) {
         snprintf(err, errlen, "model '%s' has no function '%s'", e->m->name, fn);
         return NNRT_EARG;
     }
+    if (e->derived_stale && prepare_needed_by(e->m, f)) {
+        int rc = exec_prepare(e, err, errlen);
+        if (rc) return rc;
+    }
+    int rc = call_func(e, f, n, bufs, err, errlen);
+    if (!rc && prepare_stale_after(e->m, f)) e->derived_stale = true;
+    return rc;
+}
+
+/* Runs f on the interpreter or its compiled code. */
+static int call_func(Exec *e, Func *f, int n, void **bufs, char *err, size_t errlen) {
+    const char *fn = f->name;
     if (e->use_interp) return call_interp(e, f, n, bufs, err, errlen);
     JitFn entry = jit_lookup(e->jit, fn);
     if (!entry) {
@@ -137,12 +156,20 @@ int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t err
 }
 
 int exec_init(Exec *e, char *err, size_t errlen) {
+    e->derived_stale = true;
     if (e->use_interp) {
         e->interp.seed = e->seed;
         return interp_run(&e->interp, module_find_func(e->m, "init"), 1, NULL, NULL, err, errlen);
     }
     void *args[1] = {&e->seed};
     return exec_call(e, "init", 1, args, err, errlen);
+}
+
+int exec_prepare(Exec *e, char *err, size_t errlen) {
+    Func *f = module_find_func(e->m, "prepare");
+    int rc = f ? call_func(e, f, 1, NULL, err, errlen) : 0;
+    if (!rc) e->derived_stale = false;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- model descriptors */

@@ -63,19 +63,27 @@ static void add_size(SizeMacro *ms, int *n, const char *name, const Shape *s, co
 
 /* ---------------------------------------------------------------- prototypes */
 
-static const char *func_doc(const char *func, const char *upper) {
+/* The comment above entry `func`; derived: the model has derived tensors (prepare.c). */
+static const char *func_doc(const char *func, const char *upper, bool derived) {
     static char buf[512];
     if (!strcmp(func, "init"))
         snprintf(buf, sizeof buf,
                  "/* Sets every parameter, state, optimizer slot and the step counter to its initial\n"
-                 " * value for `seed` (the values `nnc train --seed` starts from). */\n");
+                 " * value for `seed` (the values `nnc train --seed` starts from)%s */\n",
+                 derived ? ", then prepares\n * the derived tensors." : ".");
     else if (!strcmp(func, "infer"))
         snprintf(buf, sizeof buf, "/* Inference on n samples (dropout off, batchnorm running statistics). */\n");
     else if (!strcmp(func, "train_step"))
         snprintf(buf, sizeof buf,
                  "/* One training step on a minibatch of n samples: forward, loss, gradients, optimizer\n"
-                 " * update, step counter. A NaN or infinite loss returns NNRT_ENONFINITE with the state\n"
-                 " * unchanged (*loss holds the value). */\n");
+                 " * update, step counter%s. A NaN or infinite loss returns NNRT_ENONFINITE with the state\n"
+                 " * unchanged (*loss holds the value). */\n",
+                 derived ? ", then the derived tensors of the new\n * weights" : "");
+    else if (!strcmp(func, "prepare"))
+        snprintf(buf, sizeof buf,
+                 "/* Recomputes the derived tensors (batchnorm folded into the weights, ...) from the\n"
+                 " * weights in the state. init and train_step do it themselves; call it after writing\n"
+                 " * weights any other way (nnrt_load, memcpy), before infer or evaluate. */\n");
     else if (!strcmp(func, "evaluate"))
         snprintf(buf, sizeof buf,
                  "/* Loss and metrics of n samples in inference mode; metrics[i] as %s_METRIC_NAMES. */\n",
@@ -88,9 +96,9 @@ static const char *func_doc(const char *func, const char *upper) {
 static void print_prototype(FILE *out, const Module *m, const Func *f, const PubParam *pp, int np,
                             const char *upper) {
     char shape[128];
-    fputs(func_doc(f->name, upper), out);
+    fputs(func_doc(f->name, upper, module_find_func(m, "prepare") != NULL), out);
     fprintf(out, "int %s_%s(%s *m", m->name, f->name, m->name);
-    bool batch = strcmp(f->name, "init") != 0;
+    bool batch = llvm_public_has_batch(f);
     /* one parameter per line, with its shape */
     char (*lines)[256] = malloc((size_t)(np + 1) * sizeof *lines);
     char (*comments)[512] = malloc((size_t)(np + 1) * sizeof *comments);
@@ -176,6 +184,8 @@ static void print_usage_comment(FILE *out, const Module *m, const char *upper, b
     if (!embedded) {
         fprintf(out, " *     %s_init(&m, 42);                      or nnrt_load(%s_info(), m.state, ...)\n",
                 m->name, m->name);
+        /* under "or nnrt_load" */
+        fprintf(out, " *%*sthen %s_prepare(&m)\n", (int)(strlen(m->name) + 5 + 14 + 22), "", m->name);
         if (has_train)
             fprintf(out, " *     %s_train_step(&m, n, x, y, &loss);    n <= %s_MAX_BATCH\n", m->name, upper);
     }
@@ -232,7 +242,8 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
     snprintf(defs[nd].value, sizeof defs[0].value, "%" PRId64, embedded ? 0 : llvm_state_bytes(m));
     snprintf(defs[nd++].comment, sizeof defs[0].comment, "/* %s */",
              embedded ? "the weights are built into the object: state may be NULL"
-                      : "params, states, optimizer slots, step counter, init seed");
+             : module_find_func(m, "prepare") ? "params, states, optimizer slots, step counter, derived tensors, init seed"
+                                              : "params, states, optimizer slots, step counter, init seed");
     snprintf(defs[nd].name, sizeof defs[nd].name, "%s_WORK_BYTES", upper);
     snprintf(defs[nd].value, sizeof defs[0].value, "%" PRId64, llvm_max_work_bytes(m, embedded));
     snprintf(defs[nd++].comment, sizeof defs[0].comment, "/* scratch for one call of any entry */");
@@ -272,10 +283,16 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
             upper, upper);
     fprintf(out, "typedef struct %s { void *state; void *work; } %s;\n\n", m->name, m->name);
 
-    /* entries, in the order init, infer, train_step, evaluate */
-    static const char *const order[] = {"init", "infer", "train_step", "evaluate"};
+    /* entries, in the order init, prepare, infer, train_step, evaluate; every object but an
+     * embedded one has prepare (without derived tensors it only checks its argument) */
+    static const char *const order[] = {"init", "prepare", "infer", "train_step", "evaluate"};
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
         const Func *f = module_find_func(m, order[k]);
+        if (!f && !strcmp(order[k], "prepare") && !embedded) {
+            fputs(func_doc("prepare", upper, false), out);
+            fprintf(out, "int %s_prepare(%s *m);\n\n", m->name, m->name);
+            continue;
+        }
         if (!f || !llvm_func_emitted(f, embedded)) continue;
         PubParam *pp;
         int np = llvm_public_params(f, &pp);

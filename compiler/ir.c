@@ -13,7 +13,7 @@ const OpInfo op_info[OP_COUNT] = {
 };
 
 const char *const dtype_names[DT_COUNT] = {"f32", "i32", "f64"};
-const char *const tensor_kind_names[TK_COUNT] = {"param", "state", "slot", "step", "hyper"};
+const char *const tensor_kind_names[TK_COUNT] = {"param", "state", "slot", "step", "hyper", "derived"};
 
 /* ---------------------------------------------------------------- modules */
 

@@ -6,7 +6,8 @@
  *   internal  M__F_part0, part1, ...                              the computation, 32 kernels each
  *   internal  M__F_body(state, work, n, [seed,] arg..., out...)   calls the parts; noalias buffers
  *   external  M__F_packed(state, work, n, void **args)             JIT/driver entry, checks arguments
- *   external  M_infer / M_train_step / M_evaluate / M_init          public C entries, check arguments
+ *   external  M_infer / M_train_step / M_evaluate / M_init / M_prepare   public C entries, check arguments
+ *             (M_init and M_train_step then run M__prepare_body: derived tensors, prepare.c)
  *   external  M_info()                                             constant model descriptor
  * docs/architecture.md ("Code generation") explains the design.
  *
@@ -61,7 +62,7 @@ _Static_assert((int)DT_F32 == (int)NNRT_F32 && (int)DT_I32 == (int)NNRT_I32 &&
                "dtype numbering");
 _Static_assert((int)TK_PARAM == (int)NNRT_PARAM && (int)TK_STATE == (int)NNRT_STATE &&
                    (int)TK_SLOT == (int)NNRT_SLOT && (int)TK_STEP == (int)NNRT_STEP &&
-                   (int)TK_HYPER == (int)NNRT_HYPER,
+                   (int)TK_HYPER == (int)NNRT_HYPER && (int)TK_DERIVED == (int)NNRT_DERIVED,
                "tensor kind numbering");
 _Static_assert((int)INIT_ZEROS == (int)NNRT_INIT_ZEROS &&
                    (int)INIT_XAVIER_UNIFORM == (int)NNRT_INIT_XAVIER_UNIFORM &&
@@ -114,11 +115,16 @@ static int count_role(const Func *f, OutRole role) {
 int llvm_public_params(const Func *f, PubParam **out) {
     Arena *a = f->mod->arena;
     bool infer = !strcmp(f->name, "infer"), train = !strcmp(f->name, "train_step"),
-         eval = !strcmp(f->name, "evaluate"), init = !strcmp(f->name, "init");
+         eval = !strcmp(f->name, "evaluate"), init = !strcmp(f->name, "init"),
+         prepare = !strcmp(f->name, "prepare");
     *out = NULL;
-    if (!infer && !train && !eval && !init) return -1;
+    if (!infer && !train && !eval && !init && !prepare) return -1;
     PubParam *p = arena_alloc(a, (size_t)(f->nargs + f->nouts + 2) * sizeof *p);
     int np = 0;
+    if (prepare) { /* int M_prepare(M *m): no batch, no buffers */
+        *out = p;
+        return 0;
+    }
     if (init) {
         p[np] = (PubParam){PP_SEED, -1, "seed"};
         *out = p;
@@ -149,6 +155,8 @@ int llvm_public_params(const Func *f, PubParam **out) {
     return np;
 }
 
+bool llvm_public_has_batch(const Func *f) { return strcmp(f->name, "init") && strcmp(f->name, "prepare"); }
+
 /* ================================================================ plan: where values live */
 
 /* plan.c decides, per node, where its value lives (Storage) and packs the work regions;
@@ -156,6 +164,7 @@ int llvm_public_params(const Func *f, PubParam **out) {
  * and Plan.check_after, discard_offset, work_bytes, needs_seed. */
 
 static int64_t at_least_1(int64_t v) { return v > 0 ? v : 1; }
+static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 int64_t llvm_work_bytes(const Func *f) {
     Plan p;
@@ -200,7 +209,10 @@ typedef struct Cg {
     LLVMBuilderRef b;
     Module *m;
     const void *embedded;    /* state bytes baked into .rodata, or NULL */
-    LLVMValueRef weights;    /* the embedded state global */
+    LLVMValueRef weights;    /* the embedded state global: the tensors the object reads */
+    LLVMValueRef prepare_body;    /* M__prepare_body, emitted first; NULL without derived tensors */
+    int64_t prepare_work;         /* its work bytes */
+    int64_t *weight_offset;  /* per module tensor: its offset in `weights`, -1 if not there */
     LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     LLVMValueRef rt[RT_COUNT];
     LLVMTypeRef rt_type[RT_COUNT];
@@ -1227,6 +1239,10 @@ static LLVMValueRef const_global(Cg *cg, DType dt, const double *data, const int
 }
 
 static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
+    if (cg->embedded) {
+        assert(cg->weight_offset[t] >= 0);
+        return byte_ptr(cg, cg->weights, cg->weight_offset[t]);
+    }
     return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
 }
 
@@ -1790,6 +1806,8 @@ static LLVMBasicBlockRef begin_function(Cg *cg, LLVMValueRef fn, bool first) {
             LLVMValueRef slot = byte_ptr(cg, cg->state, llvm_seed_offset(m));
             LLVMSetAlignment(LLVMBuildStore(cg->b, cg->seed, slot), 8);
         }
+    } else if (cg->plan.needs_seed && cg->embedded) {
+        cg->seed = i64c(cg, 0); /* embedded weights carry no init seed */
     } else if (cg->plan.needs_seed) {
         cg->seed = LLVMBuildLoad2(cg->b, cg->t_i64, byte_ptr(cg, cg->state, llvm_seed_offset(m)), "seed");
         LLVMSetAlignment(cg->seed, 8);
@@ -1880,11 +1898,14 @@ static LLVMValueRef emit_body(Cg *cg, Func *f) {
     return body;
 }
 
-/* Shared tail of the wrappers: null checks of state/work, then the body call. */
+/* Shared tail of the wrappers: null checks of state/work, then the body call; with
+ * then_prepare, prepare's body after it when it succeeded (the public init and train_step:
+ * derived tensors follow the weights they stored, prepare.c). */
 static void call_body(Cg *cg, LLVMValueRef body, LLVMTypeRef fty, LLVMValueRef state, LLVMValueRef work,
-                      LLVMValueRef n32, LLVMValueRef seed, LLVMValueRef *bufs, int nbufs) {
+                      LLVMValueRef n32, LLVMValueRef seed, LLVMValueRef *bufs, int nbufs, bool then_prepare) {
     if (!cg->embedded) return_if(cg, is_null(cg, state), NNRT_ENULL);
-    if (cg->plan.work_bytes > 0) return_if(cg, is_null(cg, work), NNRT_ENULL);
+    if (cg->plan.work_bytes > 0 || (then_prepare && cg->prepare_work > 0))
+        return_if(cg, is_null(cg, work), NNRT_ENULL);
     LLVMValueRef *args = malloc((size_t)(nbufs + 4) * sizeof *args);
     if (!args) abort();
     int k = 0;
@@ -1893,8 +1914,17 @@ static void call_body(Cg *cg, LLVMValueRef body, LLVMTypeRef fty, LLVMValueRef s
     args[k++] = n32;
     if (seed) args[k++] = seed;
     for (int i = 0; i < nbufs; i++) args[k++] = bufs[i];
-    LLVMBuildRet(cg->b, call(cg, fty, body, args, (unsigned)k));
+    LLVMValueRef rc = call(cg, fty, body, args, (unsigned)k);
     free(args);
+    if (then_prepare) {
+        LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, rc, status(cg, NNRT_OK), ""));
+        LLVMBuildRet(cg->b, rc);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+        LLVMTypeRef pt[] = {cg->t_ptr, cg->t_ptr, cg->t_i32};
+        LLVMValueRef pargs[] = {state, work, i32c(cg, 1)};
+        rc = call(cg, LLVMFunctionType(cg->t_i32, pt, 3, 0), cg->prepare_body, pargs, 3);
+    }
+    LLVMBuildRet(cg->b, rc);
 }
 
 static LLVMValueRef begin_entry(Cg *cg, const char *name, LLVMTypeRef fty) {
@@ -1932,7 +1962,7 @@ static void emit_packed(Cg *cg, Func *f, LLVMValueRef body) {
         bufs[i] = LLVMBuildLoad2(cg->b, cg->t_ptr, LLVMBuildInBoundsGEP2(cg->b, cg->t_ptr, args, &idx, 1, ""), "");
         return_if(cg, is_null(cg, bufs[i]), NNRT_ENULL);
     }
-    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs, false);
     free(bufs);
 }
 
@@ -1943,7 +1973,7 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
     if (np < 0) return;
     char name[256];
     snprintf(name, sizeof name, "%s_%s", cg->m->name, f->name);
-    bool batch = !is_init(f);
+    bool batch = llvm_public_has_batch(f);
     int nparams = 1 + batch + np;
     LLVMTypeRef *params = malloc((size_t)nparams * sizeof *params);
     if (!params) abort();
@@ -1988,8 +2018,24 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
             bufs[f->nargs + o] = byte_ptr(cg, work, cg->plan.discard_offset[o]);
         }
     }
-    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs);
+    bool then_prepare = cg->prepare_body && prepare_stale_after(cg->m, f);
+    call_body(cg, body, body_type(cg, f), state, work, n32, seed, bufs, nbufs, then_prepare);
     free(bufs);
+}
+
+/* int M_prepare(M *m) of a module without derived tensors: nothing to compute, the checks
+ * of every entry. Programs call M_prepare after loading weights whatever the -O level. */
+static void emit_empty_prepare(Cg *cg) {
+    char name[256];
+    snprintf(name, sizeof name, "%s_prepare", cg->m->name);
+    LLVMTypeRef params[] = {cg->t_ptr};
+    LLVMValueRef fn = begin_entry(cg, name, LLVMFunctionType(cg->t_i32, params, 1, 0));
+    add_attr(cg, fn, LLVMAttributeReturnIndex, "signext");
+    LLVMValueRef ctx = LLVMGetParam(fn, 0);
+    return_if(cg, is_null(cg, ctx), NNRT_ENULL);
+    LLVMValueRef state = LLVMBuildLoad2(cg->b, cg->t_ptr, ctx, "state");
+    return_if(cg, is_null(cg, state), NNRT_ENULL);
+    LLVMBuildRet(cg->b, status(cg, NNRT_OK));
 }
 
 /* ================================================================ the model descriptor */
@@ -2134,6 +2180,41 @@ static bool check_limits(const Module *m) {
     return true;
 }
 
+/* The constant weights of an object built with --embed-weights: the tensors its functions
+ * read, packed (64-byte aligned) from the state block cg->embedded. Parameters that only
+ * prepare reads (a convolution's weights once batchnorm is folded into derived tensors)
+ * are left out. */
+static void embed_weights(Cg *cg) {
+    Module *m = cg->m;
+    cg->weight_offset = malloc(((size_t)m->ntensors + 1) * sizeof *cg->weight_offset);
+    if (!cg->weight_offset) abort();
+    for (int t = 0; t < m->ntensors; t++) cg->weight_offset[t] = -1;
+    int64_t bytes = 0;
+    for (int i = 0; i < m->nfuncs; i++) {
+        const Func *f = m->funcs[i];
+        if (!llvm_func_emitted(f, true)) continue;
+        for (int v = 0; v < f->nnodes; v++) {
+            int t = f->nodes[v].attr.tensor;
+            if (f->nodes[v].op != OP_tensor || cg->weight_offset[t] >= 0) continue;
+            cg->weight_offset[t] = bytes;
+            bytes = align_up(bytes + m->tensors[t].bytes, WORK_ALIGN);
+        }
+    }
+    uint8_t *blob = calloc(1, (size_t)bytes + 1);
+    if (!blob) abort();
+    for (int t = 0; t < m->ntensors; t++)
+        if (cg->weight_offset[t] >= 0)
+            memcpy(blob + cg->weight_offset[t], (const uint8_t *)cg->embedded + m->tensors[t].offset,
+                   (size_t)m->tensors[t].bytes);
+    LLVMValueRef data = LLVMConstStringInContext2(cg->ctx, (const char *)blob, (size_t)bytes, 1);
+    free(blob);
+    cg->weights = LLVMAddGlobal(cg->mod, LLVMTypeOf(data), "weights");
+    LLVMSetInitializer(cg->weights, data);
+    LLVMSetGlobalConstant(cg->weights, 1);
+    LLVMSetLinkage(cg->weights, LLVMPrivateLinkage);
+    LLVMSetAlignment(cg->weights, WORK_ALIGN);
+}
+
 /* Builds the LLVM module of m in ctx. work_bytes[i] receives each function's work size (-1
  * when not emitted). Returns NULL after printing errors. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *embedded, int64_t *work_bytes) {
@@ -2149,32 +2230,34 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     cg.t_f64 = LLVMDoubleTypeInContext(ctx);
     cg.t_ptr = LLVMPointerTypeInContext(ctx, 0);
     declare_runtime(&cg);
-    if (embedded) {
-        int64_t bytes = llvm_state_bytes(m);
-        LLVMValueRef data = LLVMConstStringInContext2(ctx, embedded, (size_t)bytes, 1);
-        cg.weights = LLVMAddGlobal(cg.mod, LLVMTypeOf(data), "weights");
-        LLVMSetInitializer(cg.weights, data);
-        LLVMSetGlobalConstant(cg.weights, 1);
-        LLVMSetLinkage(cg.weights, LLVMPrivateLinkage);
-        LLVMSetAlignment(cg.weights, WORK_ALIGN);
-    }
+    if (embedded) embed_weights(&cg);
     int64_t max_work = 0;
-    for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
-        Func *f = m->funcs[i];
-        work_bytes[i] = -1;
-        if (!llvm_func_emitted(f, embedded != NULL)) continue;
-        plan_func(f, &cg.plan);
-        work_bytes[i] = cg.plan.work_bytes;
-        if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
-        LLVMValueRef body = emit_body(&cg, f);
-        if (!cg.errors) {
-            emit_packed(&cg, f, body);
-            emit_public(&cg, f, body);
+    /* prepare first: the public init and train_step call its body */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->nfuncs && !cg.errors; i++) {
+            Func *f = m->funcs[i];
+            bool is_prepare = !strcmp(f->name, "prepare");
+            if (is_prepare != (pass == 0)) continue;
+            work_bytes[i] = -1;
+            if (!llvm_func_emitted(f, embedded != NULL)) continue;
+            plan_func(f, &cg.plan);
+            work_bytes[i] = cg.plan.work_bytes;
+            if (cg.plan.work_bytes > max_work) max_work = cg.plan.work_bytes;
+            LLVMValueRef body = emit_body(&cg, f);
+            if (!cg.errors) {
+                emit_packed(&cg, f, body);
+                emit_public(&cg, f, body);
+            }
+            if (is_prepare) {
+                cg.prepare_body = body;
+                cg.prepare_work = cg.plan.work_bytes;
+            }
+            plan_free(&cg.plan);
         }
-        plan_free(&cg.plan);
-    }
+    if (!cg.errors && !embedded && !module_find_func(m, "prepare")) emit_empty_prepare(&cg);
     if (!cg.errors) emit_info(&cg, max_work);
     LLVMDisposeBuilder(cg.b);
+    free(cg.weight_offset);
     if (cg.errors) {
         LLVMDisposeModule(cg.mod);
         return NULL;

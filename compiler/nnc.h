@@ -145,6 +145,7 @@ typedef enum TensorKind {
     TK_SLOT,   /* optimizer slot (momentum buffer, Adam moments, ...) */
     TK_STEP,   /* the step counter (i32 scalar) */
     TK_HYPER,  /* run-time hyperparameter set by the driver (f32 scalar), e.g. steps_per_epoch */
+    TK_DERIVED,/* computed from params and states by `prepare` (prepare.c); never checkpointed */
     TK_COUNT
 } TensorKind;
 
@@ -654,8 +655,8 @@ int64_t llvm_max_work_bytes(const Module *m, bool embedded);
  * neither initialize nor store (infer, evaluate). */
 bool llvm_func_emitted(const Func *f, bool embedded);
 
-/* Parameters of a public C entry after `M *m` (and `int n`, except for init), in order:
- * init(seed); infer(args..., outputs...); train_step(args..., loss);
+/* Parameters of a public C entry after `M *m` (and `int n`, except for init and prepare), in
+ * order: init(seed); prepare(); infer(args..., outputs...); train_step(args..., loss);
  * evaluate(args..., loss, metrics). Names are C identifiers, distinct from m, n and each
  * other. Returns the count (arena memory in *params), or -1 when f has no public entry. */
 typedef enum PubParamKind { PP_SEED, PP_ARG, PP_OUT, PP_METRICS } PubParamKind;
@@ -665,6 +666,8 @@ typedef struct PubParam {
     const char *name;
 } PubParam;
 int llvm_public_params(const Func *f, PubParam **params);
+/* Whether the public entry of f takes `int n` (all but init and prepare). */
+bool llvm_public_has_batch(const Func *f);
 
 /* In-process JIT. Each function gets the packed entry
  *   int fn(void *state, void *work, int n, void **args)   args = inputs, then outputs.  */
@@ -783,6 +786,19 @@ int cse(Func *f);
  * rounding (W * a before the product instead of after), so it runs at -O2 and above only. */
 int fold_batchnorm(Func *f);
 
+/* ================================================================ prepare.c */
+
+/* Derived tensors: every weight-only value that infer or evaluate computes (bnfold's scaled
+ * weights, ...) becomes a TK_DERIVED module tensor computed by a new function `prepare`
+ * (no args, no outputs, only stores). Run after the -O2 passes; lays the state out again.
+ * Returns the number of derived tensors (0: the module is unchanged). */
+int prepare_build(Module *m);
+/* Whether f stores into a tensor prepare reads (init, train_step; loss and grad through the
+ * batchnorm statistics): after it, prepare must run before the derived tensors are read. */
+bool prepare_stale_after(const Module *m, const Func *f);
+/* Whether f reads a derived tensor (infer, evaluate at -O2). */
+bool prepare_needed_by(const Module *m, const Func *f);
+
 /* ================================================================ dce.c */
 
 /* Dead code elimination: removes nodes that reach no output and no store. */
@@ -802,6 +818,7 @@ typedef struct Exec {
     void *work;
     int64_t work_bytes;
     uint64_t seed;
+    bool derived_stale;  /* the weights changed since the last prepare (prepare.c) */
 } Exec;
 
 /* funcs: NULL-terminated names of the functions to compile (init is always included), or NULL
@@ -810,10 +827,16 @@ int exec_open(Exec *e, Module *m, bool use_interp, uint64_t seed, const char *co
 void exec_close(Exec *e);
 int exec_init(Exec *e, char *err, size_t errlen);  /* runs init with e->seed */
 /* bufs: the function's args, then its outputs (float or int32_t arrays by dtype; an output
- * buffer may be NULL when not wanted). Returns 0 or a negative NNRT_E* code (err filled). */
+ * buffer may be NULL when not wanted). Runs prepare first when f reads derived tensors that
+ * are stale. Returns 0 or a negative NNRT_E* code (err filled). */
 int exec_call(Exec *e, const char *fn, int n, void **bufs, char *err, size_t errlen);
 void *exec_state(Exec *e);          /* the up-to-date state buffer */
-void exec_state_changed(Exec *e);   /* call after writing into exec_state()'s buffer */
+/* Call after writing into exec_state()'s buffer (a checkpoint, a hyperparameter): the
+ * interpreter reloads it, and the derived tensors are stale until the next prepare. */
+void exec_state_changed(Exec *e);
+/* Runs `prepare` now when the module has one (derived tensors from the state). exec_call
+ * does it by itself before a function that reads stale derived tensors. */
+int exec_prepare(Exec *e, char *err, size_t errlen);
 /* The runtime descriptor of a module (names, shapes, offsets), allocated in its arena. */
 struct nnrt_model_info;
 const struct nnrt_model_info *module_info(Module *m);

@@ -79,10 +79,12 @@ typedef enum nnrt_kind {
     NNRT_STATE = 1, /* persistent, not trained (batchnorm running statistics) */
     NNRT_SLOT = 2,  /* optimizer slot (momentum, Adam moments) */
     NNRT_STEP = 3,  /* step counter */
-    NNRT_HYPER = 4  /* hyperparameter kept in state (learning rate, ...) */
+    NNRT_HYPER = 4, /* hyperparameter kept in state (learning rate, ...) */
+    NNRT_DERIVED = 5 /* computed from params and states by the model's prepare entry
+                        (folded batchnorm weights); never saved: not in NNRT_KINDS_ALL */
 } nnrt_kind;
 
-#define NNRT_KINDS_ALL     0x1fu
+#define NNRT_KINDS_ALL     0x1fu  /* every kind a checkpoint holds */
 #define NNRT_KINDS_WEIGHTS ((1u << NNRT_PARAM) | (1u << NNRT_STATE))
 
 typedef struct nnrt_tensor_info {

@@ -16,7 +16,10 @@
  *   - in f32 mode (two calls of train_step) exactly: every rewrite is exact, and folding
  *     rounds like the run time; except bnfold (infer and evaluate only), within 1e-5.
  * Functions using an op the interpreter does not support are skipped with a printed note.
- * The node count of every function at -O0, -O1 and -O2 is printed (docs/passes.md's table).
+ * prepare (derived tensors) is compared on its own, -O2 without it against -O2 with it, and
+ * must be exact like the passes that do not fold.
+ * The node count of every function at -O0, -O1 and -O2 is printed (docs/passes.md's table),
+ * and that of `prepare` at -O2 (derived tensors, prepare.c).
  */
 #include "check.h"
 #include "nnc.h"
@@ -134,12 +137,15 @@ typedef struct Result {
 } Result;
 
 /* Runs f `calls` times (train_step twice: the second step takes the step > 0 paths) from the
- * state buffer, with the interpreter in f64 or f32 mode. */
+ * state buffer, with the interpreter in f64 or f32 mode. The state was written from outside
+ * (as nnrt_load writes it), so the module's `prepare` runs first, when it has one. */
 static void run_func(Module *m, Func *f, const uint8_t *state, bool f64, const ITensor *args,
                      int calls, Result *r) {
     memset(r, 0, sizeof *r);
     interp_init(&r->in, m, f64);
     interp_load_state(&r->in, state);
+    Func *prep = module_find_func(m, "prepare");
+    if (prep) r->rc = interp_run(&r->in, prep, 1, NULL, NULL, r->err, sizeof r->err);
     r->nouts = f->nouts;
     for (int c = 0; c < calls && !r->rc; c++) {
         for (int i = 0; i < f->nouts; i++) itensor_free(&r->outs[i]);
@@ -177,9 +183,11 @@ typedef struct Diff {
     int compared, skipped;
 } Diff;
 
-/* Runs function `fn` of both modules in both modes and compares outputs and states. */
+/* Runs function `fn` of both modules in both modes and compares outputs and the states of
+ * ma's tensors (mb may have derived tensors after them). state_b: state for mb, state's
+ * bytes followed by mb's derived tensors. */
 static void diff_func(const char *label, Module *ma, Module *mb, const char *fn,
-                      const uint8_t *state, Tol tol, Diff *d) {
+                      const uint8_t *state, const uint8_t *state_b, Tol tol, Diff *d) {
     Func *fa = module_find_func(ma, fn), *fb = module_find_func(mb, fn);
     CHECK(fb != NULL);
     if (!fa || !fb) return;
@@ -195,7 +203,7 @@ static void diff_func(const char *label, Module *ma, Module *mb, const char *fn,
         int calls = !strcmp(fn, "train_step") && !f64 ? 2 : 1;
         Result *ra = malloc(sizeof *ra), *rb = malloc(sizeof *rb);
         run_func(ma, fa, state, f64, args, calls, ra);
-        run_func(mb, fb, state, f64, args, calls, rb);
+        run_func(mb, fb, state_b, f64, args, calls, rb);
         if (ra->rc) {
             if (mode == 0) printf("  note: %s: %s not run: %s\n", label, fn, ra->err);
             d->skipped += mode == 0;
@@ -269,18 +277,40 @@ static uint8_t *initial_state(Module *m) {
     return state;
 }
 
+/* mb has ma's tensors at the same offsets, then only derived ones (prepare.c). */
+static bool same_layout(const Module *ma, const Module *mb) {
+    if (mb->ntensors < ma->ntensors || mb->state_bytes < ma->state_bytes) return false;
+    for (int t = 0; t < mb->ntensors; t++) {
+        if (t >= ma->ntensors) {
+            if (mb->tensors[t].kind != TK_DERIVED || mb->tensors[t].offset < ma->state_bytes) return false;
+        } else if (strcmp(ma->tensors[t].name, mb->tensors[t].name) || ma->tensors[t].offset != mb->tensors[t].offset) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A copy of ma's state block in a block of mb's size (mb's derived tensors zero). */
+static uint8_t *widen_state(const uint8_t *state, const Module *ma, const Module *mb) {
+    uint8_t *wide = calloc((size_t)mb->state_bytes + 64, 1);
+    memcpy(wide, state, (size_t)ma->state_bytes);
+    return wide;
+}
+
 /* Every function of ma but init, against mb. */
 static Diff diff_modules(const char *label, Module *ma, Module *mb, Tol tol) {
     Diff d = {0};
-    CHECK(ma->state_bytes == mb->state_bytes && ma->ntensors == mb->ntensors);
+    CHECK(same_layout(ma, mb));
     uint8_t *state = initial_state(ma);
+    uint8_t *wide = widen_state(state, ma, mb);
     for (int i = 0; i < ma->nfuncs; i++)
         if (strcmp(ma->funcs[i]->name, "init"))
-            diff_func(label, ma, mb, ma->funcs[i]->name, state, tol, &d);
+            diff_func(label, ma, mb, ma->funcs[i]->name, state, wide, tol, &d);
     /* init itself: the same state from the same seed */
     uint8_t *state_b = initial_state(mb);
     CHECK(!memcmp(state, state_b, (size_t)ma->state_bytes));
     free(state);
+    free(wide);
     free(state_b);
     return d;
 }
@@ -300,11 +330,9 @@ static void jit_result_free(JitResult *r) {
     free(r->state);
 }
 
-static bool jit_run(Exec *e, Func *f, const uint8_t *state, const ITensor *args, int calls,
-                    JitResult *r) {
+/* `calls` calls of f through the JIT from the executor's current state. */
+static bool jit_calls(Exec *e, Func *f, const ITensor *args, int calls, JitResult *r) {
     memset(r, 0, sizeof *r);
-    memcpy(exec_state(e), state, (size_t)e->m->state_bytes);
-    exec_state_changed(e);
     void *bufs[64 + MAX_OUTS] = {0};
     for (int a = 0; a < f->nargs; a++) {
         bufs[a] = malloc((size_t)args[a].numel * 4 + 4);
@@ -334,6 +362,15 @@ static bool jit_run(Exec *e, Func *f, const uint8_t *state, const ITensor *args,
     memcpy(r->state, exec_state(e), (size_t)e->m->state_bytes);
     for (int i = 0; i < f->nargs + f->nouts; i++) free(bufs[i]);
     return ok;
+}
+
+/* The same from `state` (written into the executor as a checkpoint load writes it: derived
+ * tensors are prepared before they are read). */
+static bool jit_run(Exec *e, Func *f, const uint8_t *state, const ITensor *args, int calls,
+                    JitResult *r) {
+    memcpy(exec_state(e), state, (size_t)e->m->state_bytes);
+    exec_state_changed(e);
+    return jit_calls(e, f, args, calls, r);
 }
 
 static double floats_diff(const float *a, const float *b, int64_t count) {
@@ -369,7 +406,7 @@ static double diff_jit(const char *label, Module *ma, Module *mb) {
         exec_close(&eb);
         return INFINITY;
     }
-    uint8_t *state = initial_state(ma);
+    uint8_t *state = initial_state(ma), *wide = widen_state(state, ma, mb);
     double worst = 0;
     for (int i = 0; i < ma->nfuncs; i++) {
         Func *fa = ma->funcs[i], *fb = module_find_func(mb, fa->name);
@@ -381,7 +418,7 @@ static double diff_jit(const char *label, Module *ma, Module *mb) {
         int calls = !strcmp(fa->name, "train_step") ? 2 : 1;
         JitResult ra, rb;
         bool ok = jit_run(&ea, fa, state, args, calls, &ra);
-        ok &= jit_run(&eb, fb, state, args, calls, &rb);
+        ok &= jit_run(&eb, fb, wide, args, calls, &rb);
         CHECK(ok);
         double w = 0;
         for (int o = 0; ok && o < fa->nouts; o++) {
@@ -411,6 +448,7 @@ static double diff_jit(const char *label, Module *ma, Module *mb) {
         for (int a = 0; a < fa->nargs; a++) itensor_free(&args[a]);
     }
     free(state);
+    free(wide);
     exec_close(&ea);
     exec_close(&eb);
     return worst;
@@ -924,6 +962,13 @@ static void test_example(const char *path) {
                        (long long)values_computed(f2));
             }
             }
+        if (ok2) { /* what -O2 moved out of infer and evaluate, run once per weight change */
+            const Func *prep = module_find_func(lv[1].modules[mi], "prepare");
+            if (prep)
+                printf("  nodes %-22s %-11s                           -O2 %5d   values (stores "
+                       "included)             -O2 %9lld\n",
+                       ma->name, "prepare", prep->nnodes, (long long)values_computed(prep));
+        }
         if (ok2) check_metric_info(ma, lv[1].modules[mi]);
         if (ok1) driver_free(&lv[0]);
         if (ok2) driver_free(&lv[1]);
@@ -937,6 +982,7 @@ static void test_example(const char *path) {
             Module *mb = opt.modules[mi];
             if (configs[k].pass) run_pass_on_module(mb, configs[k].pass);
             else CHECK(passes_run(mb, configs[k].level, NULL, NULL) == 0);
+            if (configs[k].level >= 2) prepare_build(mb); /* as driver_load does */
             CHECK(verify_module(mb) == 0);
             char label[256];
             snprintf(label, sizeof label, "%s %s", ma->name, configs[k].name);
@@ -953,6 +999,25 @@ static void test_example(const char *path) {
                            ma->name, configs[k].name, w);
             }
             driver_free(&opt);
+        }
+        /* prepare alone is exact: -O2 without it against -O2 with it (derived tensors hold
+         * the values infer and evaluate computed themselves) */
+        DriverResult pa, pb;
+        if (load(path, 0, train, &pa) && load(path, 0, train, &pb)) {
+            Module *xa = pa.modules[mi], *xb = pb.modules[mi];
+            CHECK(passes_run(xa, 2, NULL, NULL) == 0 && passes_run(xb, 2, NULL, NULL) == 0);
+            int derived = prepare_build(xb);
+            CHECK(verify_module(xb) == 0);
+            char label[256];
+            snprintf(label, sizeof label, "%s prepare", ma->name);
+            Diff d = diff_modules(label, xa, xb, EXACT);
+            printf("  diff  %-22s %-9s derived tensors %d, functions compared %d, skipped %d, max "
+                   "rel. error f64 %.1e, f32 %.1e\n",
+                   ma->name, "prepare", derived, d.compared, d.skipped, d.worst64, d.worst32);
+            driver_free(&pa);
+            driver_free(&pb);
+        } else {
+            check_failures++;
         }
     }
     driver_free(&base);
@@ -972,13 +1037,36 @@ static void test_examples(void) {
     globfree(&g);
 }
 
+/* Writes src to a new temporary .nn file; path is a mkstemps template ending in ".nn". */
+static bool write_model(char *path, const char *src) {
+    int fd = mkstemps(path, 3);
+    CHECK(fd >= 0);
+    if (fd < 0) return false;
+    bool ok = write(fd, src, strlen(src)) == (ssize_t)strlen(src);
+    CHECK(ok);
+    close(fd);
+    return ok;
+}
+
+/* Two dense layers, each followed by inference batchnorm (the second with a scaling after). */
+static const char *const bn_dense_model = "model bn {\n"
+                                          "  input x: f32[batch, 2]\n"
+                                          "  label y: i32[batch]\n"
+                                          "  h = dense(x, 8) |> batchnorm |> relu\n"
+                                          "  z = dense(h, 4) |> batchnorm(eps=0.1)\n"
+                                          "  output p = softmax(z * 2)\n"
+                                          "  loss cross_entropy(z, y)\n"
+                                          "  metric accuracy(z, y)\n"
+                                          "}\n"
+                                          "train bn {\n"
+                                          "  data = fashion_mnist\n"
+                                          "  optimizer = sgd(lr=0.1, momentum=0.9)\n"
+                                          "}\n";
+
 /* Dropout is off in infer and evaluate by construction (lower.c emits no rand_uniform there),
  * so no pass has to remove it. */
 static void test_no_dropout_in_inference(void) {
     char path[] = "/tmp/nnc_test_passes_XXXXXX.nn";
-    int fd = mkstemps(path, 3);
-    CHECK(fd >= 0);
-    if (fd < 0) return;
     const char *src = "model d {\n"
                       "  input x: f32[batch, 8]\n"
                       "  label y: i32[batch]\n"
@@ -987,8 +1075,7 @@ static void test_no_dropout_in_inference(void) {
                       "  output p = softmax(logits)\n"
                       "  loss cross_entropy(logits, y)\n"
                       "}\n";
-    CHECK(write(fd, src, strlen(src)) == (ssize_t)strlen(src));
-    close(fd);
+    if (!write_model(path, src)) return;
     DriverResult r;
     if (load(path, 0, true, &r)) {
         Module *m = r.modules[0];
@@ -1004,29 +1091,12 @@ static void test_no_dropout_in_inference(void) {
 }
 
 /* Batchnorm folding: dense layers followed by inference batchnorm, run through the
- * interpreter before and after (the interpreter has no conv2d yet: tests/passes/bnfold.nn
- * shows the convolution case). The first chain is cheap to fold (2x8 weights); the second
- * is not at batch 1 (8x4 weights for 4 outputs) and stays. */
+ * interpreter before and after (tests/passes/bnfold.nn shows the convolution case). Both
+ * chains fold, whatever their cost at batch 1: prepare computes the scaled weights once
+ * per weight change. */
 static void test_batchnorm_fold(void) {
     char path[] = "/tmp/nnc_test_bnfold_XXXXXX.nn";
-    int fd = mkstemps(path, 3);
-    CHECK(fd >= 0);
-    if (fd < 0) return;
-    const char *src = "model bn {\n"
-                      "  input x: f32[batch, 2]\n"
-                      "  label y: i32[batch]\n"
-                      "  h = dense(x, 8) |> batchnorm |> relu\n"
-                      "  z = dense(h, 4) |> batchnorm(eps=0.1)\n"
-                      "  output p = softmax(z * 2)\n"
-                      "  loss cross_entropy(z, y)\n"
-                      "  metric accuracy(z, y)\n"
-                      "}\n"
-                      "train bn {\n"
-                      "  data = fashion_mnist\n"
-                      "  optimizer = sgd(lr=0.1, momentum=0.9)\n"
-                      "}\n";
-    CHECK(write(fd, src, strlen(src)) == (ssize_t)strlen(src));
-    close(fd);
+    if (!write_model(path, bn_dense_model)) return;
     DriverResult a, b;
     if (load(path, 0, true, &a) && load(path, 0, true, &b)) {
         Module *ma = a.modules[0], *mb = b.modules[0];
@@ -1037,9 +1107,9 @@ static void test_batchnorm_fold(void) {
             folded += changes;
             const char *fn = mb->funcs[i]->name;
             bool inference = !strcmp(fn, "infer") || !strcmp(fn, "evaluate");
-            CHECK(inference ? changes == 1 : changes == 0);
+            CHECK(inference ? changes == 2 : changes == 0);
         }
-        CHECK(folded == 2);
+        CHECK(folded == 4);
         Func *inf = module_find_func(mb, "infer");
         CHECK(count_op(inf, OP_sqrt) == 2); /* one per batchnorm, on [C] */
         CHECK(verify_module(mb) == 0);
@@ -1073,6 +1143,148 @@ static void test_batchnorm_fold(void) {
     unlink(path);
 }
 
+/* ---------------------------------------------------------------- derived tensors */
+
+/* Runs f once on the interpreter (f32 state as it is) and returns output 0 in *out. */
+static int run_once(Interp *in, Func *f, const ITensor *args, ITensor *out) {
+    ITensor outs[MAX_OUTS] = {{0}};
+    char err[256];
+    int rc = interp_run(in, f, BATCH, args, outs, err, sizeof err);
+    if (rc) fprintf(stderr, "%s: %s\n", f->name, err);
+    for (int i = 1; i < f->nouts; i++) itensor_free(&outs[i]);
+    *out = outs[0];
+    return rc;
+}
+
+/* infer of -O0 and -O2 (derived tensors) on the same inputs from their current states. */
+static double infer_diff(Interp *ia, Interp *ib, const ITensor *x) {
+    ITensor ya, yb;
+    int rc = run_once(ia, module_find_func(ia->mod, "infer"), x, &ya);
+    rc |= run_once(ib, module_find_func(ib->mod, "infer"), x, &yb);
+    CHECK(rc == 0);
+    double e = rc ? INFINITY : tensor_diff(&ya, &yb);
+    itensor_free(&ya);
+    itensor_free(&yb);
+    return e;
+}
+
+/* Derived tensors follow the weights. The same sequence on the model at -O0 and at -O2 (its
+ * batchnorms folded into derived tensors): init, infer; three train steps, infer after each;
+ * other weights written into the state (as nnrt_load writes them), prepare, infer. infer
+ * must agree within 1e-5 each time, and the training state bit for bit. Without prepare
+ * after the write, infer reads stale derived tensors: checked to differ, so that the
+ * comparisons above can fail. Then the same on compiled code through exec.c. */
+static void test_derived_weights(const char *label, const char *path) {
+    DriverResult a, b;
+    if (!load(path, 0, true, &a) || !load(path, 2, true, &b)) {
+        check_failures++;
+        return;
+    }
+    Module *ma = a.modules[0], *mb = b.modules[0];
+    Func *prep = module_find_func(mb, "prepare");
+    CHECK(prep != NULL && same_layout(ma, mb) && mb->ntensors > ma->ntensors);
+    int derived_reads = 0;
+    Func *inf = module_find_func(mb, "infer");
+    for (int i = 0; i < inf->nnodes; i++)
+        derived_reads += inf->nodes[i].op == OP_tensor && mb->tensors[inf->nodes[i].attr.tensor].kind == TK_DERIVED;
+    CHECK(derived_reads >= 2);
+    CHECK(count_op(inf, OP_sqrt) == 0); /* every batchnorm folded: its sqrt is in prepare */
+    Interp ia, ib;
+    interp_init(&ia, ma, false);
+    interp_init(&ib, mb, false);
+    ia.seed = ib.seed = 7;
+    char err[256];
+    CHECK(interp_run_init(&ia, err, sizeof err) == 0 && interp_run_init(&ib, err, sizeof err) == 0);
+    CHECK(interp_run(&ib, prep, 1, NULL, NULL, err, sizeof err) == 0);
+    Func *step_a = module_find_func(ma, "train_step"), *step_b = module_find_func(mb, "train_step");
+    ITensor x[64] = {{0}}, xy[64] = {{0}};
+    make_args(inf, x);
+    make_args(step_a, xy);
+    double worst = infer_diff(&ia, &ib, x);
+    CHECK(worst <= 1e-5);
+    for (int k = 0; k < 3; k++) {
+        ITensor la, lb;
+        CHECK(run_once(&ia, step_a, xy, &la) == 0 && run_once(&ib, step_b, xy, &lb) == 0);
+        itensor_free(&la);
+        itensor_free(&lb);
+        for (int t = 0; t < ma->ntensors; t++) CHECK(tensor_diff(&ia.tensors[t], &ib.tensors[t]) == 0);
+        CHECK(prepare_stale_after(mb, step_b) && prepare_needed_by(mb, inf));
+        CHECK(interp_run(&ib, prep, 1, NULL, NULL, err, sizeof err) == 0);
+        double e = infer_diff(&ia, &ib, x);
+        CHECK(e <= 1e-5);
+        worst = fmax(worst, e);
+    }
+    /* other weights, written from outside */
+    uint8_t *state = initial_state(ma), *wide = widen_state(state, ma, mb);
+    interp_save_state(&ib, wide); /* keep b's (now stale) derived tensors */
+    memcpy(wide, state, (size_t)ma->state_bytes);
+    interp_load_state(&ia, state);
+    interp_load_state(&ib, wide);
+    double stale = infer_diff(&ia, &ib, x);
+    CHECK(stale > 1e-3);
+    CHECK(interp_run(&ib, prep, 1, NULL, NULL, err, sizeof err) == 0);
+    double e = infer_diff(&ia, &ib, x);
+    CHECK(e <= 1e-5);
+    worst = fmax(worst, e);
+    printf("  derived %-18s interpreter: infer after init, 3 train steps and a load within %.1e "
+           "(stale derived tensors: %.1e)\n", label, worst, stale);
+    interp_free(&ia);
+    interp_free(&ib);
+
+    /* compiled code through exec.c, which prepares lazily: after init, after each train step
+     * and after a write into the state, infer agrees with -O0 */
+    Exec ea, eb;
+    if (exec_open(&ea, ma, false, 7, NULL) || exec_open(&eb, mb, false, 7, NULL) ||
+        exec_init(&ea, err, sizeof err) || exec_init(&eb, err, sizeof err)) {
+        fprintf(stderr, "%s: does not compile\n", label);
+        check_failures++;
+    } else {
+        double jworst = 0;
+        for (int k = 0; k <= 4; k++) {
+            if (k == 4) { /* other weights, loaded */
+                memcpy(exec_state(&ea), state, (size_t)ma->state_bytes);
+                memcpy(exec_state(&eb), state, (size_t)ma->state_bytes);
+                exec_state_changed(&ea);
+                exec_state_changed(&eb);
+            }
+            JitResult ra, rb;
+            bool ok = jit_calls(&ea, module_find_func(ma, "infer"), x, 1, &ra);
+            ok &= jit_calls(&eb, inf, x, 1, &rb);
+            CHECK(ok);
+            double je = floats_diff(ra.outs[0], rb.outs[0], ra.count[0]);
+            CHECK(je <= 1e-5);
+            jworst = fmax(jworst, je);
+            jit_result_free(&ra);
+            jit_result_free(&rb);
+            if (k >= 3) continue;
+            ok = jit_calls(&ea, step_a, xy, 1, &ra);
+            ok &= jit_calls(&eb, step_b, xy, 1, &rb);
+            CHECK(ok && !memcmp(ra.state, rb.state, (size_t)ma->state_bytes));
+            CHECK(eb.derived_stale);
+            jit_result_free(&ra);
+            jit_result_free(&rb);
+        }
+        printf("  derived %-18s compiled code (lazy prepare): infer after init, 3 train steps and a "
+               "load within %.1e\n", label, jworst);
+    }
+    exec_close(&ea);
+    exec_close(&eb);
+    for (int i = 0; i < inf->nargs; i++) itensor_free(&x[i]);
+    for (int i = 0; i < step_a->nargs; i++) itensor_free(&xy[i]);
+    free(state);
+    free(wide);
+    driver_free(&a);
+    driver_free(&b);
+}
+
+static void test_derived(void) {
+    char path[] = "/tmp/nnc_test_derived_XXXXXX.nn";
+    if (!write_model(path, bn_dense_model)) return;
+    test_derived_weights("dense+batchnorm", path);
+    unlink(path);
+    test_derived_weights("fashion_cnn", "examples/fashion_cnn.nn");
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0); /* notes and failures in order */
     setenv("NNC_VERIFY", "1", 1); /* ir_verify after every pass of passes_run */
@@ -1087,6 +1299,7 @@ int main(void) {
     TEST(test_pipeline);
     TEST(test_no_dropout_in_inference);
     TEST(test_batchnorm_fold);
+    TEST(test_derived);
     TEST(test_examples);
     fprintf(stderr, "test_passes: %d tests\n", tests_run);
     return check_done();
