@@ -204,6 +204,8 @@ const nnrt_model_info *module_info(Module *m) {
     info->state_bytes = (uint64_t)m->state_bytes;
     info->n_tensors = m->ntensors;
     info->tensors = ts;
+    info->prepare = NULL; /* the driver prepares lazily (exec_call), not in nnrt_load */
+    info->prepare_work_bytes = 0;
     Func *ev = module_find_func(m, "evaluate");
     Func *inf = module_find_func(m, "infer");
     if (ev) {

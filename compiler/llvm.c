@@ -2111,6 +2111,13 @@ static LLVMValueRef io_table(Cg *cg, LLVMTypeRef io_t, int role, int *count, con
 }
 
 /* const nnrt_model_info *M_info(void) */
+static LLVMValueRef prepare_packed(Cg *cg) {
+    char name[256];
+    snprintf(name, sizeof name, "%s__prepare_packed", cg->m->name);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    return fn ? fn : LLVMConstNull(cg->t_ptr);
+}
+
 static void emit_info(Cg *cg, int64_t work_bytes) {
     Module *m = cg->m;
     LLVMTypeRef shape_t = LLVMArrayType2(cg->t_i64, IR_MAX_RANK);
@@ -2121,9 +2128,9 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
     LLVMTypeRef iof[] = {cg->t_ptr, cg->t_i32, cg->t_i32, shape_t, cg->t_i64};
     LLVMStructSetBody(io_t, iof, 5, 0);
     LLVMTypeRef info_t = LLVMStructCreateNamed(cg->ctx, "nnrt_model_info");
-    LLVMTypeRef inf[] = {cg->t_ptr, cg->t_i32, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr,
-                         cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr};
-    LLVMStructSetBody(info_t, inf, 12, 0);
+    LLVMTypeRef inf[] = {cg->t_ptr, cg->t_i32, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr, cg->t_i32,
+                         cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_ptr, cg->t_i64};
+    LLVMStructSetBody(info_t, inf, 14, 0);
 
     LLVMValueRef *rows = malloc(((size_t)m->ntensors + 1) * sizeof *rows);
     if (!rows) abort();
@@ -2142,9 +2149,12 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
     LLVMValueRef outputs = io_table(cg, io_t, -1, &n_out, "outputs");
     LLVMValueRef fields[] = {const_string(cg, m->name), i32c(cg, m->max_batch), i64c(cg, llvm_state_bytes(m)),
                              i64c(cg, work_bytes), i32c(cg, m->ntensors), tensors, i32c(cg, n_in), inputs,
-                             i32c(cg, n_lab), labels, i32c(cg, n_out), outputs};
+                             i32c(cg, n_lab), labels, i32c(cg, n_out), outputs,
+                             /* nnrt_load prepares what it loads (a packed entry: no argument checks to skip) */
+                             cg->prepare_body ? prepare_packed(cg) : LLVMConstNull(cg->t_ptr),
+                             i64c(cg, cg->prepare_body ? cg->prepare_work : 0)};
     LLVMValueRef info = LLVMAddGlobal(cg->mod, info_t, "info");
-    LLVMSetInitializer(info, LLVMConstNamedStruct(info_t, fields, 12));
+    LLVMSetInitializer(info, LLVMConstNamedStruct(info_t, fields, 14));
     LLVMSetGlobalConstant(info, 1);
     LLVMSetLinkage(info, LLVMPrivateLinkage);
 

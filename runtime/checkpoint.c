@@ -176,6 +176,21 @@ int nnrt_load(const nnrt_model_info *info, void *state, const char *path,
             memcpy((char *)state + t->offset, file.tensors[i].data, (size_t)t->bytes);
     }
     rc = NNRT_OK;
+    /* 4. Derived tensors follow the weights just loaded. */
+    if (info->prepare) {
+        void *work = NULL;
+        if (info->prepare_work_bytes) {
+            work = aligned_alloc(64, (size_t)((info->prepare_work_bytes + 63) / 64 * 64));
+            if (!work) {
+                rc = nnrti_fail(err, NNRT_ENOMEM, "%s: out of memory preparing model '%s'", path, model);
+                goto done;
+            }
+        }
+        int prc = info->prepare(state, work, 1, NULL);
+        free(work);
+        if (prc) rc = nnrti_fail(err, prc, "%s: preparing the derived tensors of model '%s' failed (%s)", path,
+                                 model, nnrt_strerror(prc));
+    }
 done:
     free(match);
     free(found);

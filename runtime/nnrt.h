@@ -118,6 +118,12 @@ typedef struct nnrt_model_info {
     const nnrt_io_info *labels;
     int n_outputs;
     const nnrt_io_info *outputs;
+    /* Recomputes the derived tensors (weights folded at compile time, docs/c-api.md) from the
+     * weights in the state: the model's packed prepare entry, called with n = 1 and no
+     * arguments, and the work bytes it needs. NULL and 0 when the model derives nothing.
+     * nnrt_load runs it after loading, so a loaded model is ready for infer. */
+    int (*prepare)(void *state, void *work, int n, void **args);
+    uint64_t prepare_work_bytes;
 } nnrt_model_info;
 
 /* ================================================================ safetensors.c */

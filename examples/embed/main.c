@@ -44,9 +44,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    /* Derived tensors (folded batchnorm, ...) follow the weights just loaded. */
-    fashion_mlp_prepare(&model);
-
     /* Test images (uint8 [N, 28, 28]) and labels (uint8 [N]), gzip or plain. */
     nnrt_array images, labels;
     if ((rc = nnrt_idx_load(argv[2], &images, &err)) || (rc = nnrt_idx_load(argv[3], &labels, &err))) {

@@ -16,7 +16,7 @@ static const nnrt_io_info mlp_inputs[] = {{"x", NNRT_F32, 2, {-1, 3}, 3}};
 static const nnrt_io_info mlp_labels[] = {{"y", NNRT_I32, 1, {-1}, 1}};
 static const nnrt_io_info mlp_outputs[] = {{"probs", NNRT_F32, 2, {-1, 4}, 4}};
 static const nnrt_model_info mlp = {"mlp", 64, 144, 0, 6, mlp_tensors, 1, mlp_inputs,
-                                    1, mlp_labels, 1, mlp_outputs};
+                                    1, mlp_labels, 1, mlp_outputs, NULL, 0};
 
 /* The same model with a wider layer: every weight shape differs. */
 static const nnrt_tensor_info wide_tensors[] = {
@@ -25,11 +25,11 @@ static const nnrt_tensor_info wide_tensors[] = {
     {"bn.running_mean", NNRT_STATE, NNRT_F32, 1, {5}, 96, 20},
 };
 static const nnrt_model_info wide = {"wide", 64, 128, 0, 3, wide_tensors, 0, NULL,
-                                     0, NULL, 0, NULL};
+                                     0, NULL, 0, NULL, NULL, 0};
 
 /* Only the parameters (no batchnorm state). */
 static const nnrt_model_info params_only = {"params_only", 64, 144, 0, 2, mlp_tensors, 0, NULL,
-                                            0, NULL, 0, NULL};
+                                            0, NULL, 0, NULL, NULL, 0};
 
 /* h1.bias stored as F64 */
 static const nnrt_tensor_info f64_tensors[] = {
@@ -38,7 +38,7 @@ static const nnrt_tensor_info f64_tensors[] = {
     {"bn.running_mean", NNRT_STATE, NNRT_F32, 1, {4}, 80, 16},
 };
 static const nnrt_model_info f64_model = {"f64_model", 64, 96, 0, 3, f64_tensors, 0, NULL,
-                                          0, NULL, 0, NULL};
+                                          0, NULL, 0, NULL, NULL, 0};
 
 static void fill(unsigned char *state, size_t n, unsigned char seed) {
     for (size_t i = 0; i < n; i++) state[i] = (unsigned char)(seed + 7 * i);
@@ -159,11 +159,11 @@ static void test_bad_arguments(void) {
     /* A description whose tensor lies outside the state, or whose size disagrees. */
     static const nnrt_tensor_info outside_t[] = {{"w", NNRT_PARAM, NNRT_F32, 1, {4}, 140, 16}};
     static const nnrt_model_info outside = {"outside", 1, 144, 0, 1, outside_t, 0, NULL,
-                                            0, NULL, 0, NULL};
+                                            0, NULL, 0, NULL, NULL, 0};
     CHECK_ERR(nnrt_save(&outside, a, path, NNRT_KINDS_ALL, 0, NULL, NULL, &err), NNRT_EARG, err,
               "lies outside the 144 byte state");
     static const nnrt_tensor_info size_t_[] = {{"w", NNRT_PARAM, NNRT_F32, 1, {4}, 0, 12}};
-    static const nnrt_model_info size = {"size", 1, 144, 0, 1, size_t_, 0, NULL, 0, NULL, 0, NULL};
+    static const nnrt_model_info size = {"size", 1, 144, 0, 1, size_t_, 0, NULL, 0, NULL, 0, NULL, NULL, 0};
     CHECK_ERR(nnrt_load(&size, a, path, NNRT_KINDS_ALL, 0, &err), NNRT_EARG, err,
               "inconsistent dtype, shape or size");
     CHECK_EQ(test_dir_entries(), 0);
@@ -200,8 +200,50 @@ static void test_torch_batchnorm_counter(void) {
     remove(path);
 }
 
+/* nnrt_load runs the model's prepare entry after loading: a derived tensor follows the
+ * loaded weights; a failing prepare fails the load with its status. */
+static int prepare_calls, prepare_status;
+static int test_prepare(void *state, void *work, int n, void **args) {
+    prepare_calls++;
+    if (!work || n != 1 || args) return NNRT_EARG;
+    float *s = state, *scratch = work, sum = 0;
+    for (int i = 0; i < 16; i++) scratch[i] = s[i] * 2; /* work is usable memory */
+    for (int i = 0; i < 16; i++) sum += scratch[i];
+    s[16] = sum; /* derived: twice the sum of h1.weight and h1.bias */
+    return prepare_status;
+}
+
+static void test_load_prepares(void) {
+    static const nnrt_tensor_info t[] = {
+        {"h1.weight", NNRT_PARAM, NNRT_F32, 2, {4, 3}, 0, 48},
+        {"h1.bias", NNRT_PARAM, NNRT_F32, 1, {4}, 48, 16},
+        {"derived.sum", NNRT_DERIVED, NNRT_F32, 0, {0}, 64, 4},
+    };
+    nnrt_model_info info = {"prep", 1, 68, 0, 3, t, 0, NULL, 0, NULL, 0, NULL, test_prepare, 64};
+    float a[17], b[17] = {0};
+    for (int i = 0; i < 16; i++) a[i] = (float)i;
+    a[16] = -1;
+    nnrt_error err = {{0}};
+    const char *path = test_path("prep.safetensors");
+    CHECK_EQ(nnrt_save(&info, a, path, NNRT_KINDS_ALL, 0, NULL, NULL, &err), NNRT_OK);
+    prepare_calls = 0, prepare_status = NNRT_OK;
+    CHECK_EQ(nnrt_load(&info, b, path, NNRT_KINDS_WEIGHTS, 0, &err), NNRT_OK);
+    CHECK_EQ(prepare_calls, 1);
+    CHECK(b[16] == 240.0f); /* 2 * (0 + 1 + ... + 15) */
+    prepare_status = NNRT_ENONFINITE;
+    CHECK_EQ(nnrt_load(&info, b, path, NNRT_KINDS_WEIGHTS, 0, &err), NNRT_ENONFINITE);
+    CHECK(strstr(err.msg, "prep") != NULL);
+    /* no prepare entry: nothing is called */
+    info.prepare = NULL;
+    prepare_calls = 0;
+    CHECK_EQ(nnrt_load(&info, b, path, NNRT_KINDS_WEIGHTS, 0, &err), NNRT_OK);
+    CHECK_EQ(prepare_calls, 0);
+    remove(path);
+}
+
 int main(void) {
     test_tmpdir();
+    test_load_prepares();
     test_torch_batchnorm_counter();
     test_round_trip();
     test_mismatch();

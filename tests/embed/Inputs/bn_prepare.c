@@ -3,8 +3,9 @@
  * batchnorm folds into derived weights. Every infer is compared with the model computed
  * from the parameters and running statistics in the state (bn_reference.h): after init,
  * after each of three train steps (weights and statistics change), and after a checkpoint
- * is loaded into another context and bn_dense_prepare runs. Stale derived tensors make
- * infer follow the old weights: shown by an infer between the load and prepare. Writes the
+ * is loaded into another context (nnrt_load prepares), and after weights are copied into a
+ * state by hand and bn_dense_prepare runs. Stale derived tensors make infer follow the old
+ * weights: shown by an infer between the copy and prepare. Writes the
  * trained checkpoint to argv[1] (for the embedded-weights object). */
 #include "bn_dense.h"
 #include "bn_reference.h"
@@ -62,16 +63,30 @@ int main(int argc, char **argv) {
            derived, saved_derived, file.n == info->n_tensors - derived ? "yes" : "no");
     nnrt_st_free(&file);
 
-    /* another context with other weights loads the checkpoint */
+    /* another context with other weights loads the checkpoint: nnrt_load prepares */
     bn_dense other = {calloc(1, BN_DENSE_STATE_BYTES), malloc(BN_DENSE_WORK_BYTES)};
     rc = bn_dense_init(&other, 99);
     rc |= nnrt_load(info, other.state, argv[1], NNRT_KINDS_WEIGHTS, NNRT_KINDS_ALL & ~NNRT_KINDS_WEIGHTS, &err);
     rc |= bn_dense_infer(&other, N, x, z2);
-    printf("loaded, before prepare: %d, infer %s\n", rc, error(other.state, x, z2) < 1e-5 ? "current" : "stale");
-    rc = bn_dense_prepare(&other);
-    rc |= bn_dense_infer(&other, N, x, z2);
-    printf("loaded, after prepare: %d, infer %s, same as the trained context: %s\n", rc, ok(error(other.state, x, z2)),
+    printf("loaded: %d, infer %s, same as the trained context: %s\n", rc, ok(error(other.state, x, z2)),
            memcmp(z, z2, sizeof z) ? "no" : "yes");
+
+    /* weights copied into a state by hand are stale until bn_dense_prepare */
+    bn_dense third = {calloc(1, BN_DENSE_STATE_BYTES), malloc(BN_DENSE_WORK_BYTES)};
+    rc = bn_dense_init(&third, 7);
+    for (int i = 0; i < info->n_tensors; i++) {
+        const nnrt_tensor_info *t = &info->tensors[i];
+        if (t->kind == NNRT_PARAM || t->kind == NNRT_STATE)
+            memcpy((char *)third.state + t->offset, (const char *)m.state + t->offset, t->bytes);
+    }
+    rc |= bn_dense_infer(&third, N, x, z2);
+    printf("copied, before prepare: %d, infer %s\n", rc, error(third.state, x, z2) < 1e-5 ? "current" : "stale");
+    rc = bn_dense_prepare(&third);
+    rc |= bn_dense_infer(&third, N, x, z2);
+    printf("copied, after prepare: %d, infer %s, same as the trained context: %s\n", rc, ok(error(third.state, x, z2)),
+           memcmp(z, z2, sizeof z) ? "no" : "yes");
+    free(third.state);
+    free(third.work);
 
     bn_dense no_state = {NULL, m.work};
     printf("prepare(NULL): %d, NULL state: %d\n", bn_dense_prepare(NULL), bn_dense_prepare(&no_state));
