@@ -459,6 +459,42 @@ static void rule_lrn(Grad *g, const Node *n, Ref dy) {
     contribute(g, x, ir_transpose(f, dxt, inverse));
 }
 
+/* ws = lstm_seq(xw, w_hh), the LSTM over the sequence (ops.h): per step
+ * p_t = xw_t + h_{t-1} w_hh^T and ws_t = [h_t | c_t | i | f | g | o] from p_t. The reverse time
+ * loop is the lstm_seq_grad kernel, which gives dG = d loss/d p (every step at once):
+ *   d xw   = dG
+ *   d w_hh = sum_t dG_t^T h_{t-1} = dG^T Hprev  with dG as [B*T, 4H] and
+ *            Hprev = concat(0 [B, 1, H], h[:, 0:T-1]) as [B*T, H]  (h_{-1} = 0; nothing at T = 1)
+ * When the adjoint of ws is the gradient of its h part alone (the slice the layer outputs:
+ * concat(dh, zeros) along the last axis), the kernel takes dh [B, T, H] directly. */
+static void rule_lstm_seq(Grad *g, int i, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref xw = n->in[0], w = n->in[1];
+    Shape ws = n->shape;
+    int64_t B = ws.dim[0], T = ws.dim[1], H = ws.dim[2] / 6;
+    const Node *dn = node(g, dy);
+    double zero;
+    if (dn->op == OP_concat && dn->nin == 2 && dn->attr.axis == 2 && node(g, dn->in[0])->shape.dim[2] == H &&
+        splat_const(f, dn->in[1], &zero) && zero == 0)
+        dy = dn->in[0];
+    Ref in[3] = {i, w, dy};
+    Ref dxw = ir_node(f, OP_lstm_seq_grad, n->dtype, node(g, xw)->shape, 3, in, NULL);
+    contribute(g, xw, dxw);
+    if (!g->needs[w] || T < 2) return;
+    Shape hs = ws;
+    hs.dim[1] = T - 1;
+    hs.dim[2] = H;
+    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
+    Ref parts[2] = {REF_NONE, ir_slice(f, i, start, step, hs)};   /* h_0 .. h_{T-2} */
+    Shape z = hs;
+    z.dim[1] = 1;
+    parts[0] = ir_const(f, n->dtype, z, 0.0);
+    Ref hprev = ir_concat(f, 2, parts, 1);
+    Shape g2 = {.rank = 2, .dim = {B * T, 4 * H}, .batch_mask = ws.batch_mask & 1};
+    Shape h2 = {.rank = 2, .dim = {B * T, H}, .batch_mask = ws.batch_mask & 1};
+    contribute(g, w, ir_matmul(f, ir_reshape(f, dxw, g2), ir_reshape(f, hprev, h2), true, false));
+}
+
 /* ---------------------------------------------------------------- the rules */
 
 /* Applies the rule of forward node i, whose adjoint is dy. Returns false for an op with
@@ -629,6 +665,7 @@ static bool grad_rule(Grad *g, int i, Ref dy) {
     case OP_avgpool2d: rule_avgpool2d(g, n, dy); return true;
     case OP_upsample2d: rule_upsample2d(g, n, dy); return true;
     case OP_lrn: rule_lrn(g, n, dy); return true;
+    case OP_lstm_seq: rule_lstm_seq(g, i, n, dy); return true;
     default:
         fprintf(stderr, "nnc: internal error: grad: no gradient rule for op '%s' (%%%d)\n",
                 op_info[op].name, i);

@@ -1422,6 +1422,121 @@ static int eval_lrn(Run *r, const Node *n, ITensor *out) {
     return 0;
 }
 
+/* ================================================================ the LSTM over a sequence */
+
+/* A value as compiled code keeps it in memory: rounded to float for f32 nodes in f32 mode.
+ * The recurrences below read back what they wrote (h_{t-1}, c_{t-1}, dG_{t+1}, the carried
+ * dc f), so f32 runs round there as compiled code does, not only the node's result. */
+static double as_stored(const Run *r, DType dt, double x) {
+    return dt == DT_F32 && !r->in->f64 ? (double)(float)x : x;
+}
+
+/* The operands of lstm_seq and lstm_seq_grad: seq [B, T, width] (xw or ws), w_hh [4H, H], and
+ * the result [B, T, out_width]; width and out_width in units of H. Sets B, T, H. */
+static int lstm_operands(Run *r, const Node *n, const ITensor *out, int64_t width, int64_t out_width,
+                         int64_t *B, int64_t *T, int64_t *H) {
+    const ITensor *seq = input(r, n, 0), *w = input(r, n, 1);
+    int rc = need_float_inputs(r, n, out);
+    if (rc) return rc;
+    if (w->rank != 2 || w->dim[0] != 4 * w->dim[1])
+        return fail(r, NNRT_EARG, "w_hh must be [4H, H]");
+    *H = w->dim[1];
+    if (seq->rank != 3 || seq->dim[2] != width * *H)
+        return fail(r, NNRT_EARG, "input 0 must be [B, T, %lld]", (long long)(width * *H));
+    *B = seq->dim[0];
+    *T = seq->dim[1];
+    if (out->rank != 3 || out->dim[0] != *B || out->dim[1] != *T || out->dim[2] != out_width * *H)
+        return fail(r, NNRT_EARG, "the result must be [%lld, %lld, %lld]", (long long)*B,
+                    (long long)*T, (long long)(out_width * *H));
+    return 0;
+}
+
+/* lstm_seq (xw, w_hh) -> ws: for t = 0..T-1, p = xw[b,t] + h_{t-1} w_hh^T (sums in double),
+ *   i, f, o = sigmoid(p_i, p_f, p_o), g = tanh(p_g), c = f c_{t-1} + i g, h = o tanh(c),
+ *   ws[b,t] = [h | c | i | f | g | o],  h_{-1} = c_{-1} = 0. */
+static int eval_lstm_seq(Run *r, const Node *n, ITensor *out) {
+    const ITensor *xw = input(r, n, 0), *w = input(r, n, 1);
+    int64_t B, T, H;
+    int rc = lstm_operands(r, n, out, 4, 6, &B, &T, &H);
+    if (rc) return rc;
+    DType dt = out->dtype;
+    double *p = malloc((size_t)(4 * H + 1) * sizeof *p);
+    if (!p) return fail(r, NNRT_ENOMEM, "out of memory");
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const double *x = xw->data + (b * T + t) * 4 * H;
+            const double *prev = t ? out->data + (b * T + t - 1) * 6 * H : NULL; /* [h | c ...] */
+            double *ws = out->data + (b * T + t) * 6 * H;
+            for (int64_t j = 0; j < 4 * H; j++) {
+                double acc = 0;
+                for (int64_t k = 0; prev && k < H; k++) acc += prev[k] * w->data[j * H + k];
+                p[j] = x[j] + acc;
+            }
+            for (int64_t j = 0; j < H; j++) {
+                double i = as_stored(r, dt, sigmoid(p[j])), f = as_stored(r, dt, sigmoid(p[H + j]));
+                double g = as_stored(r, dt, tanh(p[2 * H + j])), o = as_stored(r, dt, sigmoid(p[3 * H + j]));
+                double c = as_stored(r, dt, f * (prev ? prev[H + j] : 0) + i * g);
+                ws[j] = as_stored(r, dt, o * tanh(c));
+                ws[H + j] = c;
+                ws[2 * H + j] = i;
+                ws[3 * H + j] = f;
+                ws[4 * H + j] = g;
+                ws[5 * H + j] = o;
+            }
+        }
+    free(p);
+    return 0;
+}
+
+/* lstm_seq_grad (ws, w_hh, d) -> dG = d loss/d xw, the reverse of lstm_seq's time loop (c_t, h_t,
+ * i, f, g, o read from ws; d the gradient of ws, or of its h part alone). For t = T-1..0:
+ *   dh = d.h[t] + dG_{t+1} w_hh                       (dG_T = 0)
+ *   dc = d.c[t] + dh o (1 - tanh(c_t)^2) + carry      (carry = dc_{t+1} f_{t+1}, 0 at T-1)
+ *   do = dh tanh(c_t) + d.o[t],  di = dc g + d.i[t],  dg = dc i + d.g[t],  df = dc c_{t-1} + d.f[t]
+ *   dG_t = [di i (1 - i), df f (1 - f), dg (1 - g^2), do o (1 - o)],  carry = dc f. */
+static int eval_lstm_seq_grad(Run *r, const Node *n, ITensor *out) {
+    const ITensor *ws = input(r, n, 0), *w = input(r, n, 1), *d = input(r, n, 2);
+    int64_t B, T, H;
+    int rc = lstm_operands(r, n, out, 6, 4, &B, &T, &H);
+    if (rc) return rc;
+    if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 6 * H && d->dim[2] != H))
+        return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B,
+                    (long long)T, (long long)(6 * H), (long long)B, (long long)T, (long long)H);
+    DType dt = out->dtype;
+    int64_t D = d->dim[2];
+    double *carry = calloc((size_t)(H + 1), sizeof *carry);
+    if (!carry) return fail(r, NNRT_ENOMEM, "out of memory");
+    for (int64_t b = 0; b < B; b++) {
+        memset(carry, 0, (size_t)H * sizeof *carry);
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const double *row = ws->data + (b * T + t) * 6 * H, *dr = d->data + (b * T + t) * D;
+            const double *next = t + 1 < T ? out->data + (b * T + t + 1) * 4 * H : NULL; /* dG_{t+1} */
+            double *dG = out->data + (b * T + t) * 4 * H;
+            for (int64_t j = 0; j < H; j++) {
+                double acc = 0;
+                for (int64_t k = 0; next && k < 4 * H; k++) acc += next[k] * w->data[k * H + j];
+                double c = row[H + j], i = row[2 * H + j], f = row[3 * H + j];
+                double g = row[4 * H + j], o = row[5 * H + j];
+                double c_prev = t ? ws->data[(b * T + t - 1) * 6 * H + H + j] : 0;
+                double tc = tanh(c);
+                double dh = dr[j] + acc;
+                double dc = (D > H ? dr[H + j] : 0) + dh * o * (1 - tc * tc) + carry[j];
+                double d_o = dh * tc + (D > H ? dr[5 * H + j] : 0);
+                double di = dc * g + (D > H ? dr[2 * H + j] : 0);
+                double dg = dc * i + (D > H ? dr[4 * H + j] : 0);
+                double df = dc * c_prev + (D > H ? dr[3 * H + j] : 0);
+                dG[j] = as_stored(r, dt, di * i * (1 - i));
+                dG[H + j] = as_stored(r, dt, df * f * (1 - f));
+                dG[2 * H + j] = as_stored(r, dt, dg * (1 - g * g));
+                dG[3 * H + j] = as_stored(r, dt, d_o * o * (1 - o));
+                carry[j] = as_stored(r, dt, dc * f);
+            }
+        }
+    }
+    free(carry);
+    return 0;
+}
+
 /* ================================================================ effects */
 
 /* store: module tensor attr.tensor = x; later `tensor` reads in this run see the new value.
@@ -1494,6 +1609,8 @@ static int eval_node(Run *r, const Node *n, ITensor *out) {
     case OP_avgpool2d: return eval_avgpool2d(r, n, out);
     case OP_upsample2d: return eval_upsample2d(r, n, out);
     case OP_lrn: return eval_lrn(r, n, out);
+    case OP_lstm_seq: return eval_lstm_seq(r, n, out);
+    case OP_lstm_seq_grad: return eval_lstm_seq_grad(r, n, out);
     case OP_store: return eval_store(r, n, out);
     default: return unsupported(r, n);
     }

@@ -1674,6 +1674,131 @@ static void emit_lrn(Cg *cg, Ref v) {
     loop_end(cg, &ln);
 }
 
+/* ---- the LSTM over a sequence (lstm_seq, lstm_seq_grad; ops.h has the formulas) */
+
+/* C[M, N] = op(A) op(B) + beta C through nnrt_sgemm, with run-time M (the batch) and leading
+ * dimensions that step over the time axis of [B, T, ...] tensors. */
+static void lstm_sgemm(Cg *cg, bool tb, LLVMValueRef M, int64_t N, int64_t K, LLVMValueRef a, int64_t lda,
+                       LLVMValueRef b, int64_t ldb, LLVMValueRef c, int64_t ldc) {
+    LLVMValueRef args[] = {i32c(cg, 0), i32c(cg, tb), to_i32(cg, M), i32c(cg, N), i32c(cg, K),
+                           LLVMConstReal(cg->t_f32, 1), a, i32c(cg, lda), b, i32c(cg, ldb),
+                           LLVMConstReal(cg->t_f32, 0), c, i32c(cg, ldc)};
+    runtime_call(cg, RT_SGEMM, args, 13);
+}
+
+static void zero_floats(Cg *cg, LLVMValueRef p, LLVMValueRef count, const char *name) {
+    Loop l = loop_begin(cg, count, name);
+    store_at(cg, DT_F32, LLVMConstReal(cg->t_f32, 0), p, l.iv);
+    loop_end(cg, &l);
+}
+
+/* ws = lstm_seq(xw, w_hh), one step at a time:
+ *   p = h_{t-1} w_hh^T            one sgemm into scratch [B, 4H]; h_{t-1} is read in place
+ *                                 from ws (leading dimension T*6H); skipped at t = 0 (p = 0)
+ *   then per (b, j < H) one loop: the four gates of xw[b, t] + p, c and h, into ws[b, t]. */
+static void emit_lstm_seq(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports lstm_seq of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 6;
+    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0);
+    LLVMValueRef xw = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), ws = node_ptr(cg, v);
+    LLVMValueRef p = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    Attr none = {0};
+    zero_floats(cg, p, mul64(cg, B, i64c(cg, 4 * H)), "lstm_p0");
+    Loop lt = loop_begin(cg, i64c(cg, T), "lstm_t");
+    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, has_prev);
+    lstm_sgemm(cg, true, B, 4 * H, H, f32_ptr(cg, ws, mul64(cg, tprev, i64c(cg, 6 * H))), T * 6 * H, w, H, p, 4 * H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "lstm_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
+    LLVMValueRef row = mul64(cg, bt, i64c(cg, 6 * H)), xrow = mul64(cg, bt, i64c(cg, 4 * H));
+    LLVMValueRef prow = mul64(cg, lb.iv, i64c(cg, 4 * H));
+    LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
+    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
+    LLVMValueRef j = lj.iv, gate[4];
+    for (int k = 0; k < 4; k++) {
+        LLVMValueRef at = add64(cg, j, i64c(cg, k * H));
+        LLVMValueRef pre = f_add(cg, load_at(cg, DT_F32, xw, add64(cg, xrow, at)), load_at(cg, DT_F32, p, add64(cg, prow, at)));
+        gate[k] = activation(cg, k == 2 ? OP_tanh : OP_sigmoid, &none, DT_F32, pre);
+    }
+    LLVMValueRef c_prev = sel(cg, has_prev, load_at(cg, DT_F32, ws, add64(cg, crow, j)), zero);
+    LLVMValueRef c = f_add(cg, f_mul(cg, gate[1], c_prev), f_mul(cg, gate[0], gate[2]));
+    LLVMValueRef h = f_mul(cg, gate[3], activation(cg, OP_tanh, &none, DT_F32, c));
+    LLVMValueRef parts[6] = {h, c, gate[0], gate[1], gate[2], gate[3]};
+    for (int k = 0; k < 6; k++) store_at(cg, DT_F32, parts[k], ws, add64(cg, row, add64(cg, j, i64c(cg, k * H))));
+    loop_end(cg, &lj);
+    loop_end(cg, &lb);
+    loop_end(cg, &lt);
+}
+
+/* dG = lstm_seq_grad(ws, w_hh, d), backwards in time:
+ *   q = dG_{t+1} w_hh             one sgemm into scratch [B, H]; dG_{t+1} is read in place from
+ *                                 the result (leading dimension T*4H); skipped at T-1 (q = 0)
+ *   then per (b, j < H) one loop: dh, dc (plus the carry dc_{t+1} f_{t+1}, kept in scratch),
+ *   the four gate gradients into dG[b, t], and the next carry dc f. d is [B, T, 6H] or its h
+ *   part [B, T, H] (the other parts zero: not read). */
+static void emit_lstm_seq_grad(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports lstm_seq_grad of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 4, D = in_node(cg, n, 2)->shape.dim[2];
+    bool full = D == 6 * H;
+    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
+    LLVMValueRef ws = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), d = node_ptr(cg, n->in[2]);
+    LLVMValueRef dG = node_ptr(cg, v);
+    int64_t max_rows = shape_dim(&n->shape, 0, cg->m->max_batch);
+    LLVMValueRef q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    LLVMValueRef carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
+    Attr none = {0};
+    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "lstm_q0");
+    zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "lstm_carry0");
+    Loop lk = loop_begin(cg, i64c(cg, T), "lstm_t");
+    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
+    LLVMValueRef has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
+    lstm_sgemm(cg, false, B, H, 4 * H, f32_ptr(cg, dG, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, 4 * H))), T * 4 * H,
+               w, H, q, H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "lstm_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
+    LLVMValueRef row = mul64(cg, bt, i64c(cg, 6 * H)), drow = mul64(cg, bt, i64c(cg, D));
+    LLVMValueRef grow = mul64(cg, bt, i64c(cg, 4 * H)), srow = mul64(cg, lb.iv, i64c(cg, H));
+    LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
+    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
+    LLVMValueRef j = lj.iv, s = add64(cg, srow, j), part[6], dpart[6];
+    for (int k = 1; k < 6; k++) part[k] = load_at(cg, DT_F32, ws, add64(cg, row, add64(cg, j, i64c(cg, k * H))));
+    for (int k = 1; k < 6; k++) dpart[k] = full ? load_at(cg, DT_F32, d, add64(cg, drow, add64(cg, j, i64c(cg, k * H)))) : NULL;
+    LLVMValueRef c = part[1], i = part[2], f = part[3], g = part[4], o = part[5];
+    LLVMValueRef c_prev = sel(cg, has_prev, load_at(cg, DT_F32, ws, add64(cg, crow, j)), zero);
+    LLVMValueRef tc = activation(cg, OP_tanh, &none, DT_F32, c);
+    LLVMValueRef dh = f_add(cg, load_at(cg, DT_F32, d, add64(cg, drow, j)), load_at(cg, DT_F32, q, s));
+    LLVMValueRef dc = f_mul(cg, f_mul(cg, dh, o), f_sub(cg, one, f_mul(cg, tc, tc)));
+    if (full) dc = f_add(cg, dpart[1], dc);
+    dc = f_add(cg, dc, load_at(cg, DT_F32, carry, s));
+    LLVMValueRef d_o = f_mul(cg, dh, tc), di = f_mul(cg, dc, g), dg = f_mul(cg, dc, i), df = f_mul(cg, dc, c_prev);
+    if (full) {
+        di = f_add(cg, di, dpart[2]);
+        df = f_add(cg, df, dpart[3]);
+        dg = f_add(cg, dg, dpart[4]);
+        d_o = f_add(cg, d_o, dpart[5]);
+    }
+    LLVMValueRef grads[4] = {f_mul(cg, f_mul(cg, di, i), f_sub(cg, one, i)), f_mul(cg, f_mul(cg, df, f), f_sub(cg, one, f)),
+                             f_mul(cg, dg, f_sub(cg, one, f_mul(cg, g, g))), f_mul(cg, f_mul(cg, d_o, o), f_sub(cg, one, o))};
+    for (int k = 0; k < 4; k++) store_at(cg, DT_F32, grads[k], dG, add64(cg, grow, add64(cg, j, i64c(cg, k * H))));
+    store_at(cg, DT_F32, f_mul(cg, dc, f), carry, s);
+    loop_end(cg, &lj);
+    loop_end(cg, &lb);
+    loop_end(cg, &lk);
+}
+
 /* Emits the computation of materialized node v into node_ptr(cg, v). */
 static void emit_node(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
@@ -1703,6 +1828,8 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_maxpool2d_grad: emit_pool(cg, v); break;
     case OP_upsample2d: emit_upsample(cg, v); break;
     case OP_lrn: emit_lrn(cg, v); break;
+    case OP_lstm_seq: emit_lstm_seq(cg, v); break;
+    case OP_lstm_seq_grad: emit_lstm_seq_grad(cg, v); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
             emit_elementwise(cg, v);

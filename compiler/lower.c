@@ -1118,9 +1118,11 @@ static Value bi_batchnorm(Sema *s, Call *c) {
 
 typedef enum Cell { CELL_RNN, CELL_LSTM, CELL_GRU } Cell;
 
-/* rnn/lstm/gru over x [batch, T, F], batch-first, unrolled over the static T; returns every
- * hidden state of the last layer [batch, T, H]. PyTorch's parameter names and gate order
- * (LSTM i, f, g, o; GRU r, z, n with n = tanh(W_in x + b_in + r*(W_hn h + b_hn))). */
+/* rnn/lstm/gru over x [batch, T, F], batch-first; returns every hidden state of the last
+ * layer [batch, T, H]. PyTorch's parameter names and gate order (LSTM i, f, g, o; GRU r, z, n
+ * with n = tanh(W_in x + b_in + r*(W_hn h + b_hn))). Per layer, the input projection of every
+ * step is one matmul; then the LSTM is one lstm_seq op (its time loop is a kernel), while rnn
+ * and gru are unrolled over the static T in primitives. */
 static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t layers, Op act) {
     const Value *x = &c->arg[0];
     if (!rank_check(s, c, 0, 3, 3, "a sequence [batch, T, features]")) return value_error();
@@ -1136,7 +1138,7 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
         return value_error();
     }
     int64_t T = x->shape.dim[1], H = hidden, G = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
-    if (T > 4096) {
+    if (T > 4096 && cell != CELL_LSTM) {
         sema_error(s, c->arg_loc[0], "%s: %lld time steps are too many to unroll (at most 4096)",
                    c->builtin->name, (long long)T);
         return value_error();
@@ -1161,7 +1163,18 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
         /* the input projection of every step at once: [batch, T, G*H] */
         Ref xw = add(s, ir_matmul(F, seq, wih.ref, false, true), bih.ref);
         if (cell != CELL_GRU) xw = add(s, xw, bhh.ref); /* b_hh joins every step's sum */
-        Ref h = REF_NONE, cstate = REF_NONE;
+        int64_t m = T * G * H * (in + H);
+        macs += m;
+        flops += 2 * m + T * H * (cell == CELL_LSTM ? 36 : cell == CELL_GRU ? 25 : 7);
+        if (cell == CELL_LSTM) {
+            /* one op runs the time loop: row (b, t) of ws is [h | c | i | f | g | o] */
+            Shape ws = *shape_of(s, xw);
+            ws.dim[2] = 6 * H;
+            Ref in[2] = {xw, whh.ref};
+            seq = slice_axis(s, ir_node(F, OP_lstm_seq, DT_F32, ws, 2, in, NULL), 2, 0, H);
+            continue;
+        }
+        Ref h = REF_NONE;
         Ref *steps = arena_alloc(sema_arena(s), (size_t)T * sizeof *steps);
         for (int64_t t = 0; t < T; t++) {
             Ref xt = slice_axis(s, xw, 1, t, 1);
@@ -1169,15 +1182,6 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
             if (cell == CELL_RNN) {
                 Ref pre = h == REF_NONE ? xt : add(s, xt, ir_matmul(F, h, whh.ref, false, true));
                 h = unary(s, act, pre);
-            } else if (cell == CELL_LSTM) {
-                Ref g = h == REF_NONE ? xt : add(s, xt, ir_matmul(F, h, whh.ref, false, true));
-                Ref ig = unary(s, OP_sigmoid, slice_axis(s, g, 1, 0, H));
-                Ref fg = unary(s, OP_sigmoid, slice_axis(s, g, 1, H, H));
-                Ref gg = unary(s, OP_tanh, slice_axis(s, g, 1, 2 * H, H));
-                Ref og = unary(s, OP_sigmoid, slice_axis(s, g, 1, 3 * H, H));
-                Ref ic = mul(s, ig, gg);
-                cstate = cstate == REF_NONE ? ic : add(s, mul(s, fg, cstate), ic);
-                h = mul(s, og, unary(s, OP_tanh, cstate));
             } else {
                 Ref gh = h == REF_NONE ? bhh.ref
                                        : add(s, ir_matmul(F, h, whh.ref, false, true), bhh.ref);
@@ -1195,9 +1199,6 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
             steps[t] = ir_reshape(F, h, shape_insert(shape_of(s, h), 1, 1)); /* [batch, 1, H] */
         }
         seq = ir_concat(F, (int)T, steps, 1);
-        int64_t m = T * G * H * (in + H);
-        macs += m;
-        flops += 2 * m + T * H * (cell == CELL_LSTM ? 36 : cell == CELL_GRU ? 25 : 7);
     }
     Value v = tv(s, seq);
     sema_layer(s, c, c->builtin->name, v.shape, macs, flops);

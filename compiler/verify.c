@@ -233,6 +233,36 @@ static void check_lrn(Verifier *v, int id, const Node *n) {
     if (n->attr.perm[0] < 1) fail(v, id, "size=%d out of range", n->attr.perm[0]);
 }
 
+/* lstm_seq (xw[B,T,4H], w_hh[4H,H]) -> [B,T,6H] and lstm_seq_grad (ws[B,T,6H], w_hh,
+ * d[B,T,6H] or d[B,T,H]) -> [B,T,4H]: float operands of the node's dtype, B (which may carry
+ * the batch) and T shared, T static. */
+static void check_lstm(Verifier *v, int id, const Node *n) {
+    const Func *f = v->f;
+    const Shape *seq = in_shape(f, n, 0), *w = in_shape(f, n, 1);
+    if (n->dtype == DT_I32) fail(v, id, "must be f32 or f64");
+    for (int i = 0; i < n->nin; i++)
+        if (f->nodes[n->in[i]].dtype != n->dtype) fail(v, id, "input %d dtype differs", i);
+    if (w->rank != 2 || w->batch_mask || w->dim[0] != 4 * w->dim[1]) {
+        fail(v, id, "w_hh must be [4H, H]");
+        return;
+    }
+    int64_t H = w->dim[1];
+    int64_t width = n->op == OP_lstm_seq ? 4 * H : 6 * H, out = n->op == OP_lstm_seq ? 6 * H : 4 * H;
+    if (seq->rank != 3 || seq->dim[2] != width || (seq->batch_mask & ~1u)) {
+        fail(v, id, "input 0 must be [B, T, %lld] with the batch, if any, on axis 0", (long long)width);
+        return;
+    }
+    if (n->shape.rank != 3 || n->shape.batch_mask != seq->batch_mask || n->shape.dim[0] != seq->dim[0] ||
+        n->shape.dim[1] != seq->dim[1] || n->shape.dim[2] != out)
+        fail(v, id, "node shape must be [B, T, %lld] with input 0's B and T", (long long)out);
+    if (n->op == OP_lstm_seq_grad) {
+        const Shape *d = in_shape(f, n, 2);
+        if (d->rank != 3 || d->batch_mask != seq->batch_mask || d->dim[0] != seq->dim[0] ||
+            d->dim[1] != seq->dim[1] || (d->dim[2] != 6 * H && d->dim[2] != H))
+            fail(v, id, "input 2 must be [B, T, 6H] or [B, T, H] with input 0's B and T");
+    }
+}
+
 static void check_node(Verifier *v, int id) {
     const Func *f = v->f;
     const Node *n = &f->nodes[id];
@@ -361,6 +391,8 @@ static void check_node(Verifier *v, int id) {
     case OP_gather:
         if (f->nodes[n->in[1]].dtype != DT_I32) fail(v, id, "indices must be i32");
         break;
+    case OP_lstm_seq:
+    case OP_lstm_seq_grad: check_lstm(v, id, n); break;
     case OP_softmax:
     case OP_log_softmax:
     case OP_softmax_grad:

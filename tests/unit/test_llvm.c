@@ -812,6 +812,36 @@ static void test_spatial(void) {
     run_spatial_case(c);
 }
 
+/* ---------------------------------------------------------------- the LSTM over a sequence */
+
+/* lstm_seq alone, then lstm_seq_grad of its result with a full d [B, T, 6H] and with the h
+ * part alone [B, T, H], and lstm_seq_grad of an arbitrary ws (the op is defined for any
+ * values); T = 1 has no recurrent product at all. The batch axis is B, or B is static. */
+static void test_lstm(void) {
+    static const struct {
+        int64_t T, H;
+        bool batch;
+    } cases[] = {{1, 3, true}, {4, 5, true}, {7, 2, true}, {3, 4, false}, {2, 16, true}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t T = cases[k].T, H = cases[k].H, B = cases[k].batch ? 1 : 2;
+        uint8_t mask = cases[k].batch ? 1 : 0;
+        char name[96];
+        snprintf(name, sizeof name, "lstm_seq T=%lld H=%lld%s", (long long)T, (long long)H,
+                 cases[k].batch ? "" : " static B");
+        Case *c = case_new(name, "infer");
+        Ref in[3] = {farg(c, shp(3, B, T, 4 * H, mask)), arg(c, DT_F32, shp(2, 4 * H, H, 0, 0), -1, 1), REF_NONE};
+        Ref ws = node(c, OP_lstm_seq, DT_F32, shp(3, B, T, 6 * H, mask), 2, in, NULL);
+        out(c, ws);
+        Ref g[3] = {ws, in[1], arg(c, DT_F32, shp(3, B, T, 6 * H, mask), -1, 1)};
+        out(c, node(c, OP_lstm_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        g[2] = farg(c, shp(3, B, T, H, mask));
+        out(c, node(c, OP_lstm_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        g[0] = arg(c, DT_F32, shp(3, B, T, 6 * H, mask), -1, 1);
+        out(c, node(c, OP_lstm_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        run_case(c);
+    }
+}
+
 /* ---------------------------------------------------------------- whole models */
 
 /* Runs function f on both backends with the same random arguments at batch n; compares the
@@ -935,7 +965,8 @@ static void test_op_coverage(void) {
         OP_mean, OP_max, OP_argmax, OP_matmul, OP_reshape, OP_transpose, OP_broadcast, OP_slice,
         OP_concat, OP_gather, OP_scatter_add, OP_softmax, OP_log_softmax, OP_softmax_grad,
         OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store, OP_conv2d, OP_maxpool2d,
-        OP_avgpool2d, OP_upsample2d, OP_lrn, OP_conv2d_grad_input, OP_conv2d_grad_weight, OP_maxpool2d_grad};
+        OP_avgpool2d, OP_upsample2d, OP_lrn, OP_conv2d_grad_input, OP_conv2d_grad_weight, OP_maxpool2d_grad,
+        OP_lstm_seq, OP_lstm_seq_grad};
     bool seen[OP_COUNT] = {0};
     for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) seen[covered[i]] = true;
     for (int op = 0; op < OP_COUNT; op++)
@@ -964,6 +995,10 @@ int main(void) {
     for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) test_example(examples[i], 3, 0);
     /* the interpreter's convolutions are plain loops: small batches */
     test_example("examples/fashion_cnn.nn", 2, 4);
+    /* the LSTM through lowering: two layers, and one step (no recurrence) */
+    test_example("tests/ref/lstm_layers/model.nn", 3, 0);
+    test_example("tests/gradcheck/layer-lstm-steps1.nn", 3, 0);
+    test_lstm();
     test_op_coverage();
     fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
     return check_done();
