@@ -83,10 +83,6 @@ int bench_model_open(BenchModel *bm, const char *path) {
     if (driver_load(path, &opts, &j->dr)) return 1;
     j->m = driver_pick_model(&j->dr, NULL);
     if (!j->m) return 1;
-    if (!exec_jit_available()) {
-        fprintf(stderr, "harness: this build has no JIT\n");
-        return 1;
-    }
     if (exec_open(&j->exec, j->m, false, 0, NULL)) { /* every function, as nnc compile */
         fprintf(stderr, "harness: %s: JIT compilation failed\n", path);
         return 1;
