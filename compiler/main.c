@@ -36,14 +36,41 @@ static void print_usage(FILE *out) {
 
 /* Debian's OpenBLAS does not recognise some AVX-512 CPUs and falls back to its AVX2 kernels
  * unless OPENBLAS_CORETYPE is set before the library loads; it is loaded before main runs, so
- * set the variable and start again (once: the variable is then set). NNC_NO_REEXEC=1 opts out. */
+ * set the variable and start again (once: NNRT_BLAS_REEXEC marks the second start).
+ * NNC_NO_REEXEC=1 opts out; NNC_BLAS_CORETYPE=NAME forces a kernel set. */
 static void select_blas_kernels(char **argv) {
     const char *name = NULL;
     const char *opt_out = getenv("NNC_NO_REEXEC");
     if ((opt_out && *opt_out == '1') || !nnrt_blas_wants_coretype(&name) || !name) return;
+    const char *before = getenv("OPENBLAS_CORETYPE");
+    if (before) setenv("NNC_OPENBLAS_CORETYPE_WAS", before, 1);
     setenv("OPENBLAS_CORETYPE", name, 1);
+    setenv("NNRT_BLAS_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the kernels we have */
+    if (before) setenv("OPENBLAS_CORETYPE", before, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("NNRT_BLAS_REEXEC");
+    unsetenv("NNC_OPENBLAS_CORETYPE_WAS");
+}
+
+/* How the kernel set in use was chosen, for --version. */
+static void print_blas_choice(void) {
+    const char *was = getenv("NNC_OPENBLAS_CORETYPE_WAS"), *forced = getenv("NNC_BLAS_CORETYPE");
+    const char *again = getenv("NNRT_BLAS_REEXEC");
+    printf("BLAS kernels: %s", nnrt_blas_core());
+    if (again && *again == '1') {
+        if (forced && *forced)
+            printf(" (NNC_BLAS_CORETYPE)");
+        else if (was)
+            printf(" (chosen by nnc for this AVX-512 CPU; OPENBLAS_CORETYPE was %s)", was);
+        else
+            printf(" (chosen by nnc for this AVX-512 CPU)");
+    } else if (getenv("OPENBLAS_CORETYPE"))
+        printf(" (OPENBLAS_CORETYPE)");
+    else
+        printf(" (chosen by OpenBLAS)");
+    printf("\n");
 }
 
 int main(int argc, char **argv) {
@@ -59,6 +86,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(name, "--version")) {
         printf("nnc 0.1 (LLVM 19)\nBLAS: %s\n", nnrt_blas_info());
+        print_blas_choice();
         return 0;
     }
     const char *names[sizeof commands / sizeof commands[0]];

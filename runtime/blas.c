@@ -7,6 +7,8 @@
  * library is loaded, so the nnc driver re-executes itself with it set. On CPUs OpenBLAS
  * already handles (e.g. Intel Xeons with AVX-512, where it picks SkylakeX itself) there is
  * nothing to gain, so nnrt_blas_wants_coretype also checks the core actually chosen.
+ * An OPENBLAS_CORETYPE already in the environment that names an AVX2 set on an AVX-512 CPU
+ * (the same fallback, chosen for the machine rather than by OpenBLAS) is overridden too.
  */
 #include "nnrt_internal.h"
 
@@ -41,11 +43,20 @@ static int cpu_has_avx512(void) {
 #endif
 }
 
+/* The AVX-512 kernel set to ask for, or NULL. A variable the environment already has does
+ * not stop it: a machine-wide OPENBLAS_CORETYPE naming an AVX2 set (as some images set for
+ * CPUs OpenBLAS does not know) would leave half the FMA width unused; NNC_BLAS_CORETYPE is
+ * the way to force a kernel set on purpose. NNRT_BLAS_REEXEC marks a process that was
+ * started again with the variable set, so it never asks twice, even if OpenBLAS ignored it. */
 int nnrt_blas_wants_coretype(const char **name) {
     const char *want = NULL;
-    if (!getenv("OPENBLAS_CORETYPE") && cpu_has_avx512() &&
-        !core_has_avx512(openblas_get_corename()))
+    const char *forced = getenv("NNC_BLAS_CORETYPE"), *again = getenv("NNRT_BLAS_REEXEC");
+    const char *have = getenv("OPENBLAS_CORETYPE");
+    if (forced && *forced) {
+        if (!have || strcasecmp(have, forced)) want = forced;
+    } else if (cpu_has_avx512() && !core_has_avx512(openblas_get_corename()))
         want = "SkylakeX";
+    if (again && *again == '1') want = NULL;
     if (name) *name = want;
     return want != NULL;
 }

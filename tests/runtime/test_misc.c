@@ -52,21 +52,31 @@ static void test_blas(void) {
     /* The configuration string names the kernel set in use (DYNAMIC_ARCH builds). */
     if (info && core) CHECK(strstr(info, core) != NULL);
 
+    unsetenv("NNC_BLAS_CORETYPE");
+    unsetenv("NNRT_BLAS_REEXEC");
     const char *name = "unset";
     int want = nnrt_blas_wants_coretype(&name);
     CHECK(want == 0 || want == 1);
     CHECK(want ? name && !strcmp(name, "SkylakeX") : name == NULL);
-    if (want) {
-        /* only when the CPU has AVX-512 and OpenBLAS picked something else */
-        CHECK(strcasecmp(core, "SkylakeX") != 0);
-        CHECK(getenv("OPENBLAS_CORETYPE") == NULL);
-    }
-    /* Once the variable is set (as the re-executed driver has it), never again. */
+    /* only when OpenBLAS picked a kernel set without AVX-512 */
+    if (want) CHECK(strcasecmp(core, "SkylakeX") != 0);
+    /* An OPENBLAS_CORETYPE in the environment does not change the answer (it may name the
+     * AVX2 fallback), but the re-executed process never asks again. */
     setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    CHECK_EQ(nnrt_blas_wants_coretype(NULL), want);
+    setenv("NNRT_BLAS_REEXEC", "1", 1);
     name = "unset";
     CHECK_EQ(nnrt_blas_wants_coretype(&name), 0);
     CHECK(name == NULL);
+    unsetenv("NNRT_BLAS_REEXEC");
+    /* NNC_BLAS_CORETYPE forces a set, unless the environment already has it. */
+    setenv("NNC_BLAS_CORETYPE", "Zen", 1);
+    name = NULL;
+    CHECK_EQ(nnrt_blas_wants_coretype(&name), 1);
+    CHECK(name && !strcmp(name, "Zen"));
+    setenv("OPENBLAS_CORETYPE", "zen", 1);
     CHECK_EQ(nnrt_blas_wants_coretype(NULL), 0);
+    unsetenv("NNC_BLAS_CORETYPE");
     unsetenv("OPENBLAS_CORETYPE");
     printf("blas: %s (core %s), wants coretype: %s\n", info, core, want ? "SkylakeX" : "no");
 }
