@@ -474,9 +474,89 @@ static LLVMValueRef f_gt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 static LLVMValueRef f_lt(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFCmp(cg->b, LLVMRealOLT, a, b, ""); }
 static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSelect(cg->b, c, a, b, ""); }
 
+/* ---- f32 transcendentals as straight-line IR
+ *
+ * libm's expf/tanhf are calls, and a loop with a call in it stays scalar. In f32, exp and
+ * tanh are emitted inline instead (Cephes' single-precision approximations: range reduction
+ * and a polynomial, within 2 ulp), so every loop around them vectorizes; f64 keeps libm. */
+
+/* llvm.NAME intrinsic of n arguments, overloaded on the type of the first */
+static LLVMValueRef intrinsic_n(Cg *cg, const char *name, LLVMValueRef *args, unsigned n) {
+    LLVMTypeRef t = LLVMTypeOf(args[0]);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
+    return call(cg, LLVMIntrinsicGetType(cg->ctx, id, &t, 1), fn, args, n);
+}
+
+/* a * b + c, fused where the target has FMA */
+static LLVMValueRef fmuladd(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMValueRef args[3] = {a, b, c};
+    return intrinsic_n(cg, "llvm.fmuladd", args, 3);
+}
+
+static LLVMValueRef f32c(Cg *cg, double v) { return LLVMConstReal(cg->t_f32, v); }
+
+/* p(r) = c[0] r^(n-1) + ... + c[n-1], by Horner */
+static LLVMValueRef horner(Cg *cg, LLVMValueRef r, const double *c, int n) {
+    LLVMValueRef p = f32c(cg, c[0]);
+    for (int i = 1; i < n; i++) p = fmuladd(cg, p, r, f32c(cg, c[i]));
+    return p;
+}
+
+/* 2^k for an i32 k in [-126, 127], built as the float's bits */
+static LLVMValueRef pow2_i32(Cg *cg, LLVMValueRef k) {
+    LLVMValueRef bits = LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, k, i32c(cg, 127), ""), i32c(cg, 23), "");
+    return LLVMBuildBitCast(cg->b, bits, cg->t_f32, "");
+}
+
+/* e^x in f32: n = rint(x log2 e), r = x - n ln 2 (in two parts, exact), e^r by a degree-7
+ * polynomial on |r| <= ln2/2, times 2^n applied as two factors 2^(n/2) so that results
+ * down to the subnormals come out right. x is clamped to [-104, 88.73] first (beyond:
+ * 0 and +inf); a NaN comes back as itself. */
+static LLVMValueRef fast_exp_f32(Cg *cg, LLVMValueRef x) {
+    static const double P[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2,
+                               1.6666665459E-1, 5.0000001201E-1};
+    LLVMValueRef hi = f32c(cg, 88.73), lo = f32c(cg, -104.0);
+    LLVMValueRef xc = sel(cg, f_gt(cg, x, hi), hi, sel(cg, f_lt(cg, x, lo), lo, x));
+    LLVMValueRef n = intrinsic1(cg, "llvm.rint", f_mul(cg, xc, f32c(cg, 1.44269504088896341)));
+    LLVMValueRef r = fmuladd(cg, n, f32c(cg, -0.693359375), xc);
+    r = fmuladd(cg, n, f32c(cg, 2.12194440e-4), r);
+    LLVMValueRef y = f_add(cg, fmuladd(cg, horner(cg, r, P, 6), f_mul(cg, r, r), r), f32c(cg, 1));
+    LLVMValueRef k = LLVMBuildFPToSI(cg->b, sel(cg, LLVMBuildFCmp(cg->b, LLVMRealUNO, n, n, ""), f32c(cg, 0), n),
+                                     cg->t_i32, "");
+    LLVMValueRef k1 = LLVMBuildAShr(cg->b, k, i32c(cg, 1), ""), k2 = LLVMBuildSub(cg->b, k, k1, "");
+    LLVMValueRef e = f_mul(cg, f_mul(cg, y, pow2_i32(cg, k1)), pow2_i32(cg, k2));
+    return sel(cg, LLVMBuildFCmp(cg->b, LLVMRealUNO, x, x, ""), x, e);
+}
+
+/* tanh in f32: x + x^3 p(x^2) for |x| < 0.625 (no cancellation near 0), else
+ * sign(x) (1 - 2 / (e^(2|x|) + 1)), which is 1 once e^(2|x|) overflows. */
+static LLVMValueRef fast_tanh_f32(Cg *cg, LLVMValueRef x) {
+    static const double P[] = {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2, 1.33314422036E-1,
+                               -3.33332819422E-1};
+    LLVMValueRef a = intrinsic1(cg, "llvm.fabs", x), z = f_mul(cg, x, x);
+    LLVMValueRef small = fmuladd(cg, f_mul(cg, horner(cg, z, P, 5), z), x, x);
+    LLVMValueRef e = fast_exp_f32(cg, f_add(cg, a, a));
+    LLVMValueRef big = f_sub(cg, f32c(cg, 1), f_div(cg, f32c(cg, 2), f_add(cg, e, f32c(cg, 1))));
+    /* the sign of x on both (the polynomial's x + x^3 p would turn -0 into +0) */
+    LLVMValueRef args[2] = {sel(cg, f_lt(cg, a, f32c(cg, 0.625)), small, big), x};
+    return intrinsic_n(cg, "llvm.copysign", args, 2);
+}
+
+/* e^x: inline in f32, libm in f64 */
+static LLVMValueRef exp_of(Cg *cg, DType dt, LLVMValueRef x) {
+    return dt == DT_F32 ? fast_exp_f32(cg, x) : libm1(cg, "exp", dt, x);
+}
+
+static LLVMValueRef tanh_of(Cg *cg, DType dt, LLVMValueRef x) {
+    return dt == DT_F32 ? fast_tanh_f32(cg, x) : libm1(cg, "tanh", dt, x);
+}
+
 /* 1 / (1 + e^-x), as e^x / (1 + e^x) for x < 0 (no overflow) */
 static LLVMValueRef sigmoid(Cg *cg, DType dt, LLVMValueRef x) {
     LLVMValueRef one = fpc(cg, dt, 1);
+    /* f32: 1 / (1 + e^-x) directly (e^-x = +inf gives 0; no division of two exps) */
+    if (dt == DT_F32) return f_div(cg, one, f_add(cg, one, fast_exp_f32(cg, LLVMBuildFNeg(cg->b, x, ""))));
     LLVMValueRef e = libm1(cg, "exp", dt, LLVMBuildFNeg(cg->b, intrinsic1(cg, "llvm.fabs", x), ""));
     LLVMValueRef pos = f_div(cg, one, f_add(cg, one, e)), neg = f_div(cg, e, f_add(cg, one, e));
     return sel(cg, f_lt(cg, x, fpc(cg, dt, 0)), neg, pos);
@@ -520,19 +600,19 @@ static LLVMValueRef activation(Cg *cg, Op op, const Attr *a, DType dt, LLVMValue
         if (a->flag) { /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
             LLVMValueRef x3 = f_mul(cg, f_mul(cg, x, x), x);
             LLVMValueRef u = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, x, f_mul(cg, fpc(cg, dt, GELU_C), x3)));
-            return f_mul(cg, f_mul(cg, half, x), f_add(cg, one, libm1(cg, "tanh", dt, u)));
+            return f_mul(cg, f_mul(cg, half, x), f_add(cg, one, tanh_of(cg, dt, u)));
         }
         /* x/2 (1 + erf(x/sqrt 2)) = x/2 erfc(-x/sqrt 2), no cancellation for x << 0 */
         return f_mul(cg, f_mul(cg, half, x), libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2))));
     case OP_sigmoid: return sigmoid(cg, dt, x);
-    case OP_tanh: return libm1(cg, "tanh", dt, x);
+    case OP_tanh: return tanh_of(cg, dt, x);
     case OP_softplus: { /* log(1 + e^(b x)) / b, x when b x > threshold */
         LLVMValueRef bx = f_mul(cg, fpc(cg, dt, softplus_beta(a)), x);
         LLVMValueRef soft = f_div(cg, log1p_exp(cg, dt, bx), fpc(cg, dt, softplus_beta(a)));
         return sel(cg, f_gt(cg, bx, fpc(cg, dt, softplus_threshold(a))), x, soft);
     }
     case OP_silu: return f_mul(cg, x, sigmoid(cg, dt, x));
-    case OP_mish: return f_mul(cg, x, libm1(cg, "tanh", dt, log1p_exp(cg, dt, x)));
+    case OP_mish: return f_mul(cg, x, tanh_of(cg, dt, log1p_exp(cg, dt, x)));
     case OP_hard_sigmoid: return f_div(cg, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3))), fpc(cg, dt, 6));
     case OP_hard_swish: return f_div(cg, f_mul(cg, x, relu6(cg, dt, f_add(cg, x, fpc(cg, dt, 3)))), fpc(cg, dt, 6));
     default: return NULL;
@@ -545,30 +625,30 @@ static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVM
     switch (op) {
     case OP_relu: return sel(cg, f_gt(cg, x, zero), one, zero);
     case OP_leaky_relu: return sel(cg, f_gt(cg, x, zero), one, fpc(cg, dt, leaky_slope(a)));
-    case OP_elu: return sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, elu_alpha(a)), libm1(cg, "exp", dt, x)));
+    case OP_elu: return sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, elu_alpha(a)), exp_of(cg, dt, x)));
     case OP_selu:
         return f_mul(cg, fpc(cg, dt, SELU_SCALE),
-                     sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, SELU_ALPHA), libm1(cg, "exp", dt, x))));
+                     sel(cg, f_gt(cg, x, zero), one, f_mul(cg, fpc(cg, dt, SELU_ALPHA), exp_of(cg, dt, x))));
     case OP_gelu:
         if (a->flag) {
             /* u = c (x + k x^3): 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 k x^2) */
             LLVMValueRef x2 = f_mul(cg, x, x);
             LLVMValueRef u = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, x, f_mul(cg, fpc(cg, dt, GELU_C), f_mul(cg, x2, x))));
-            LLVMValueRef t = libm1(cg, "tanh", dt, u);
+            LLVMValueRef t = tanh_of(cg, dt, u);
             LLVMValueRef du = f_mul(cg, fpc(cg, dt, SQRT_2_PI), f_add(cg, one, f_mul(cg, fpc(cg, dt, 3 * GELU_C), x2)));
             return f_add(cg, f_mul(cg, half, f_add(cg, one, t)),
                          f_mul(cg, f_mul(cg, f_mul(cg, half, x), f_sub(cg, one, f_mul(cg, t, t))), du));
         }
         /* Phi(x) + x phi(x) = erfc(-x/sqrt 2)/2 + x e^(-x^2/2) / sqrt(2 pi) */
         return f_add(cg, f_mul(cg, half, libm1(cg, "erfc", dt, f_mul(cg, x, fpc(cg, dt, -SQRT1_2)))),
-                     f_mul(cg, f_mul(cg, x, libm1(cg, "exp", dt, f_mul(cg, fpc(cg, dt, -0.5), f_mul(cg, x, x)))),
+                     f_mul(cg, f_mul(cg, x, exp_of(cg, dt, f_mul(cg, fpc(cg, dt, -0.5), f_mul(cg, x, x)))),
                            fpc(cg, dt, INV_SQRT_2PI)));
     case OP_sigmoid: {
         LLVMValueRef s = sigmoid(cg, dt, x);
         return f_mul(cg, s, f_sub(cg, one, s));
     }
     case OP_tanh: {
-        LLVMValueRef t = libm1(cg, "tanh", dt, x);
+        LLVMValueRef t = tanh_of(cg, dt, x);
         return f_sub(cg, one, f_mul(cg, t, t));
     }
     case OP_softplus: {
@@ -580,7 +660,7 @@ static LLVMValueRef activation_grad(Cg *cg, Op op, const Attr *a, DType dt, LLVM
         return f_mul(cg, s, f_add(cg, one, f_mul(cg, x, f_sub(cg, one, s))));
     }
     case OP_mish: { /* t + x s (1 - t^2), t = tanh(softplus x), s = sigmoid x */
-        LLVMValueRef t = libm1(cg, "tanh", dt, log1p_exp(cg, dt, x));
+        LLVMValueRef t = tanh_of(cg, dt, log1p_exp(cg, dt, x));
         return f_add(cg, t, f_mul(cg, f_mul(cg, x, sigmoid(cg, dt, x)), f_sub(cg, one, f_mul(cg, t, t))));
     }
     case OP_hard_sigmoid:
@@ -642,7 +722,7 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
         return sel(cg, c, x[1], x[2]);
     }
     case OP_neg: return fl ? LLVMBuildFNeg(b, x[0], "") : LLVMBuildSub(b, i32c(cg, 0), x[0], "");
-    case OP_exp: return libm1(cg, "exp", dt, x[0]);
+    case OP_exp: return exp_of(cg, dt, x[0]);
     case OP_log: return libm1(cg, "log", dt, x[0]);
     case OP_sqrt: return intrinsic1(cg, "llvm.sqrt", x[0]);
     case OP_abs:
@@ -1692,10 +1772,53 @@ static void zero_floats(Cg *cg, LLVMValueRef p, LLVMValueRef count, const char *
     loop_end(cg, &l);
 }
 
+/* ---- kernels with a loop of their own: a small internal function whose pointer parameters
+ * are noalias. Every value of a call lives in the one work buffer, so within a kernel that
+ * reads and writes rows of it at offsets only known at run time, LLVM cannot prove that the
+ * rows do not overlap and leaves the loop scalar; as separate parameters they are known not
+ * to, and the loop vectorizes. */
+
+static LLVMValueRef add_internal(Cg *cg, const char *name, LLVMTypeRef fty, bool noinline);
+
+typedef struct SubFn {
+    LLVMValueRef fn, saved_fn;
+    LLVMBasicBlockRef saved_block, saved_alloca;
+} SubFn;
+
+/* Opens void NAME(ptr noalias x nptr, i64 x ni64); the parameters go to params. */
+static void sub_begin(Cg *cg, SubFn *sf, const char *what, Ref v, int nptr, int ni64, LLVMValueRef *params) {
+    LLVMTypeRef types[16];
+    for (int i = 0; i < nptr + ni64; i++) types[i] = i < nptr ? cg->t_ptr : cg->t_i64;
+    char name[256];
+    snprintf(name, sizeof name, "%s__%s_%s%d", cg->m->name, cg->f->name, what, (int)v);
+    sf->saved_fn = cg->fn;
+    sf->saved_block = LLVMGetInsertBlock(cg->b);
+    sf->saved_alloca = cg->alloca_block;
+    sf->fn = add_internal(cg, name, LLVMFunctionType(cg->t_void, types, (unsigned)(nptr + ni64), 0), true);
+    cg->fn = sf->fn;
+    cg->alloca_block = LLVMAppendBasicBlockInContext(cg->ctx, sf->fn, "entry");
+    LLVMPositionBuilderAtEnd(cg->b, cg->alloca_block);
+    for (int i = 0; i < nptr + ni64; i++) params[i] = LLVMGetParam(sf->fn, (unsigned)i);
+}
+
+static void sub_end(Cg *cg, SubFn *sf) {
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = sf->saved_fn;
+    cg->alloca_block = sf->saved_alloca;
+    LLVMPositionBuilderAtEnd(cg->b, sf->saved_block);
+}
+
+static void sub_call(Cg *cg, SubFn *sf, LLVMValueRef *args, unsigned n) {
+    LLVMTypeRef types[16];
+    for (unsigned i = 0; i < n; i++) types[i] = LLVMTypeOf(args[i]);
+    call(cg, LLVMFunctionType(cg->t_void, types, n, 0), sf->fn, args, n);
+}
+
 /* ws = lstm_seq(xw, w_hh), one step at a time:
  *   p = h_{t-1} w_hh^T            one sgemm into scratch [B, 4H]; h_{t-1} is read in place
  *                                 from ws (leading dimension T*6H); skipped at t = 0 (p = 0)
- *   then per (b, j < H) one loop: the four gates of xw[b, t] + p, c and h, into ws[b, t]. */
+ *   then per (b, t) one call of the cell: the four gates of xw[b, t] + p, c and h, into
+ *   ws[b, t], in one loop over j < H. */
 static void emit_lstm_seq(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     if (n->dtype != DT_F32) {
@@ -1703,10 +1826,29 @@ static void emit_lstm_seq(Cg *cg, Ref v) {
         return;
     }
     int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 6;
-    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0);
+    LLVMValueRef B = dim_value(cg, &n->shape, 0);
     LLVMValueRef xw = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), ws = node_ptr(cg, v);
     LLVMValueRef p = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
     Attr none = {0};
+
+    /* cell(xw row [4H], p row [4H], c_{t-1} [H] (zeros at t = 0), out row of ws [6H]) */
+    SubFn cell;
+    LLVMValueRef a[4];
+    sub_begin(cg, &cell, "lstm_cell", v, 4, 0, a);
+    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
+    LLVMValueRef j = lj.iv, gate[4];
+    for (int k = 0; k < 4; k++) {
+        LLVMValueRef at = add64(cg, j, i64c(cg, k * H));
+        LLVMValueRef pre = f_add(cg, load_at(cg, DT_F32, a[0], at), load_at(cg, DT_F32, a[1], at));
+        gate[k] = activation(cg, k == 2 ? OP_tanh : OP_sigmoid, &none, DT_F32, pre);
+    }
+    LLVMValueRef c = f_add(cg, f_mul(cg, gate[1], load_at(cg, DT_F32, a[2], j)), f_mul(cg, gate[0], gate[2]));
+    LLVMValueRef h = f_mul(cg, gate[3], activation(cg, OP_tanh, &none, DT_F32, c));
+    LLVMValueRef parts[6] = {h, c, gate[0], gate[1], gate[2], gate[3]};
+    for (int k = 0; k < 6; k++) store_at(cg, DT_F32, parts[k], a[3], add64(cg, j, i64c(cg, k * H)));
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
     zero_floats(cg, p, mul64(cg, B, i64c(cg, 4 * H)), "lstm_p0");
     Loop lt = loop_begin(cg, i64c(cg, T), "lstm_t");
     LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
@@ -1716,22 +1858,12 @@ static void emit_lstm_seq(Cg *cg, Ref v) {
     if_end(cg, join);
     Loop lb = loop_begin(cg, B, "lstm_b");
     LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
-    LLVMValueRef row = mul64(cg, bt, i64c(cg, 6 * H)), xrow = mul64(cg, bt, i64c(cg, 4 * H));
-    LLVMValueRef prow = mul64(cg, lb.iv, i64c(cg, 4 * H));
+    LLVMValueRef prow = f32_ptr(cg, p, mul64(cg, lb.iv, i64c(cg, 4 * H)));
     LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
-    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
-    LLVMValueRef j = lj.iv, gate[4];
-    for (int k = 0; k < 4; k++) {
-        LLVMValueRef at = add64(cg, j, i64c(cg, k * H));
-        LLVMValueRef pre = f_add(cg, load_at(cg, DT_F32, xw, add64(cg, xrow, at)), load_at(cg, DT_F32, p, add64(cg, prow, at)));
-        gate[k] = activation(cg, k == 2 ? OP_tanh : OP_sigmoid, &none, DT_F32, pre);
-    }
-    LLVMValueRef c_prev = sel(cg, has_prev, load_at(cg, DT_F32, ws, add64(cg, crow, j)), zero);
-    LLVMValueRef c = f_add(cg, f_mul(cg, gate[1], c_prev), f_mul(cg, gate[0], gate[2]));
-    LLVMValueRef h = f_mul(cg, gate[3], activation(cg, OP_tanh, &none, DT_F32, c));
-    LLVMValueRef parts[6] = {h, c, gate[0], gate[1], gate[2], gate[3]};
-    for (int k = 0; k < 6; k++) store_at(cg, DT_F32, parts[k], ws, add64(cg, row, add64(cg, j, i64c(cg, k * H))));
-    loop_end(cg, &lj);
+    /* at t = 0, p is still all zeros: its row stands for c_{-1} */
+    LLVMValueRef args[4] = {f32_ptr(cg, xw, mul64(cg, bt, i64c(cg, 4 * H))), prow,
+                            sel(cg, has_prev, f32_ptr(cg, ws, crow), prow), f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 6 * H)))};
+    sub_call(cg, &cell, args, 4);
     loop_end(cg, &lb);
     loop_end(cg, &lt);
 }
@@ -1739,9 +1871,9 @@ static void emit_lstm_seq(Cg *cg, Ref v) {
 /* dG = lstm_seq_grad(ws, w_hh, d), backwards in time:
  *   q = dG_{t+1} w_hh             one sgemm into scratch [B, H]; dG_{t+1} is read in place from
  *                                 the result (leading dimension T*4H); skipped at T-1 (q = 0)
- *   then per (b, j < H) one loop: dh, dc (plus the carry dc_{t+1} f_{t+1}, kept in scratch),
- *   the four gate gradients into dG[b, t], and the next carry dc f. d is [B, T, 6H] or its h
- *   part [B, T, H] (the other parts zero: not read). */
+ *   then per (b, t) one call of the cell's gradient: dh, dc (plus the carry dc_{t+1} f_{t+1},
+ *   kept in scratch), the four gate gradients into dG[b, t], and the next carry dc f, in one
+ *   loop over j < H. d is [B, T, 6H] or its h part [B, T, H] (the other parts zero: not read). */
 static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     if (n->dtype != DT_F32) {
@@ -1757,6 +1889,37 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     LLVMValueRef q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
     LLVMValueRef carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
     Attr none = {0};
+
+    /* cell(ws row [6H], c_{t-1} [H], d row [D], q row [H], carry row [H], dG row [4H], has_prev) */
+    SubFn cell;
+    LLVMValueRef a[7];
+    sub_begin(cg, &cell, "lstm_cell_grad", v, 6, 1, a);
+    LLVMValueRef prev = LLVMBuildICmp(cg->b, LLVMIntNE, a[6], i64c(cg, 0), "");
+    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
+    LLVMValueRef j = lj.iv, part[6], dpart[6];
+    for (int k = 1; k < 6; k++) part[k] = load_at(cg, DT_F32, a[0], add64(cg, j, i64c(cg, k * H)));
+    for (int k = 1; k < 6; k++) dpart[k] = full ? load_at(cg, DT_F32, a[2], add64(cg, j, i64c(cg, k * H))) : NULL;
+    LLVMValueRef c = part[1], i = part[2], f = part[3], g = part[4], o = part[5];
+    LLVMValueRef c_prev = sel(cg, prev, load_at(cg, DT_F32, a[1], j), zero);
+    LLVMValueRef tc = activation(cg, OP_tanh, &none, DT_F32, c);
+    LLVMValueRef dh = f_add(cg, load_at(cg, DT_F32, a[2], j), load_at(cg, DT_F32, a[3], j));
+    LLVMValueRef dc = f_mul(cg, f_mul(cg, dh, o), f_sub(cg, one, f_mul(cg, tc, tc)));
+    if (full) dc = f_add(cg, dpart[1], dc);
+    dc = f_add(cg, dc, load_at(cg, DT_F32, a[4], j));
+    LLVMValueRef d_o = f_mul(cg, dh, tc), di = f_mul(cg, dc, g), dg = f_mul(cg, dc, i), df = f_mul(cg, dc, c_prev);
+    if (full) {
+        di = f_add(cg, di, dpart[2]);
+        df = f_add(cg, df, dpart[3]);
+        dg = f_add(cg, dg, dpart[4]);
+        d_o = f_add(cg, d_o, dpart[5]);
+    }
+    LLVMValueRef grads[4] = {f_mul(cg, f_mul(cg, di, i), f_sub(cg, one, i)), f_mul(cg, f_mul(cg, df, f), f_sub(cg, one, f)),
+                             f_mul(cg, dg, f_sub(cg, one, f_mul(cg, g, g))), f_mul(cg, f_mul(cg, d_o, o), f_sub(cg, one, o))};
+    for (int k = 0; k < 4; k++) store_at(cg, DT_F32, grads[k], a[5], add64(cg, j, i64c(cg, k * H)));
+    store_at(cg, DT_F32, f_mul(cg, dc, f), a[4], j);
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
     zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "lstm_q0");
     zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "lstm_carry0");
     Loop lk = loop_begin(cg, i64c(cg, T), "lstm_t");
@@ -1768,33 +1931,13 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
                w, H, q, H);
     if_end(cg, join);
     Loop lb = loop_begin(cg, B, "lstm_b");
-    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
-    LLVMValueRef row = mul64(cg, bt, i64c(cg, 6 * H)), drow = mul64(cg, bt, i64c(cg, D));
-    LLVMValueRef grow = mul64(cg, bt, i64c(cg, 4 * H)), srow = mul64(cg, lb.iv, i64c(cg, H));
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), srow = mul64(cg, lb.iv, i64c(cg, H));
     LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
-    Loop lj = loop_begin(cg, i64c(cg, H), "lstm_j");
-    LLVMValueRef j = lj.iv, s = add64(cg, srow, j), part[6], dpart[6];
-    for (int k = 1; k < 6; k++) part[k] = load_at(cg, DT_F32, ws, add64(cg, row, add64(cg, j, i64c(cg, k * H))));
-    for (int k = 1; k < 6; k++) dpart[k] = full ? load_at(cg, DT_F32, d, add64(cg, drow, add64(cg, j, i64c(cg, k * H)))) : NULL;
-    LLVMValueRef c = part[1], i = part[2], f = part[3], g = part[4], o = part[5];
-    LLVMValueRef c_prev = sel(cg, has_prev, load_at(cg, DT_F32, ws, add64(cg, crow, j)), zero);
-    LLVMValueRef tc = activation(cg, OP_tanh, &none, DT_F32, c);
-    LLVMValueRef dh = f_add(cg, load_at(cg, DT_F32, d, add64(cg, drow, j)), load_at(cg, DT_F32, q, s));
-    LLVMValueRef dc = f_mul(cg, f_mul(cg, dh, o), f_sub(cg, one, f_mul(cg, tc, tc)));
-    if (full) dc = f_add(cg, dpart[1], dc);
-    dc = f_add(cg, dc, load_at(cg, DT_F32, carry, s));
-    LLVMValueRef d_o = f_mul(cg, dh, tc), di = f_mul(cg, dc, g), dg = f_mul(cg, dc, i), df = f_mul(cg, dc, c_prev);
-    if (full) {
-        di = f_add(cg, di, dpart[2]);
-        df = f_add(cg, df, dpart[3]);
-        dg = f_add(cg, dg, dpart[4]);
-        d_o = f_add(cg, d_o, dpart[5]);
-    }
-    LLVMValueRef grads[4] = {f_mul(cg, f_mul(cg, di, i), f_sub(cg, one, i)), f_mul(cg, f_mul(cg, df, f), f_sub(cg, one, f)),
-                             f_mul(cg, dg, f_sub(cg, one, f_mul(cg, g, g))), f_mul(cg, f_mul(cg, d_o, o), f_sub(cg, one, o))};
-    for (int k = 0; k < 4; k++) store_at(cg, DT_F32, grads[k], dG, add64(cg, grow, add64(cg, j, i64c(cg, k * H))));
-    store_at(cg, DT_F32, f_mul(cg, dc, f), carry, s);
-    loop_end(cg, &lj);
+    /* at t = 0 the c_{t-1} pointer is any readable row: the cell reads it and selects 0 */
+    LLVMValueRef args[7] = {f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 6 * H))), f32_ptr(cg, ws, crow),
+                            f32_ptr(cg, d, mul64(cg, bt, i64c(cg, D))), f32_ptr(cg, q, srow), f32_ptr(cg, carry, srow),
+                            f32_ptr(cg, dG, mul64(cg, bt, i64c(cg, 4 * H))), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
+    sub_call(cg, &cell, args, 7);
     loop_end(cg, &lb);
     loop_end(cg, &lk);
 }
