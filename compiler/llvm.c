@@ -938,6 +938,8 @@ static void emit_reduce(Cg *cg, Ref v) {
 }
 
 /* index of the first maximum along attr.axis */
+static LLVMValueRef row_max_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C, LLVMValueRef *has_nan);
+
 static void emit_argmax(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     const Node *x = in_node(cg, n, 0);
@@ -946,6 +948,25 @@ static void emit_argmax(Cg *cg, Ref v) {
     LLVMValueRef outer = dims_product(cg, &x->shape, 0, axis), len = dim_value(cg, &x->shape, axis),
                  inner = dims_product(cg, &x->shape, axis + 1, x->shape.rank);
     LLVMValueRef best = entry_alloca(cg, ty(cg, dt), "best"), arg = entry_alloca(cg, cg->t_i64, "arg");
+    if (dt == DT_F32 && x->shape.rank && axis == x->shape.rank - 1) {
+        /* contiguous rows, in two vector loops: m = the row's max (NaN if it has one), then the
+         * first index holding m (or the first NaN), as a min reduction over indices */
+        Loop lo = loop_begin(cg, outer, "amax_o");
+        LLVMValueRef base = mul64(cg, lo.iv, len), has_nan, xp = node_ptr(cg, n->in[0]);
+        LLVMValueRef m = row_max_f32(cg, xp, base, len, &has_nan);
+        LLVMBuildStore(cg->b, len, arg);
+        Loop la = loop_begin(cg, len, "amax_a");
+        LLVMValueRef e = load_at(cg, DT_F32, xp, add64(cg, base, la.iv));
+        LLVMValueRef hit = sel(cg, has_nan, LLVMBuildFCmp(cg->b, LLVMRealUNO, e, e, ""),
+                               LLVMBuildFCmp(cg->b, LLVMRealOEQ, e, m, ""));
+        LLVMValueRef cur = load_var(cg, cg->t_i64, arg);
+        LLVMValueRef cand = sel(cg, hit, la.iv, len);
+        LLVMBuildStore(cg->b, sel(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, cand, cur, ""), cand, cur), arg);
+        loop_end(cg, &la);
+        store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), node_ptr(cg, v), lo.iv);
+        loop_end(cg, &lo);
+        return;
+    }
     Loop lo = loop_begin(cg, outer, "amax_o");
     Loop li = loop_begin(cg, inner, "amax_i");
     LLVMValueRef base = add64(cg, mul64(cg, mul64(cg, lo.iv, len), inner), li.iv);
@@ -1108,6 +1129,103 @@ static LLVMValueRef row_dot(Cg *cg, DType dt, LLVMValueRef a, LLVMValueRef b, LL
     return load_var(cg, cg->t_f64, s);
 }
 
+/* f32 rows, in vector loops: m = max_c x_c (NaN when a NaN is in the row: llvm.maxnum, which
+ * vectorizes, skips NaNs, so they are counted apart), s = sum_c e^(x_c - m) with the inline exp, and
+ * whether m is finite. Then
+ *   logsumexp = m + log s,  softmax_c = e^(x_c - m) / s,  log_softmax_c = (x_c - m) - log s
+ * with no cancellation where x_c is close to m; when m is not finite (all -inf, an +inf, a
+ * NaN), logsumexp is m itself, as in the f64 path and interp.c. */
+typedef struct RowStats {
+    LLVMValueRef m, s, finite;
+} RowStats;
+
+/* maxnum(a, b) flagged nnan nsz, which lets the loop vectorizer take it as a max reduction.
+ * Callers must not rely on its NaN or signed-zero results: row_stats_f32 replaces m when the
+ * row has a NaN, and e^(x - m) does not see the sign of a zero m. */
+static LLVMValueRef maxnum(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef args[2] = {a, b};
+    LLVMValueRef r = intrinsic_n(cg, "llvm.maxnum", args, 2);
+    LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+    return r;
+}
+
+/* max over row[0..C) of x in f32, NaN when the row has one (*has_nan then true) */
+static LLVMValueRef row_max_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C, LLVMValueRef *has_nan) {
+    LLVMValueRef m = entry_alloca(cg, cg->t_f32, "rmax");
+    LLVMBuildStore(cg->b, f32c(cg, -INFINITY), m);
+    LLVMValueRef nan = entry_alloca(cg, cg->t_i32, "rnan");
+    LLVMBuildStore(cg->b, i32c(cg, 0), nan);
+    Loop l = loop_begin(cg, C, "rmax");
+    LLVMValueRef e = load_at(cg, DT_F32, x, add64(cg, base, l.iv));
+    LLVMBuildStore(cg->b, maxnum(cg, load_var(cg, cg->t_f32, m), e), m);
+    LLVMValueRef isnan = LLVMBuildZExt(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUNO, e, e, ""), cg->t_i32, "");
+    LLVMBuildStore(cg->b, LLVMBuildOr(cg->b, load_var(cg, cg->t_i32, nan), isnan, ""), nan);
+    loop_end(cg, &l);
+    *has_nan = LLVMBuildICmp(cg->b, LLVMIntNE, load_var(cg, cg->t_i32, nan), i32c(cg, 0), "");
+    return sel(cg, *has_nan, f32c(cg, NAN), load_var(cg, cg->t_f32, m));
+}
+
+static RowStats row_stats_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C) {
+    RowStats r;
+    LLVMValueRef has_nan;
+    /* a NaN anywhere makes m NaN (not finite): the whole row comes out NaN, as interp.c */
+    r.m = row_max_f32(cg, x, base, C, &has_nan);
+    LLVMValueRef s = entry_alloca(cg, cg->t_f32, "rsum");
+    LLVMBuildStore(cg->b, f32c(cg, 0), s);
+    Loop l = loop_begin(cg, C, "rsum");
+    LLVMValueRef e = fast_exp_f32(cg, f_sub(cg, load_at(cg, DT_F32, x, add64(cg, base, l.iv)), r.m));
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f32, s), e)), s);
+    loop_end(cg, &l);
+    r.s = load_var(cg, cg->t_f32, s);
+    r.finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", r.m), f32c(cg, INFINITY), "");
+    return r;
+}
+
+/* 1 / s, or 1 when m is not finite (softmax_c = e^(x_c - m) then, as e^(x_c - logsumexp)) */
+static LLVMValueRef row_inv_sum(Cg *cg, const RowStats *r) {
+    return sel(cg, r->finite, f_div(cg, f32c(cg, 1), r->s), f32c(cg, 1));
+}
+
+/* log s, or 0 when m is not finite */
+static LLVMValueRef row_log_sum(Cg *cg, const RowStats *r) {
+    return sel(cg, r->finite, libm1(cg, "log", DT_F32, r->s), f32c(cg, 0));
+}
+
+/* sum over row[0..C) of a_c (b_c) in f32, reassociated into vector lanes */
+static LLVMValueRef row_dot_f32(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef base, LLVMValueRef C) {
+    LLVMValueRef s = entry_alloca(cg, cg->t_f32, "rdot");
+    LLVMBuildStore(cg->b, f32c(cg, 0), s);
+    Loop l = loop_begin(cg, C, "rdot");
+    LLVMValueRef e = load_at(cg, DT_F32, a, add64(cg, base, l.iv));
+    if (b) e = f_mul(cg, e, load_at(cg, DT_F32, b, add64(cg, base, l.iv)));
+    LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f32, s), e)), s);
+    loop_end(cg, &l);
+    return load_var(cg, cg->t_f32, s);
+}
+
+/* The softmax family in f32 (see row_stats_f32). */
+static void emit_softmax_f32(Cg *cg, const Node *n, LLVMValueRef x, LLVMValueRef out, LLVMValueRef base,
+                             LLVMValueRef C) {
+    if (n->op == OP_softmax || n->op == OP_log_softmax) {
+        RowStats r = row_stats_f32(cg, x, base, C);
+        LLVMValueRef k = n->op == OP_softmax ? row_inv_sum(cg, &r) : row_log_sum(cg, &r);
+        Loop l = loop_begin(cg, C, "sm");
+        LLVMValueRef d = f_sub(cg, load_at(cg, DT_F32, x, add64(cg, base, l.iv)), r.m);
+        LLVMValueRef y = n->op == OP_softmax ? f_mul(cg, fast_exp_f32(cg, d), k) : f_sub(cg, d, k);
+        store_at(cg, DT_F32, y, out, add64(cg, base, l.iv));
+        loop_end(cg, &l);
+        return;
+    }
+    LLVMValueRef dy = node_ptr(cg, n->in[1]);
+    bool plain = n->op == OP_softmax_grad; /* y (dy - sum(dy y)); else dy - e^y sum(dy) */
+    LLVMValueRef k = plain ? row_dot_f32(cg, x, dy, base, C) : row_dot_f32(cg, dy, NULL, base, C);
+    Loop l = loop_begin(cg, C, "smg");
+    LLVMValueRef y = load_at(cg, DT_F32, x, add64(cg, base, l.iv)), d = load_at(cg, DT_F32, dy, add64(cg, base, l.iv));
+    LLVMValueRef g = plain ? f_mul(cg, y, f_sub(cg, d, k)) : f_sub(cg, d, f_mul(cg, fast_exp_f32(cg, y), k));
+    store_at(cg, DT_F32, g, out, add64(cg, base, l.iv));
+    loop_end(cg, &l);
+}
+
 /* softmax, log_softmax, softmax_grad, log_softmax_grad over the last axis */
 static void emit_softmax_family(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
@@ -1122,6 +1240,11 @@ static void emit_softmax_family(Cg *cg, Ref v) {
     LLVMValueRef x = node_ptr(cg, n->in[0]), out = node_ptr(cg, v);
     Loop lr = loop_begin(cg, rows, "row");
     LLVMValueRef base = mul64(cg, lr.iv, C);
+    if (dt == DT_F32) {
+        emit_softmax_f32(cg, n, x, out, base, C);
+        loop_end(cg, &lr);
+        return;
+    }
     switch (n->op) {
     case OP_softmax: { /* e^(x_c - logsumexp(x)) */
         LLVMValueRef lse = row_logsumexp(cg, dt, x, base, C);
@@ -1246,10 +1369,19 @@ static void emit_cross_entropy(Cg *cg, Ref v) {
     LLVMValueRef y = ce_label(cg, &a, lp.iv, &valid);
     LLVMBasicBlockRef join = if_begin(cg, valid);
     LLVMValueRef base = mul64(cg, lp.iv, a.C);
-    LLVMValueRef lse = row_logsumexp(cg, a.dt, a.x, base, a.C);
     LLVMValueRef xy = to_double(cg, a.dt, load_at(cg, a.dt, a.x, add64(cg, base, y)));
+    LLVMValueRef lse, nll;
+    if (a.dt == DT_F32) { /* lse - x_y as (m - x_y) + log s: no cancellation when x_y is the max */
+        RowStats r = row_stats_f32(cg, a.x, base, a.C);
+        LLVMValueRef m = to_double(cg, DT_F32, r.m), logs = to_double(cg, DT_F32, row_log_sum(cg, &r));
+        lse = f_add(cg, m, logs);
+        nll = f_add(cg, f_sub(cg, m, xy), logs);
+    } else {
+        lse = row_logsumexp(cg, a.dt, a.x, base, a.C);
+        nll = f_sub(cg, lse, xy);
+    }
     /* (1-s) w[y] (lse - x_y) + s/C sum_c w[c] (lse - x_c) */
-    LLVMValueRef term = f_mul(cg, f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), ce_weight(cg, &a, y)), f_sub(cg, lse, xy));
+    LLVMValueRef term = f_mul(cg, f_mul(cg, LLVMConstReal(cg->t_f64, 1 - s), ce_weight(cg, &a, y)), nll);
     if (s != 0) {
         LLVMValueRef smooth = entry_alloca(cg, cg->t_f64, "ce_smooth");
         LLVMBuildStore(cg->b, dzero, smooth);
@@ -1268,6 +1400,35 @@ static void emit_cross_entropy(Cg *cg, Ref v) {
     store_at(cg, n->dtype, from_double(cg, n->dtype, loss), node_ptr(cg, v), i64c(cg, 0));
 }
 
+/* The gradient in f32 vector loops: p_j = e^(x_j - m) / s (row_stats_f32), the factors
+ * (scale, the label's weight, s/C, sum w) computed in double once and rounded. */
+static void emit_cross_entropy_grad_f32(Cg *cg, Ref v, const CeArgs *a, LLVMValueRef scale, LLVMValueRef wsum,
+                                        LLVMValueRef sc) {
+    LLVMValueRef scale32 = from_double(cg, DT_F32, scale), sc32 = from_double(cg, DT_F32, sc);
+    LLVMValueRef wsum32 = from_double(cg, DT_F32, wsum), zero = f32c(cg, 0);
+    Loop lp = loop_begin(cg, a->rows, "ceg");
+    LLVMValueRef valid;
+    LLVMValueRef y = ce_label(cg, a, lp.iv, &valid);
+    LLVMValueRef base = mul64(cg, lp.iv, a->C);
+    RowStats r = row_stats_f32(cg, a->x, base, a->C);
+    LLVMValueRef inv = row_inv_sum(cg, &r);
+    /* the row's factors: dloss / W (1 - s) w[y] and dloss / W s/C */
+    LLVMValueRef wy = f_mul(cg, scale32, from_double(cg, DT_F32, f_mul(cg, LLVMConstReal(cg->t_f64, 1 - a->smoothing),
+                                                                        ce_weight(cg, a, y))));
+    LLVMValueRef ks = f_mul(cg, scale32, sc32);
+    Loop lc = loop_begin(cg, a->C, "ceg_c");
+    LLVMValueRef pj = f_mul(cg, fast_exp_f32(cg, f_sub(cg, load_at(cg, DT_F32, a->x, add64(cg, base, lc.iv)), r.m)), inv);
+    LLVMValueRef onehot = LLVMBuildUIToFP(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, lc.iv, y, ""), cg->t_f32, "");
+    LLVMValueRef g = f_mul(cg, wy, f_sub(cg, pj, onehot));
+    if (a->smoothing != 0) {
+        LLVMValueRef wj = a->weight ? load_at(cg, DT_F32, a->weight, lc.iv) : f32c(cg, 1);
+        g = f_add(cg, g, f_mul(cg, ks, f_sub(cg, f_mul(cg, pj, wsum32), wj)));
+    }
+    store_at(cg, DT_F32, sel(cg, valid, g, zero), node_ptr(cg, v), add64(cg, base, lc.iv)); /* 0 where ignored */
+    loop_end(cg, &lc);
+    loop_end(cg, &lp);
+}
+
 static void emit_cross_entropy_grad(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     CeArgs a = ce_args(cg, n, true);
@@ -1281,6 +1442,10 @@ static void emit_cross_entropy_grad(Cg *cg, Ref v) {
     LLVMValueRef scale = f_div(cg, dloss, ce_total_weight(cg, &a));
     LLVMValueRef wsum = ce_weight_sum(cg, &a);
     LLVMValueRef sc = f_div(cg, LLVMConstReal(cg->t_f64, s), LLVMBuildSIToFP(cg->b, a.C, cg->t_f64, ""));
+    if (a.dt == DT_F32) {
+        emit_cross_entropy_grad_f32(cg, v, &a, scale, wsum, sc);
+        return;
+    }
     Loop lp = loop_begin(cg, a.rows, "ceg");
     LLVMValueRef valid;
     LLVMValueRef y = ce_label(cg, &a, lp.iv, &valid);
