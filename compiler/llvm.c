@@ -761,6 +761,8 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
 }
 
 /* The value of element ix of node v, computed from v's inputs (v's own memory unused). */
+static bool broadcast_is_splat(Cg *cg, const Node *n);
+
 static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
     const Node *n = &cg->f->nodes[v];
     switch (n->op) {
@@ -770,6 +772,10 @@ static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
                                   : LLVMBuildSIToFP(cg->b, cg->n64, ty(cg, n->dtype), "");
     case OP_broadcast: {
         const Shape *xs = &cg->f->nodes[n->in[0]].shape;
+        if (ix->flat) { /* a single value (broadcast_is_splat): its only element */
+            Index xi = {.flat = true, .lin = i64c(cg, 0)};
+            return value_at(cg, n->in[0], &xi);
+        }
         Index xi = {.flat = false};
         for (int j = 0; j < xs->rank; j++) {
             int vj = j + n->shape.rank - xs->rank;
@@ -813,10 +819,20 @@ static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix) {
 
 /* Whether the fused expression of v reads anything through a view (then it needs per-axis
  * indices; otherwise one flat loop covers it). */
+/* A broadcast of one value (a scalar, or all axes of size 1 without the batch) reads the
+ * same element everywhere: it needs no per-axis indices. */
+static bool broadcast_is_splat(Cg *cg, const Node *n) {
+    const Shape *xs = &cg->f->nodes[n->in[0]].shape;
+    if (n->op != OP_broadcast || xs->batch_mask) return false;
+    for (int j = 0; j < xs->rank; j++)
+        if (xs->dim[j] != 1) return false;
+    return true;
+}
+
 static bool fused_has_view(Cg *cg, Ref v, bool root) {
     const Node *n = &cg->f->nodes[v];
     if (!root && cg->plan.nodes[v].storage != ST_INLINE) return false;
-    if (is_view(n->op)) return true;
+    if (is_view(n->op) && !broadcast_is_splat(cg, n)) return true;
     for (int i = 0; i < n->nin; i++)
         if (fused_has_view(cg, n->in[i], false)) return true;
     return false;
