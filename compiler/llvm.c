@@ -760,9 +760,9 @@ static LLVMValueRef elementwise_op(Cg *cg, const Node *n, const DType *in_dt, LL
     }
 }
 
-/* The value of element ix of node v, computed from v's inputs (v's own memory unused). */
 static bool broadcast_is_splat(Cg *cg, const Node *n);
 
+/* The value of element ix of node v, computed from v's inputs (v's own memory unused). */
 static LLVMValueRef compute_at(Cg *cg, Ref v, const Index *ix) {
     const Node *n = &cg->f->nodes[v];
     switch (n->op) {
@@ -817,8 +817,6 @@ static LLVMValueRef value_at(Cg *cg, Ref v, const Index *ix) {
     return load_at(cg, n->dtype, node_ptr(cg, v), linear_index(cg, &n->shape, ix));
 }
 
-/* Whether the fused expression of v reads anything through a view (then it needs per-axis
- * indices; otherwise one flat loop covers it). */
 /* A broadcast of one value (a scalar, or all axes of size 1 without the batch) reads the
  * same element everywhere: it needs no per-axis indices. */
 static bool broadcast_is_splat(Cg *cg, const Node *n) {
@@ -829,6 +827,8 @@ static bool broadcast_is_splat(Cg *cg, const Node *n) {
     return true;
 }
 
+/* Whether the fused expression of v reads anything through a view (then it needs per-axis
+ * indices; otherwise one flat loop covers it). */
 static bool fused_has_view(Cg *cg, Ref v, bool root) {
     const Node *n = &cg->f->nodes[v];
     if (!root && cg->plan.nodes[v].storage != ST_INLINE) return false;
@@ -953,9 +953,9 @@ static void emit_reduce(Cg *cg, Ref v) {
     }
 }
 
-/* index of the first maximum along attr.axis */
 static LLVMValueRef row_max_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMValueRef C, LLVMValueRef *has_nan);
 
+/* index of the first maximum along attr.axis */
 static void emit_argmax(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
     const Node *x = in_node(cg, n, 0);
