@@ -495,6 +495,55 @@ static void rule_lstm_seq(Grad *g, int i, const Node *n, Ref dy) {
     contribute(g, w, ir_matmul(f, ir_reshape(f, dxw, g2), ir_reshape(f, hprev, h2), true, false));
 }
 
+/* The slice [from, from + width) of the last axis of x [B, T, W]. */
+static Ref last_axis_slice(Func *f, Ref x, int64_t from, int64_t width) {
+    Shape s = f->nodes[x].shape;
+    int64_t start[IR_MAX_RANK] = {0, 0, from}, step[IR_MAX_RANK] = {1, 1, 1};
+    s.dim[2] = width;
+    return ir_slice(f, x, start, step, s);
+}
+
+/* ws = gru_seq(xw, w_hh, b_hh), the GRU over the sequence (ops.h): per step
+ * q_t = h_{t-1} w_hh^T + b_hh and ws_t = [h_t | r | z | n | hn]. The reverse time loop is the
+ * gru_seq_grad kernel, which gives dG_t = [dr', dz', dq_n, dn'] (every step at once):
+ *   d xw   = [dr', dz', dn']                       = concat(dG[0:2H], dG[3H:4H])
+ *   dQ     = [dr', dz', dq_n]                      = dG[0:3H]
+ *   d w_hh = sum_t dQ_t^T h_{t-1} = dQ^T Hprev   with dQ as [B*T, 3H], Hprev as in lstm_seq
+ *   d b_hh = sum over b, t of dQ
+ * When the adjoint of ws is the gradient of its h part alone, the kernel takes dh directly. */
+static void rule_gru_seq(Grad *g, int i, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref xw = n->in[0], w = n->in[1], bias = n->in[2];
+    Shape ws = n->shape;
+    int64_t B = ws.dim[0], T = ws.dim[1], H = ws.dim[2] / 5;
+    const Node *dn = node(g, dy);
+    double zero;
+    if (dn->op == OP_concat && dn->nin == 2 && dn->attr.axis == 2 && node(g, dn->in[0])->shape.dim[2] == H &&
+        splat_const(f, dn->in[1], &zero) && zero == 0)
+        dy = dn->in[0];
+    Ref in[3] = {i, w, dy};
+    Shape gs = ws;
+    gs.dim[2] = 4 * H;
+    Ref dG = ir_node(f, OP_gru_seq_grad, n->dtype, gs, 3, in, NULL);
+    Ref parts[2] = {last_axis_slice(f, dG, 0, 2 * H), last_axis_slice(f, dG, 3 * H, H)};
+    contribute(g, xw, ir_concat(f, 2, parts, 2));
+    Ref dq = last_axis_slice(f, dG, 0, 3 * H);
+    if (g->needs[bias]) contribute(g, bias, ir_reduce(f, OP_sum, dq, 0x3u, false));
+    if (!g->needs[w] || T < 2) return;
+    Shape hs = ws;
+    hs.dim[1] = T - 1;
+    hs.dim[2] = H;
+    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
+    Ref hp[2] = {REF_NONE, ir_slice(f, i, start, step, hs)}; /* h_0 .. h_{T-2} */
+    Shape z = hs;
+    z.dim[1] = 1;
+    hp[0] = ir_const(f, n->dtype, z, 0.0);
+    Ref hprev = ir_concat(f, 2, hp, 1);
+    Shape q2 = {.rank = 2, .dim = {B * T, 3 * H}, .batch_mask = ws.batch_mask & 1};
+    Shape h2 = {.rank = 2, .dim = {B * T, H}, .batch_mask = ws.batch_mask & 1};
+    contribute(g, w, ir_matmul(f, ir_reshape(f, dq, q2), ir_reshape(f, hprev, h2), true, false));
+}
+
 /* ---------------------------------------------------------------- the rules */
 
 /* Applies the rule of forward node i, whose adjoint is dy. Returns false for an op with
@@ -666,6 +715,7 @@ static bool grad_rule(Grad *g, int i, Ref dy) {
     case OP_upsample2d: rule_upsample2d(g, n, dy); return true;
     case OP_lrn: rule_lrn(g, n, dy); return true;
     case OP_lstm_seq: rule_lstm_seq(g, i, n, dy); return true;
+    case OP_gru_seq: rule_gru_seq(g, i, n, dy); return true;
     default:
         fprintf(stderr, "nnc: internal error: grad: no gradient rule for op '%s' (%%%d)\n",
                 op_info[op].name, i);

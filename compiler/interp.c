@@ -1537,6 +1537,106 @@ static int eval_lstm_seq_grad(Run *r, const Node *n, ITensor *out) {
     return 0;
 }
 
+/* The operands of gru_seq and gru_seq_grad: seq [B, T, width] (xw or ws), w_hh [3H, H], and
+ * the result [B, T, out_width]; width and out_width in units of H. Sets B, T, H. */
+static int gru_operands(Run *r, const Node *n, const ITensor *out, int64_t width, int64_t out_width, int64_t *B,
+                        int64_t *T, int64_t *H) {
+    const ITensor *seq = input(r, n, 0), *w = input(r, n, 1);
+    int rc = need_float_inputs(r, n, out);
+    if (rc) return rc;
+    if (w->rank != 2 || w->dim[0] != 3 * w->dim[1]) return fail(r, NNRT_EARG, "w_hh must be [3H, H]");
+    *H = w->dim[1];
+    if (seq->rank != 3 || seq->dim[2] != width * *H)
+        return fail(r, NNRT_EARG, "input 0 must be [B, T, %lld]", (long long)(width * *H));
+    *B = seq->dim[0];
+    *T = seq->dim[1];
+    if (out->rank != 3 || out->dim[0] != *B || out->dim[1] != *T || out->dim[2] != out_width * *H)
+        return fail(r, NNRT_EARG, "the result must be [%lld, %lld, %lld]", (long long)*B, (long long)*T,
+                    (long long)(out_width * *H));
+    return 0;
+}
+
+/* gru_seq (xw, w_hh, b_hh) -> ws: for t = 0..T-1, q = h_{t-1} w_hh^T + b_hh (sums in double),
+ *   r = sigmoid(xw_r + q_r), z = sigmoid(xw_z + q_z), hn = q_n, n = tanh(xw_n + r hn),
+ *   h = n + z (h_{t-1} - n);  ws[b,t] = [h | r | z | n | hn],  h_{-1} = 0. */
+static int eval_gru_seq(Run *r, const Node *n, ITensor *out) {
+    const ITensor *xw = input(r, n, 0), *w = input(r, n, 1), *bias = input(r, n, 2);
+    int64_t B, T, H;
+    int rc = gru_operands(r, n, out, 3, 5, &B, &T, &H);
+    if (rc) return rc;
+    if (bias->rank != 1 || bias->dim[0] != 3 * H) return fail(r, NNRT_EARG, "b_hh must be [%lld]", (long long)(3 * H));
+    DType dt = out->dtype;
+    double *q = malloc((size_t)(3 * H + 1) * sizeof *q);
+    if (!q) return fail(r, NNRT_ENOMEM, "out of memory");
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const double *x = xw->data + (b * T + t) * 3 * H;
+            const double *prev = t ? out->data + (b * T + t - 1) * 5 * H : NULL; /* [h ...] */
+            double *ws = out->data + (b * T + t) * 5 * H;
+            for (int64_t j = 0; j < 3 * H; j++) {
+                double acc = 0;
+                for (int64_t k = 0; prev && k < H; k++) acc += prev[k] * w->data[j * H + k];
+                q[j] = as_stored(r, dt, acc) + bias->data[j];
+            }
+            for (int64_t j = 0; j < H; j++) {
+                double rg = as_stored(r, dt, sigmoid(x[j] + q[j]));
+                double z = as_stored(r, dt, sigmoid(x[H + j] + q[H + j]));
+                double hn = as_stored(r, dt, q[2 * H + j]);
+                double ng = as_stored(r, dt, tanh(x[2 * H + j] + rg * hn));
+                double hp = prev ? prev[j] : 0;
+                ws[j] = as_stored(r, dt, ng + z * (hp - ng));
+                ws[H + j] = rg;
+                ws[2 * H + j] = z;
+                ws[3 * H + j] = ng;
+                ws[4 * H + j] = hn;
+            }
+        }
+    free(q);
+    return 0;
+}
+
+/* gru_seq_grad (ws, w_hh, d) -> dG, the reverse of gru_seq's time loop (ops.h has the
+ * formulas); d is the gradient of ws, or of its h part alone. */
+static int eval_gru_seq_grad(Run *r, const Node *n, ITensor *out) {
+    const ITensor *ws = input(r, n, 0), *w = input(r, n, 1), *d = input(r, n, 2);
+    int64_t B, T, H;
+    int rc = gru_operands(r, n, out, 5, 4, &B, &T, &H);
+    if (rc) return rc;
+    if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 5 * H && d->dim[2] != H))
+        return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B, (long long)T,
+                    (long long)(5 * H), (long long)B, (long long)T, (long long)H);
+    DType dt = out->dtype;
+    int64_t D = d->dim[2];
+    double *carry = calloc((size_t)(H + 1), sizeof *carry);
+    if (!carry) return fail(r, NNRT_ENOMEM, "out of memory");
+    for (int64_t b = 0; b < B; b++) {
+        memset(carry, 0, (size_t)H * sizeof *carry);
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const double *row = ws->data + (b * T + t) * 5 * H, *dr = d->data + (b * T + t) * D;
+            const double *next = t + 1 < T ? out->data + (b * T + t + 1) * 4 * H : NULL; /* dG_{t+1} */
+            double *dG = out->data + (b * T + t) * 4 * H;
+            for (int64_t j = 0; j < H; j++) {
+                double acc = 0;
+                for (int64_t k = 0; next && k < 3 * H; k++) acc += next[k] * w->data[k * H + j];
+                double rg = row[H + j], z = row[2 * H + j], ng = row[3 * H + j], hn = row[4 * H + j];
+                double hp = t ? ws->data[(b * T + t - 1) * 5 * H + j] : 0;
+                double dh = dr[j] + as_stored(r, dt, acc) + carry[j];
+                double dn = dh * (1 - z) + (D > H ? dr[3 * H + j] : 0);
+                double dz = dh * (hp - ng) + (D > H ? dr[2 * H + j] : 0);
+                double dnp = as_stored(r, dt, dn * (1 - ng * ng));
+                double dr_ = dnp * hn + (D > H ? dr[H + j] : 0);
+                dG[j] = as_stored(r, dt, dr_ * rg * (1 - rg));
+                dG[H + j] = as_stored(r, dt, dz * z * (1 - z));
+                dG[2 * H + j] = as_stored(r, dt, dnp * rg + (D > H ? dr[4 * H + j] : 0));
+                dG[3 * H + j] = dnp;
+                carry[j] = as_stored(r, dt, dh * z);
+            }
+        }
+    }
+    free(carry);
+    return 0;
+}
+
 /* ================================================================ effects */
 
 /* store: module tensor attr.tensor = x; later `tensor` reads in this run see the new value.
@@ -1611,6 +1711,8 @@ static int eval_node(Run *r, const Node *n, ITensor *out) {
     case OP_lrn: return eval_lrn(r, n, out);
     case OP_lstm_seq: return eval_lstm_seq(r, n, out);
     case OP_lstm_seq_grad: return eval_lstm_seq_grad(r, n, out);
+    case OP_gru_seq: return eval_gru_seq(r, n, out);
+    case OP_gru_seq_grad: return eval_gru_seq_grad(r, n, out);
     case OP_store: return eval_store(r, n, out);
     default: return unsupported(r, n);
     }

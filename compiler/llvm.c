@@ -2123,6 +2123,135 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lk);
 }
 
+/* ---- the GRU over a sequence (gru_seq, gru_seq_grad; ops.h has the formulas), in the
+ * LSTM's shape: one sgemm per step, then one cell call per (b, t). */
+
+/* ws = gru_seq(xw, w_hh, b_hh), one step at a time:
+ *   p = h_{t-1} w_hh^T            one sgemm into scratch [B, 3H]; skipped at t = 0 (p = 0)
+ *   then per (b, t) the cell: q = p + b_hh, the gates, n and h, into ws[b, t]. */
+static void emit_gru_seq(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports gru_seq of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 5;
+    LLVMValueRef B = dim_value(cg, &n->shape, 0);
+    LLVMValueRef xw = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), bias = node_ptr(cg, n->in[2]);
+    LLVMValueRef ws = node_ptr(cg, v), p = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    Attr none = {0};
+
+    /* cell(xw row [3H], p row [3H], b_hh [3H], h_{t-1} [H] (zeros at t = 0), out row of ws [5H]) */
+    SubFn cell;
+    LLVMValueRef a[5];
+    sub_begin(cg, &cell, "gru_cell", v, 5, 0, a);
+    Loop lj = loop_begin(cg, i64c(cg, H), "gru_j");
+    LLVMValueRef j = lj.iv, q[3], x[3];
+    for (int k = 0; k < 3; k++) {
+        LLVMValueRef at = add64(cg, j, i64c(cg, k * H));
+        q[k] = f_add(cg, load_at(cg, DT_F32, a[1], at), load_at(cg, DT_F32, a[2], at));
+        x[k] = load_at(cg, DT_F32, a[0], at);
+    }
+    LLVMValueRef r = activation(cg, OP_sigmoid, &none, DT_F32, f_add(cg, x[0], q[0]));
+    LLVMValueRef z = activation(cg, OP_sigmoid, &none, DT_F32, f_add(cg, x[1], q[1]));
+    LLVMValueRef ng = activation(cg, OP_tanh, &none, DT_F32, f_add(cg, x[2], f_mul(cg, r, q[2])));
+    LLVMValueRef h = f_add(cg, ng, f_mul(cg, z, f_sub(cg, load_at(cg, DT_F32, a[3], j), ng)));
+    LLVMValueRef parts[5] = {h, r, z, ng, q[2]};
+    for (int k = 0; k < 5; k++) store_at(cg, DT_F32, parts[k], a[4], add64(cg, j, i64c(cg, k * H)));
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
+    zero_floats(cg, p, mul64(cg, B, i64c(cg, 3 * H)), "gru_p0");
+    Loop lt = loop_begin(cg, i64c(cg, T), "gru_t");
+    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, has_prev);
+    lstm_sgemm(cg, true, B, 3 * H, H, f32_ptr(cg, ws, mul64(cg, tprev, i64c(cg, 5 * H))), T * 5 * H, w, H, p, 3 * H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "gru_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
+    LLVMValueRef prow = f32_ptr(cg, p, mul64(cg, lb.iv, i64c(cg, 3 * H)));
+    LLVMValueRef hrow = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 5 * H));
+    /* at t = 0, p is still all zeros: its row stands for h_{-1} */
+    LLVMValueRef args[5] = {f32_ptr(cg, xw, mul64(cg, bt, i64c(cg, 3 * H))), prow, bias,
+                            sel(cg, has_prev, f32_ptr(cg, ws, hrow), prow), f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 5 * H)))};
+    sub_call(cg, &cell, args, 5);
+    loop_end(cg, &lb);
+    loop_end(cg, &lt);
+}
+
+/* dG = gru_seq_grad(ws, w_hh, d), backwards in time:
+ *   q = dG_{t+1}[0:3H] w_hh       one sgemm into scratch [B, H]; skipped at T-1 (q = 0)
+ *   then per (b, t) the cell's gradient: dh = d.h + q + carry (carry = dh_{t+1} z_{t+1}, kept
+ *   in scratch), the four parts of dG[b, t], and the next carry dh z. */
+static void emit_gru_seq_grad(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports gru_seq_grad of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 4, D = in_node(cg, n, 2)->shape.dim[2];
+    bool full = D == 5 * H;
+    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
+    LLVMValueRef ws = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), d = node_ptr(cg, n->in[2]);
+    LLVMValueRef dG = node_ptr(cg, v);
+    int64_t max_rows = shape_dim(&n->shape, 0, cg->m->max_batch);
+    LLVMValueRef q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    LLVMValueRef carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
+
+    /* cell(ws row [5H], h_{t-1} [H], d row [D], q row [H], carry row [H], dG row [4H], has_prev) */
+    SubFn cell;
+    LLVMValueRef a[7];
+    sub_begin(cg, &cell, "gru_cell_grad", v, 6, 1, a);
+    LLVMValueRef prev = LLVMBuildICmp(cg->b, LLVMIntNE, a[6], i64c(cg, 0), "");
+    Loop lj = loop_begin(cg, i64c(cg, H), "gru_j");
+    LLVMValueRef j = lj.iv, part[5], dpart[5];
+    for (int k = 1; k < 5; k++) part[k] = load_at(cg, DT_F32, a[0], add64(cg, j, i64c(cg, k * H)));
+    for (int k = 1; k < 5; k++) dpart[k] = full ? load_at(cg, DT_F32, a[2], add64(cg, j, i64c(cg, k * H))) : NULL;
+    LLVMValueRef r = part[1], z = part[2], ng = part[3], hn = part[4];
+    LLVMValueRef hp = sel(cg, prev, load_at(cg, DT_F32, a[1], j), zero);
+    LLVMValueRef dh = f_add(cg, f_add(cg, load_at(cg, DT_F32, a[2], j), load_at(cg, DT_F32, a[3], j)),
+                            load_at(cg, DT_F32, a[4], j));
+    LLVMValueRef dn = f_mul(cg, dh, f_sub(cg, one, z)), dz = f_mul(cg, dh, f_sub(cg, hp, ng));
+    if (full) {
+        dn = f_add(cg, dn, dpart[3]);
+        dz = f_add(cg, dz, dpart[2]);
+    }
+    LLVMValueRef dnp = f_mul(cg, dn, f_sub(cg, one, f_mul(cg, ng, ng)));
+    LLVMValueRef dr = f_mul(cg, dnp, hn), dqn = f_mul(cg, dnp, r);
+    if (full) {
+        dr = f_add(cg, dr, dpart[1]);
+        dqn = f_add(cg, dqn, dpart[4]);
+    }
+    LLVMValueRef grads[4] = {f_mul(cg, f_mul(cg, dr, r), f_sub(cg, one, r)), f_mul(cg, f_mul(cg, dz, z), f_sub(cg, one, z)),
+                             dqn, dnp};
+    for (int k = 0; k < 4; k++) store_at(cg, DT_F32, grads[k], a[5], add64(cg, j, i64c(cg, k * H)));
+    store_at(cg, DT_F32, f_mul(cg, dh, z), a[4], j);
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
+    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "gru_q0");
+    zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "gru_carry0");
+    Loop lk = loop_begin(cg, i64c(cg, T), "gru_t");
+    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
+    LLVMValueRef has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
+    lstm_sgemm(cg, false, B, H, 3 * H, f32_ptr(cg, dG, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, 4 * H))), T * 4 * H,
+               w, H, q, H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "gru_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), srow = mul64(cg, lb.iv, i64c(cg, H));
+    LLVMValueRef hrow = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 5 * H));
+    /* at t = 0 the h_{t-1} pointer is any readable row: the cell reads it and selects 0 */
+    LLVMValueRef args[7] = {f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 5 * H))), f32_ptr(cg, ws, hrow),
+                            f32_ptr(cg, d, mul64(cg, bt, i64c(cg, D))), f32_ptr(cg, q, srow), f32_ptr(cg, carry, srow),
+                            f32_ptr(cg, dG, mul64(cg, bt, i64c(cg, 4 * H))), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
+    sub_call(cg, &cell, args, 7);
+    loop_end(cg, &lb);
+    loop_end(cg, &lk);
+}
+
 /* Emits the computation of materialized node v into node_ptr(cg, v). */
 static void emit_node(Cg *cg, Ref v) {
     const Node *n = &cg->f->nodes[v];
@@ -2154,6 +2283,8 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_lrn: emit_lrn(cg, v); break;
     case OP_lstm_seq: emit_lstm_seq(cg, v); break;
     case OP_lstm_seq_grad: emit_lstm_seq_grad(cg, v); break;
+    case OP_gru_seq: emit_gru_seq(cg, v); break;
+    case OP_gru_seq_grad: emit_gru_seq_grad(cg, v); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)
             emit_elementwise(cg, v);

@@ -1121,8 +1121,8 @@ typedef enum Cell { CELL_RNN, CELL_LSTM, CELL_GRU } Cell;
 /* rnn/lstm/gru over x [batch, T, F], batch-first; returns every hidden state of the last
  * layer [batch, T, H]. PyTorch's parameter names and gate order (LSTM i, f, g, o; GRU r, z, n
  * with n = tanh(W_in x + b_in + r*(W_hn h + b_hn))). Per layer, the input projection of every
- * step is one matmul; then the LSTM is one lstm_seq op (its time loop is a kernel), while rnn
- * and gru are unrolled over the static T in primitives. */
+ * step is one matmul; then the LSTM is one lstm_seq op and the GRU one gru_seq op (their time
+ * loops are kernels), while rnn is unrolled over the static T in primitives. */
 static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t layers, Op act) {
     const Value *x = &c->arg[0];
     if (!rank_check(s, c, 0, 3, 3, "a sequence [batch, T, features]")) return value_error();
@@ -1138,7 +1138,7 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
         return value_error();
     }
     int64_t T = x->shape.dim[1], H = hidden, G = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
-    if (T > 4096 && cell != CELL_LSTM) {
+    if (T > 4096 && cell == CELL_RNN) {
         sema_error(s, c->arg_loc[0], "%s: %lld time steps are too many to unroll (at most 4096)",
                    c->builtin->name, (long long)T);
         return value_error();
@@ -1172,6 +1172,14 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
             ws.dim[2] = 6 * H;
             Ref in[2] = {xw, whh.ref};
             seq = slice_axis(s, ir_node(F, OP_lstm_seq, DT_F32, ws, 2, in, NULL), 2, 0, H);
+            continue;
+        }
+        if (cell == CELL_GRU) {
+            /* likewise: row (b, t) of ws is [h | r | z | n | hn] */
+            Shape ws = *shape_of(s, xw);
+            ws.dim[2] = 5 * H;
+            Ref in[3] = {xw, whh.ref, bhh.ref};
+            seq = slice_axis(s, ir_node(F, OP_gru_seq, DT_F32, ws, 3, in, NULL), 2, 0, H);
             continue;
         }
         Ref h = REF_NONE;

@@ -102,8 +102,12 @@ bool conv_is_pointwise(const ConvGeom *g) {
 }
 
 int64_t lstm_scratch_bytes(const Node *n, int64_t batch) {
-    int64_t B = shape_dim(&n->shape, 0, batch), H = n->shape.dim[2] / (n->op == OP_lstm_seq ? 6 : 4);
-    return n->op == OP_lstm_seq ? B * 4 * H * 4 : 2 * B * H * 4;
+    int64_t B = shape_dim(&n->shape, 0, batch);
+    switch (n->op) {
+    case OP_lstm_seq: return B * 4 * (n->shape.dim[2] / 6) * 4;
+    case OP_gru_seq: return B * 3 * (n->shape.dim[2] / 5) * 4;
+    default: return 2 * B * (n->shape.dim[2] / 4) * 4; /* lstm_seq_grad, gru_seq_grad */
+    }
 }
 
 static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_input || op == OP_conv2d_grad_weight; }
@@ -112,9 +116,11 @@ static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_inpu
  * double per output value); convolutions unfold one image (one group) into columns
  * [Cg*KH*KW, Ho*Wo] (none for a pointwise convolution, which reads its input directly);
  * lstm_seq keeps one step's recurrent product h_{t-1} w_hh^T [B, 4H], lstm_seq_grad one
- * step's dG_{t+1} w_hh [B, H] and the carried dc f [B, H] (lstm_scratch_bytes). */
+ * step's dG_{t+1} w_hh [B, H] and the carried dc f [B, H] (lstm_scratch_bytes); gru_seq and
+ * gru_seq_grad likewise ([B, 3H]; [B, H] and the carried dh z [B, H]). */
 static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
-    if (n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad) return lstm_scratch_bytes(n, batch);
+    if (n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad || n->op == OP_gru_seq || n->op == OP_gru_seq_grad)
+        return lstm_scratch_bytes(n, batch);
     if (is_conv(n->op)) {
         ConvGeom g = conv_geom(f, n);
         return conv_is_pointwise(&g) ? 0 : g.Cg * g.KH * g.KW * g.Ho * g.Wo * 4;

@@ -263,6 +263,36 @@ static void check_lstm(Verifier *v, int id, const Node *n) {
     }
 }
 
+/* gru_seq (xw[B,T,3H], w_hh[3H,H], b_hh[3H]) -> [B,T,5H] and gru_seq_grad (ws[B,T,5H], w_hh,
+ * d[B,T,5H] or d[B,T,H]) -> [B,T,4H]: float operands of the node's dtype, B and T shared. */
+static void check_gru(Verifier *v, int id, const Node *n) {
+    const Func *f = v->f;
+    const Shape *seq = in_shape(f, n, 0), *w = in_shape(f, n, 1);
+    if (n->dtype == DT_I32) fail(v, id, "must be f32 or f64");
+    for (int i = 0; i < n->nin; i++)
+        if (f->nodes[n->in[i]].dtype != n->dtype) fail(v, id, "input %d dtype differs", i);
+    if (w->rank != 2 || w->batch_mask || w->dim[0] != 3 * w->dim[1]) {
+        fail(v, id, "w_hh must be [3H, H]");
+        return;
+    }
+    int64_t H = w->dim[1];
+    bool fwd = n->op == OP_gru_seq;
+    int64_t width = fwd ? 3 * H : 5 * H, out = fwd ? 5 * H : 4 * H;
+    if (seq->rank != 3 || seq->dim[2] != width || (seq->batch_mask & ~1u)) {
+        fail(v, id, "input 0 must be [B, T, %lld] with the batch, if any, on axis 0", (long long)width);
+        return;
+    }
+    if (n->shape.rank != 3 || n->shape.batch_mask != seq->batch_mask || n->shape.dim[0] != seq->dim[0] ||
+        n->shape.dim[1] != seq->dim[1] || n->shape.dim[2] != out)
+        fail(v, id, "node shape must be [B, T, %lld] with input 0's B and T", (long long)out);
+    const Shape *third = in_shape(f, n, 2);
+    if (fwd && (third->rank != 1 || third->batch_mask || third->dim[0] != 3 * H))
+        fail(v, id, "b_hh must be [3H]");
+    if (!fwd && (third->rank != 3 || third->batch_mask != seq->batch_mask || third->dim[0] != seq->dim[0] ||
+                 third->dim[1] != seq->dim[1] || (third->dim[2] != 5 * H && third->dim[2] != H)))
+        fail(v, id, "input 2 must be [B, T, 5H] or [B, T, H] with input 0's B and T");
+}
+
 static void check_node(Verifier *v, int id) {
     const Func *f = v->f;
     const Node *n = &f->nodes[id];
@@ -393,6 +423,8 @@ static void check_node(Verifier *v, int id) {
         break;
     case OP_lstm_seq:
     case OP_lstm_seq_grad: check_lstm(v, id, n); break;
+    case OP_gru_seq:
+    case OP_gru_seq_grad: check_gru(v, id, n); break;
     case OP_softmax:
     case OP_log_softmax:
     case OP_softmax_grad:

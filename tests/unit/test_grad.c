@@ -704,6 +704,41 @@ static void test_lstm(void) {
     }
 }
 
+/* ws = gru_seq(xw, w_hh, b_hh) as test_lstm: every part of ws, or only the h part; the rule
+ * also differentiates b_hh. */
+static void test_gru(void) {
+    static const struct {
+        const char *name;
+        int64_t T, H;
+        bool h_only;
+    } cases[] = {
+        {"gru_seq T=3 H=2, d of all of ws", 3, 2, false},
+        {"gru_seq T=1 H=3, d of all of ws", 1, 3, false},
+        {"gru_seq T=4 H=3, d of h", 4, 3, true},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t T = cases[k].T, H = cases[k].H;
+        Case c;
+        case_begin(&c, cases[k].name);
+        Ref x = input(&c, "x", DT_F32, SHAPE(1, 1, T, 3 * H), 0);
+        Ref in[3] = {ir_binary(c.f, OP_mul, x, param(&c, "p", SHAPE(0, T, 3 * H), 0.5, 2)),
+                     param(&c, "w_hh", SHAPE(0, 3 * H, H), -1, 1), param(&c, "b_hh", SHAPE(0, 3 * H), -1, 1)};
+        Ref ws = ir_node(c.f, OP_gru_seq, DT_F32, SHAPE(1, 1, T, 5 * H), 3, in, NULL);
+        if (cases[k].h_only) {
+            int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
+            ws = ir_slice(c.f, ws, start, step, SHAPE(1, 1, T, H));
+        }
+        finish_weighted(&c, ws);
+        int nfwd = c.f->nnodes;
+        Func *g = check_case(&c);
+        int64_t width = -1;
+        for (int i = nfwd; g && i < g->nnodes; i++)
+            if (g->nodes[i].op == OP_gru_seq_grad) width = g->nodes[g->nodes[i].in[2]].shape.dim[2];
+        CHECK(width == (cases[k].h_only ? H : 5 * H));
+        case_end(&c);
+    }
+}
+
 /* ---------------------------------------------------------------- graph structure */
 
 static void test_used_twice(void) {
@@ -814,6 +849,7 @@ int main(void) {
     test_upsample();
     test_lrn();
     test_lstm();
+    test_gru();
     test_used_twice();
     test_stop_gradient();
     test_pruning();

@@ -842,6 +842,34 @@ static void test_lstm(void) {
     }
 }
 
+/* gru_seq alone, then gru_seq_grad of its result with a full d [B, T, 5H] and with the h part
+ * alone [B, T, H], and gru_seq_grad of an arbitrary ws, as test_lstm. */
+static void test_gru(void) {
+    static const struct {
+        int64_t T, H;
+        bool batch;
+    } cases[] = {{1, 3, true}, {4, 5, true}, {7, 2, true}, {3, 4, false}, {2, 16, true}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t T = cases[k].T, H = cases[k].H, B = cases[k].batch ? 1 : 2;
+        uint8_t mask = cases[k].batch ? 1 : 0;
+        char name[96];
+        snprintf(name, sizeof name, "gru_seq T=%lld H=%lld%s", (long long)T, (long long)H,
+                 cases[k].batch ? "" : " static B");
+        Case *c = case_new(name, "infer");
+        Ref in[3] = {farg(c, shp(3, B, T, 3 * H, mask)), arg(c, DT_F32, shp(2, 3 * H, H, 0, 0), -1, 1),
+                     arg(c, DT_F32, shp(1, 3 * H, 0, 0, 0), -1, 1)};
+        Ref ws = node(c, OP_gru_seq, DT_F32, shp(3, B, T, 5 * H, mask), 3, in, NULL);
+        out(c, ws);
+        Ref g[3] = {ws, in[1], arg(c, DT_F32, shp(3, B, T, 5 * H, mask), -1, 1)};
+        out(c, node(c, OP_gru_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        g[2] = farg(c, shp(3, B, T, H, mask));
+        out(c, node(c, OP_gru_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        g[0] = arg(c, DT_F32, shp(3, B, T, 5 * H, mask), -1, 1);
+        out(c, node(c, OP_gru_seq_grad, DT_F32, shp(3, B, T, 4 * H, mask), 3, g, NULL));
+        run_case(c);
+    }
+}
+
 /* ---------------------------------------------------------------- whole models */
 
 /* Runs function f on both backends with the same random arguments at batch n; compares the
@@ -966,7 +994,7 @@ static void test_op_coverage(void) {
         OP_concat, OP_gather, OP_scatter_add, OP_softmax, OP_log_softmax, OP_softmax_grad,
         OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store, OP_conv2d, OP_maxpool2d,
         OP_avgpool2d, OP_upsample2d, OP_lrn, OP_conv2d_grad_input, OP_conv2d_grad_weight, OP_maxpool2d_grad,
-        OP_lstm_seq, OP_lstm_seq_grad};
+        OP_lstm_seq, OP_lstm_seq_grad, OP_gru_seq, OP_gru_seq_grad};
     bool seen[OP_COUNT] = {0};
     for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) seen[covered[i]] = true;
     for (int op = 0; op < OP_COUNT; op++)
@@ -999,6 +1027,7 @@ int main(void) {
     test_example("tests/ref/lstm_layers/model.nn", 3, 0);
     test_example("tests/gradcheck/layer-lstm-steps1.nn", 3, 0);
     test_lstm();
+    test_gru();
     test_op_coverage();
     fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
     return check_done();
