@@ -495,6 +495,28 @@ static void rule_lstm_seq(Grad *g, int i, const Node *n, Ref dy) {
     contribute(g, w, ir_matmul(f, ir_reshape(f, dxw, g2), ir_reshape(f, hprev, h2), true, false));
 }
 
+/* h = rnn_seq(xw, w_hh): the rnn_seq_grad kernel gives dP = d loss/d xw for every step, and
+ * d w_hh = dP^T Hprev (one matmul, Hprev as for lstm_seq). */
+static void rule_rnn_seq(Grad *g, int i, const Node *n, Ref dy) {
+    Func *f = g->f;
+    Ref xw = n->in[0], w = n->in[1];
+    Shape hs = n->shape;
+    int64_t B = hs.dim[0], T = hs.dim[1], H = hs.dim[2];
+    Ref in[3] = {i, w, dy};
+    Ref dp = ir_node(f, OP_rnn_seq_grad, n->dtype, hs, 3, in, &n->attr);
+    contribute(g, xw, dp);
+    if (!g->needs[w] || T < 2) return;
+    Shape ps = hs;
+    ps.dim[1] = T - 1;
+    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
+    Ref hp[2] = {REF_NONE, ir_slice(f, i, start, step, ps)}; /* h_0 .. h_{T-2} */
+    Shape z = ps;
+    z.dim[1] = 1;
+    hp[0] = ir_const(f, n->dtype, z, 0.0);
+    Shape two = {.rank = 2, .dim = {B * T, H}, .batch_mask = hs.batch_mask & 1};
+    contribute(g, w, ir_matmul(f, ir_reshape(f, dp, two), ir_reshape(f, ir_concat(f, 2, hp, 1), two), true, false));
+}
+
 /* The slice [from, from + width) of the last axis of x [B, T, W]. */
 static Ref last_axis_slice(Func *f, Ref x, int64_t from, int64_t width) {
     Shape s = f->nodes[x].shape;
@@ -716,6 +738,7 @@ static bool grad_rule(Grad *g, int i, Ref dy) {
     case OP_lrn: rule_lrn(g, n, dy); return true;
     case OP_lstm_seq: rule_lstm_seq(g, i, n, dy); return true;
     case OP_gru_seq: rule_gru_seq(g, i, n, dy); return true;
+    case OP_rnn_seq: rule_rnn_seq(g, i, n, dy); return true;
     default:
         fprintf(stderr, "nnc: internal error: grad: no gradient rule for op '%s' (%%%d)\n",
                 op_info[op].name, i);

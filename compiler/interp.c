@@ -1537,6 +1537,49 @@ static int eval_lstm_seq_grad(Run *r, const Node *n, ITensor *out) {
     return 0;
 }
 
+/* rnn_seq's activation of p, and its derivative from the output h (tanh: 1 - h^2, relu: h > 0) */
+static double rnn_act(const Node *n, double p) { return n->attr.fwd_op == OP_relu ? (p < 0 ? 0 : p) : tanh(p); }
+static double rnn_act_grad(const Node *n, double h) { return n->attr.fwd_op == OP_relu ? (h > 0) : 1 - h * h; }
+
+/* rnn_seq (xw, w_hh) -> h: h_t = act(xw[b,t] + h_{t-1} w_hh^T) (sums in double), h_{-1} = 0;
+ * rnn_seq_grad (h, w_hh, d) -> dP: dP_t = (d[t] + dP_{t+1} w_hh) act'(h_t), dP_T = 0. */
+static int eval_rnn_seq(Run *r, const Node *n, ITensor *out) {
+    const ITensor *seq = input(r, n, 0), *w = input(r, n, 1), *d = n->op == OP_rnn_seq_grad ? input(r, n, 2) : NULL;
+    int rc = need_float_inputs(r, n, out);
+    if (rc) return rc;
+    if (n->attr.fwd_op != OP_tanh && n->attr.fwd_op != OP_relu)
+        return fail(r, NNRT_EARG, "the activation must be tanh or relu");
+    if (w->rank != 2 || w->dim[0] != w->dim[1]) return fail(r, NNRT_EARG, "w_hh must be [H, H]");
+    int64_t H = w->dim[0];
+    if (seq->rank != 3 || seq->dim[2] != H || !same_dims(seq, out) || (d && !same_dims(d, out)))
+        return fail(r, NNRT_EARG, "the sequences must be [B, T, %lld]", (long long)H);
+    int64_t B = seq->dim[0], T = seq->dim[1];
+    DType dt = out->dtype;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < T; k++) {
+            int64_t t = d ? T - 1 - k : k;
+            const double *x = seq->data + (b * T + t) * H;
+            double *y = out->data + (b * T + t) * H;
+            if (!d) {
+                const double *prev = t ? out->data + (b * T + t - 1) * H : NULL;
+                for (int64_t j = 0; j < H; j++) {
+                    double acc = 0;
+                    for (int64_t i = 0; prev && i < H; i++) acc += prev[i] * w->data[j * H + i];
+                    y[j] = as_stored(r, dt, rnn_act(n, x[j] + as_stored(r, dt, acc)));
+                }
+            } else {
+                const double *next = t + 1 < T ? out->data + (b * T + t + 1) * H : NULL; /* dP_{t+1} */
+                const double *dr = d->data + (b * T + t) * H;
+                for (int64_t j = 0; j < H; j++) {
+                    double acc = 0;
+                    for (int64_t i = 0; next && i < H; i++) acc += next[i] * w->data[i * H + j];
+                    y[j] = as_stored(r, dt, (dr[j] + as_stored(r, dt, acc)) * rnn_act_grad(n, x[j]));
+                }
+            }
+        }
+    return 0;
+}
+
 /* The operands of gru_seq and gru_seq_grad: seq [B, T, width] (xw or ws), w_hh [3H, H], and
  * the result [B, T, out_width]; width and out_width in units of H. Sets B, T, H. */
 static int gru_operands(Run *r, const Node *n, const ITensor *out, int64_t width, int64_t out_width, int64_t *B,
@@ -1712,6 +1755,8 @@ static int eval_node(Run *r, const Node *n, ITensor *out) {
     case OP_lstm_seq: return eval_lstm_seq(r, n, out);
     case OP_lstm_seq_grad: return eval_lstm_seq_grad(r, n, out);
     case OP_gru_seq: return eval_gru_seq(r, n, out);
+    case OP_rnn_seq:
+    case OP_rnn_seq_grad: return eval_rnn_seq(r, n, out);
     case OP_gru_seq_grad: return eval_gru_seq_grad(r, n, out);
     case OP_store: return eval_store(r, n, out);
     default: return unsupported(r, n);

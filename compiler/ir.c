@@ -420,7 +420,9 @@ static void print_attrs(FILE *out, const Func *f, const Node *n) {
     case OP_gelu:
         if (a->flag) fprintf(out, " tanh");
         break;
-    case OP_act_grad: fprintf(out, " %s", op_info[a->fwd_op].name); break;
+    case OP_act_grad:
+    case OP_rnn_seq:
+    case OP_rnn_seq_grad: fprintf(out, " %s", op_info[a->fwd_op].name); break;
     case OP_cross_entropy:
     case OP_cross_entropy_grad:
         if (a->f[0] != 0) fprintf(out, " smoothing=%g", a->f[0]);

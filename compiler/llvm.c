@@ -2123,6 +2123,90 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lk);
 }
 
+/* ---- the Elman RNN over a sequence (rnn_seq, rnn_seq_grad; ops.h has the formulas) */
+
+/* h = rnn_seq(xw, w_hh), one step at a time: h_{t-1} w_hh^T by one sgemm straight into the
+ * step's rows of h (skipped at t = 0), then per (b, t) the cell: h = act(xw + that). */
+static void emit_rnn_seq(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports rnn_seq of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2];
+    LLVMValueRef B = dim_value(cg, &n->shape, 0);
+    LLVMValueRef xw = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), h = node_ptr(cg, v);
+    Attr none = {0};
+
+    /* cell(xw row [H], h row [H], has_prev) */
+    SubFn cell;
+    LLVMValueRef a[3];
+    sub_begin(cg, &cell, "rnn_cell", v, 2, 1, a);
+    LLVMValueRef prev = LLVMBuildICmp(cg->b, LLVMIntNE, a[2], i64c(cg, 0), "");
+    Loop lj = loop_begin(cg, i64c(cg, H), "rnn_j");
+    LLVMValueRef p = sel(cg, prev, load_at(cg, DT_F32, a[1], lj.iv), LLVMConstReal(cg->t_f32, 0));
+    LLVMValueRef y = activation(cg, (Op)n->attr.fwd_op, &none, DT_F32, f_add(cg, load_at(cg, DT_F32, a[0], lj.iv), p));
+    store_at(cg, DT_F32, y, a[1], lj.iv);
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
+    Loop lt = loop_begin(cg, i64c(cg, T), "rnn_t");
+    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMBasicBlockRef join = if_begin(cg, has_prev);
+    lstm_sgemm(cg, true, B, H, H, f32_ptr(cg, h, mul64(cg, add64(cg, t, i64c(cg, -1)), i64c(cg, H))), T * H, w, H,
+               f32_ptr(cg, h, mul64(cg, t, i64c(cg, H))), T * H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "rnn_b");
+    LLVMValueRef row = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), i64c(cg, H));
+    LLVMValueRef args[3] = {f32_ptr(cg, xw, row), f32_ptr(cg, h, row), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
+    sub_call(cg, &cell, args, 3);
+    loop_end(cg, &lb);
+    loop_end(cg, &lt);
+}
+
+/* dP = rnn_seq_grad(h, w_hh, d), backwards in time: q = dP_{t+1} w_hh by one sgemm into
+ * scratch [B, H] (q = 0 at T-1), then per (b, t) dP = (d + q) act'(h). */
+static void emit_rnn_seq_grad(Cg *cg, Ref v) {
+    const Node *n = &cg->f->nodes[v];
+    if (n->dtype != DT_F32) {
+        cg_error(cg, "the LLVM backend supports rnn_seq_grad of f32 values only");
+        return;
+    }
+    int64_t T = n->shape.dim[1], H = n->shape.dim[2];
+    LLVMValueRef B = dim_value(cg, &n->shape, 0);
+    LLVMValueRef h = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), d = node_ptr(cg, n->in[2]);
+    LLVMValueRef dp = node_ptr(cg, v), q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+
+    /* cell(h row [H], d row [H], q row [H], dP row [H]) */
+    SubFn cell;
+    LLVMValueRef a[4];
+    sub_begin(cg, &cell, "rnn_cell_grad", v, 4, 0, a);
+    Loop lj = loop_begin(cg, i64c(cg, H), "rnn_j");
+    LLVMValueRef j = lj.iv, hv = load_at(cg, DT_F32, a[0], j);
+    LLVMValueRef deriv = n->attr.fwd_op == OP_relu
+                             ? sel(cg, f_gt(cg, hv, LLVMConstReal(cg->t_f32, 0)), LLVMConstReal(cg->t_f32, 1),
+                                   LLVMConstReal(cg->t_f32, 0))
+                             : f_sub(cg, LLVMConstReal(cg->t_f32, 1), f_mul(cg, hv, hv));
+    LLVMValueRef g = f_mul(cg, f_add(cg, load_at(cg, DT_F32, a[1], j), load_at(cg, DT_F32, a[2], j)), deriv);
+    store_at(cg, DT_F32, g, a[3], j);
+    loop_end(cg, &lj);
+    sub_end(cg, &cell);
+
+    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "rnn_q0");
+    Loop lk = loop_begin(cg, i64c(cg, T), "rnn_t");
+    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
+    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
+    lstm_sgemm(cg, false, B, H, H, f32_ptr(cg, dp, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, H))), T * H, w, H, q, H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "rnn_b");
+    LLVMValueRef row = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), i64c(cg, H));
+    LLVMValueRef args[4] = {f32_ptr(cg, h, row), f32_ptr(cg, d, row), f32_ptr(cg, q, mul64(cg, lb.iv, i64c(cg, H))),
+                            f32_ptr(cg, dp, row)};
+    sub_call(cg, &cell, args, 4);
+    loop_end(cg, &lb);
+    loop_end(cg, &lk);
+}
+
 /* ---- the GRU over a sequence (gru_seq, gru_seq_grad; ops.h has the formulas), in the
  * LSTM's shape: one sgemm per step, then one cell call per (b, t). */
 
@@ -2284,6 +2368,8 @@ static void emit_node(Cg *cg, Ref v) {
     case OP_lstm_seq: emit_lstm_seq(cg, v); break;
     case OP_lstm_seq_grad: emit_lstm_seq_grad(cg, v); break;
     case OP_gru_seq: emit_gru_seq(cg, v); break;
+    case OP_rnn_seq: emit_rnn_seq(cg, v); break;
+    case OP_rnn_seq_grad: emit_rnn_seq_grad(cg, v); break;
     case OP_gru_seq_grad: emit_gru_seq_grad(cg, v); break;
     default:
         if (is_elementwise(n->op) || is_view(n->op) || n->op == OP_const || n->op == OP_batch_size)

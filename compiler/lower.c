@@ -1121,8 +1121,8 @@ typedef enum Cell { CELL_RNN, CELL_LSTM, CELL_GRU } Cell;
 /* rnn/lstm/gru over x [batch, T, F], batch-first; returns every hidden state of the last
  * layer [batch, T, H]. PyTorch's parameter names and gate order (LSTM i, f, g, o; GRU r, z, n
  * with n = tanh(W_in x + b_in + r*(W_hn h + b_hn))). Per layer, the input projection of every
- * step is one matmul; then the LSTM is one lstm_seq op and the GRU one gru_seq op (their time
- * loops are kernels), while rnn is unrolled over the static T in primitives. */
+ * step is one matmul; then one op runs the time loop (lstm_seq, gru_seq, rnn_seq: kernels of
+ * their own, ops.h). */
 static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t layers, Op act) {
     const Value *x = &c->arg[0];
     if (!rank_check(s, c, 0, 3, 3, "a sequence [batch, T, features]")) return value_error();
@@ -1138,11 +1138,6 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
         return value_error();
     }
     int64_t T = x->shape.dim[1], H = hidden, G = cell == CELL_LSTM ? 4 : cell == CELL_GRU ? 3 : 1;
-    if (T > 4096 && cell == CELL_RNN) {
-        sema_error(s, c->arg_loc[0], "%s: %lld time steps are too many to unroll (at most 4096)",
-                   c->builtin->name, (long long)T);
-        return value_error();
-    }
     double k = 1 / sqrt((double)H);
     InitSpec init = {.kind = INIT_UNIFORM, .a = -k, .b = k};
     Ref seq = x->ref;
@@ -1166,47 +1161,21 @@ static Value recurrent(Sema *s, Call *c, Cell cell, int64_t hidden, int64_t laye
         int64_t m = T * G * H * (in + H);
         macs += m;
         flops += 2 * m + T * H * (cell == CELL_LSTM ? 36 : cell == CELL_GRU ? 25 : 7);
-        if (cell == CELL_LSTM) {
-            /* one op runs the time loop: row (b, t) of ws is [h | c | i | f | g | o] */
-            Shape ws = *shape_of(s, xw);
+        /* one op runs the time loop of a layer */
+        Shape ws = *shape_of(s, xw);
+        if (cell == CELL_LSTM) { /* row (b, t) of ws is [h | c | i | f | g | o] */
             ws.dim[2] = 6 * H;
             Ref in[2] = {xw, whh.ref};
             seq = slice_axis(s, ir_node(F, OP_lstm_seq, DT_F32, ws, 2, in, NULL), 2, 0, H);
-            continue;
-        }
-        if (cell == CELL_GRU) {
-            /* likewise: row (b, t) of ws is [h | r | z | n | hn] */
-            Shape ws = *shape_of(s, xw);
+        } else if (cell == CELL_GRU) { /* row (b, t) of ws is [h | r | z | n | hn] */
             ws.dim[2] = 5 * H;
             Ref in[3] = {xw, whh.ref, bhh.ref};
             seq = slice_axis(s, ir_node(F, OP_gru_seq, DT_F32, ws, 3, in, NULL), 2, 0, H);
-            continue;
+        } else { /* every h */
+            Attr a = {.fwd_op = act};
+            Ref in[2] = {xw, whh.ref};
+            seq = ir_node(F, OP_rnn_seq, DT_F32, ws, 2, in, &a);
         }
-        Ref h = REF_NONE;
-        Ref *steps = arena_alloc(sema_arena(s), (size_t)T * sizeof *steps);
-        for (int64_t t = 0; t < T; t++) {
-            Ref xt = slice_axis(s, xw, 1, t, 1);
-            xt = ir_reshape(F, xt, shape_drop(shape_of(s, xt), 1)); /* [batch, G*H] */
-            if (cell == CELL_RNN) {
-                Ref pre = h == REF_NONE ? xt : add(s, xt, ir_matmul(F, h, whh.ref, false, true));
-                h = unary(s, act, pre);
-            } else {
-                Ref gh = h == REF_NONE ? bhh.ref
-                                       : add(s, ir_matmul(F, h, whh.ref, false, true), bhh.ref);
-                int ax_h = shape_of(s, gh)->rank - 1;
-                Ref r = unary(s, OP_sigmoid,
-                              add(s, slice_axis(s, xt, 1, 0, H), slice_axis(s, gh, ax_h, 0, H)));
-                Ref z = unary(s, OP_sigmoid,
-                              add(s, slice_axis(s, xt, 1, H, H), slice_axis(s, gh, ax_h, H, H)));
-                Ref n = unary(s, OP_tanh,
-                              add(s, slice_axis(s, xt, 1, 2 * H, H),
-                                  mul(s, r, slice_axis(s, gh, ax_h, 2 * H, H))));
-                /* h' = (1 - z) n + z h = n + z (h - n); h0 = 0 */
-                h = h == REF_NONE ? sub(s, n, mul(s, z, n)) : add(s, n, mul(s, z, sub(s, h, n)));
-            }
-            steps[t] = ir_reshape(F, h, shape_insert(shape_of(s, h), 1, 1)); /* [batch, 1, H] */
-        }
-        seq = ir_concat(F, (int)T, steps, 1);
     }
     Value v = tv(s, seq);
     sema_layer(s, c, c->builtin->name, v.shape, macs, flops);

@@ -627,8 +627,9 @@ typedef struct ConvGeom {
 ConvGeom conv_geom(const Func *f, const Node *n);
 /* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
 bool conv_is_pointwise(const ConvGeom *g);
-/* Scratch of lstm_seq ([B, 4H] floats), gru_seq ([B, 3H]), and lstm_seq_grad and
- * gru_seq_grad (two [B, H] blocks, the second at B*H floats) at batch `batch`. */
+/* Scratch of lstm_seq ([B, 4H] floats), gru_seq ([B, 3H]), lstm_seq_grad and gru_seq_grad
+ * (two [B, H] blocks, the second at B*H floats), rnn_seq_grad ([B, H]; rnn_seq none) at
+ * batch `batch`. */
 int64_t lstm_scratch_bytes(const Node *n, int64_t batch);
 
 /* ================================================================ llvm.c */

@@ -106,6 +106,8 @@ int64_t lstm_scratch_bytes(const Node *n, int64_t batch) {
     switch (n->op) {
     case OP_lstm_seq: return B * 4 * (n->shape.dim[2] / 6) * 4;
     case OP_gru_seq: return B * 3 * (n->shape.dim[2] / 5) * 4;
+    case OP_rnn_seq: return 0; /* the product goes straight into the step's row */
+    case OP_rnn_seq_grad: return B * n->shape.dim[2] * 4;
     default: return 2 * B * (n->shape.dim[2] / 4) * 4; /* lstm_seq_grad, gru_seq_grad */
     }
 }
@@ -117,9 +119,11 @@ static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_inpu
  * [Cg*KH*KW, Ho*Wo] (none for a pointwise convolution, which reads its input directly);
  * lstm_seq keeps one step's recurrent product h_{t-1} w_hh^T [B, 4H], lstm_seq_grad one
  * step's dG_{t+1} w_hh [B, H] and the carried dc f [B, H] (lstm_scratch_bytes); gru_seq and
- * gru_seq_grad likewise ([B, 3H]; [B, H] and the carried dh z [B, H]). */
+ * gru_seq_grad likewise ([B, 3H]; [B, H] and the carried dh z [B, H]); rnn_seq_grad one
+ * step's dP_{t+1} w_hh [B, H]. */
 static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
-    if (n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad || n->op == OP_gru_seq || n->op == OP_gru_seq_grad)
+    if (n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad || n->op == OP_gru_seq || n->op == OP_gru_seq_grad ||
+        n->op == OP_rnn_seq || n->op == OP_rnn_seq_grad)
         return lstm_scratch_bytes(n, batch);
     if (is_conv(n->op)) {
         ConvGeom g = conv_geom(f, n);

@@ -263,6 +263,25 @@ static void check_lstm(Verifier *v, int id, const Node *n) {
     }
 }
 
+/* rnn_seq (xw[B,T,H], w_hh[H,H]) and rnn_seq_grad (h[B,T,H], w_hh, d[B,T,H]) -> [B,T,H], the
+ * activation tanh or relu. */
+static void check_rnn(Verifier *v, int id, const Node *n) {
+    const Func *f = v->f;
+    const Shape *w = in_shape(f, n, 1);
+    if (n->dtype == DT_I32) fail(v, id, "must be f32 or f64");
+    if (n->attr.fwd_op != OP_tanh && n->attr.fwd_op != OP_relu) fail(v, id, "the activation must be tanh or relu");
+    for (int i = 0; i < n->nin; i++)
+        if (f->nodes[n->in[i]].dtype != n->dtype) fail(v, id, "input %d dtype differs", i);
+    if (w->rank != 2 || w->batch_mask || w->dim[0] != w->dim[1]) {
+        fail(v, id, "w_hh must be [H, H]");
+        return;
+    }
+    if (n->shape.rank != 3 || n->shape.dim[2] != w->dim[0] || (n->shape.batch_mask & ~1u))
+        fail(v, id, "node shape must be [B, T, %lld] with the batch, if any, on axis 0", (long long)w->dim[0]);
+    for (int i = 0; i < n->nin; i += 2)
+        if (!shape_eq(in_shape(f, n, i), &n->shape)) fail(v, id, "input %d must have the node's shape", i);
+}
+
 /* gru_seq (xw[B,T,3H], w_hh[3H,H], b_hh[3H]) -> [B,T,5H] and gru_seq_grad (ws[B,T,5H], w_hh,
  * d[B,T,5H] or d[B,T,H]) -> [B,T,4H]: float operands of the node's dtype, B and T shared. */
 static void check_gru(Verifier *v, int id, const Node *n) {
@@ -425,6 +444,8 @@ static void check_node(Verifier *v, int id) {
     case OP_lstm_seq_grad: check_lstm(v, id, n); break;
     case OP_gru_seq:
     case OP_gru_seq_grad: check_gru(v, id, n); break;
+    case OP_rnn_seq:
+    case OP_rnn_seq_grad: check_rnn(v, id, n); break;
     case OP_softmax:
     case OP_log_softmax:
     case OP_softmax_grad:

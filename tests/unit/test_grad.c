@@ -704,6 +704,31 @@ static void test_lstm(void) {
     }
 }
 
+/* h = rnn_seq(xw, w_hh), tanh and relu. */
+static void test_rnn(void) {
+    static const struct {
+        const char *name;
+        int64_t T, H;
+        Op act;
+    } cases[] = {
+        {"rnn_seq tanh T=3 H=2", 3, 2, OP_tanh},
+        {"rnn_seq tanh T=1 H=3", 1, 3, OP_tanh},
+        {"rnn_seq relu T=4 H=3", 4, 3, OP_relu},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t T = cases[k].T, H = cases[k].H;
+        Case c;
+        case_begin(&c, cases[k].name);
+        Ref x = input(&c, "x", DT_F32, SHAPE(1, 1, T, H), 0);
+        Ref in[2] = {ir_binary(c.f, OP_mul, x, param(&c, "p", SHAPE(0, T, H), 0.5, 2)),
+                     param(&c, "w_hh", SHAPE(0, H, H), -1, 1)};
+        Attr a = {.fwd_op = cases[k].act};
+        finish_weighted(&c, ir_node(c.f, OP_rnn_seq, DT_F32, SHAPE(1, 1, T, H), 2, in, &a));
+        check_case(&c);
+        case_end(&c);
+    }
+}
+
 /* ws = gru_seq(xw, w_hh, b_hh) as test_lstm: every part of ws, or only the h part; the rule
  * also differentiates b_hh. */
 static void test_gru(void) {
@@ -850,6 +875,7 @@ int main(void) {
     test_lrn();
     test_lstm();
     test_gru();
+    test_rnn();
     test_used_twice();
     test_stop_gradient();
     test_pruning();

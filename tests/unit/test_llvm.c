@@ -842,6 +842,35 @@ static void test_lstm(void) {
     }
 }
 
+/* rnn_seq (tanh and relu) alone, then rnn_seq_grad of its result and of an arbitrary h. */
+static void test_rnn(void) {
+    static const struct {
+        int64_t T, H;
+        bool batch;
+    } cases[] = {{1, 3, true}, {4, 5, true}, {7, 2, false}, {2, 16, true}};
+    static const Op acts[] = {OP_tanh, OP_relu};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int ai = 0; ai < 2; ai++) {
+            int64_t T = cases[k].T, H = cases[k].H, B = cases[k].batch ? 1 : 2;
+            uint8_t mask = cases[k].batch ? 1 : 0;
+            char name[96];
+            snprintf(name, sizeof name, "rnn_seq %s T=%lld H=%lld%s", op_info[acts[ai]].name, (long long)T,
+                     (long long)H, cases[k].batch ? "" : " static B");
+            Case *c = case_new(name, "infer");
+            Attr a = {.fwd_op = acts[ai]};
+            Ref in[2] = {farg(c, shp(3, B, T, H, mask)), arg(c, DT_F32, shp(2, H, H, 0, 0), -1, 1)};
+            Ref h = node(c, OP_rnn_seq, DT_F32, shp(3, B, T, H, mask), 2, in, &a);
+            out(c, h);
+            Ref g[3] = {h, in[1], farg(c, shp(3, B, T, H, mask))};
+            out(c, node(c, OP_rnn_seq_grad, DT_F32, shp(3, B, T, H, mask), 3, g, &a));
+            /* an arbitrary h within tanh's range: |act'| <= 1, as for any output of the op
+             * (beyond it, each step would scale the f32 rounding of dP_{t+1} w_hh by up to 8) */
+            g[0] = arg(c, DT_F32, shp(3, B, T, H, mask), -1, 1);
+            out(c, node(c, OP_rnn_seq_grad, DT_F32, shp(3, B, T, H, mask), 3, g, &a));
+            run_case(c);
+        }
+}
+
 /* gru_seq alone, then gru_seq_grad of its result with a full d [B, T, 5H] and with the h part
  * alone [B, T, H], and gru_seq_grad of an arbitrary ws, as test_lstm. */
 static void test_gru(void) {
@@ -994,7 +1023,7 @@ static void test_op_coverage(void) {
         OP_concat, OP_gather, OP_scatter_add, OP_softmax, OP_log_softmax, OP_softmax_grad,
         OP_log_softmax_grad, OP_cross_entropy, OP_cross_entropy_grad, OP_store, OP_conv2d, OP_maxpool2d,
         OP_avgpool2d, OP_upsample2d, OP_lrn, OP_conv2d_grad_input, OP_conv2d_grad_weight, OP_maxpool2d_grad,
-        OP_lstm_seq, OP_lstm_seq_grad, OP_gru_seq, OP_gru_seq_grad};
+        OP_lstm_seq, OP_lstm_seq_grad, OP_gru_seq, OP_gru_seq_grad, OP_rnn_seq, OP_rnn_seq_grad};
     bool seen[OP_COUNT] = {0};
     for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) seen[covered[i]] = true;
     for (int op = 0; op < OP_COUNT; op++)
@@ -1028,6 +1057,7 @@ int main(void) {
     test_example("tests/gradcheck/layer-lstm-steps1.nn", 3, 0);
     test_lstm();
     test_gru();
+    test_rnn();
     test_op_coverage();
     fprintf(stderr, "%d cases, %d mismatches\n", cases_run, mismatches);
     return check_done();
