@@ -803,8 +803,8 @@ static Value bi_reshape(Sema *s, Call *c) {
 static bool perm_arg(Sema *s, Call *c, int i, int rank, int *perm) {
     Value *p = &c->arg[i];
     if (p->kind != V_TUPLE || p->nitems != rank) {
-        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes, got %s", c->builtin->name,
-                   rank, tstr(s, p));
+        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes of %s, got %s", c->builtin->name,
+                   rank, tstr(s, &c->arg[0]), tstr(s, p));
         return false;
     }
     uint32_t seen = 0;
@@ -1294,11 +1294,14 @@ static bool attention_args(Sema *s, Call *c, int iq, int ik, int iv, int64_t hea
     if (k->shape.dim[1] != v->shape.dim[1]) {
         sema_error(s, c->arg_loc[iv], "%s: key %s and value %s need the same length",
                    c->builtin->name, tstr(s, k), tstr(s, v));
+        sema_note_origin(s, k);
+        sema_note_origin(s, v);
         return false;
     }
     if (q->shape.dim[2] % heads || v->shape.dim[2] % heads) {
-        sema_error(s, c->arg_loc[iq], "%s: %lld heads do not divide the feature size %lld",
-                   c->builtin->name, (long long)heads, (long long)q->shape.dim[2]);
+        const Value *w = q->shape.dim[2] % heads ? q : v;
+        sema_error(s, c->arg_loc[w == q ? iq : iv], "%s: %lld heads do not divide the feature size %lld of %s",
+                   c->builtin->name, (long long)heads, (long long)w->shape.dim[2], tstr(s, w));
         return false;
     }
     return true;
@@ -1427,7 +1430,7 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
         return value_error();
     if (one_d && (c->arg[2].kind == V_TUPLE || c->arg[3].kind == V_TUPLE ||
                   c->arg[4].kind == V_TUPLE || c->arg[5].kind == V_TUPLE)) {
-        sema_error(s, c->loc, "conv1d takes single integers for kernel, stride, pad and dilation");
+        sema_error(s, c->loc, "conv1d takes single integers for kernel, stride, pad and dilation, not pairs");
         return value_error();
     }
     if (one_d) k[0] = stride[0] = dil[0] = 1;
