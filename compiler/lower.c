@@ -1097,7 +1097,11 @@ static Value bi_batchnorm(Sema *s, Call *c) {
         n = n == REF_NONE ? scalar(s, (double)fixed)
             : fixed == 1  ? n
                           : mul(s, n, scalar(s, (double)fixed));
-        Ref unbiased = mul(s, ir_reshape(F, var, cs), divide(s, n, sub(s, n, scalar(s, 1))));
+        /* n / (n - 1), with n - 1 at least 1: a batch of one [N, C] row (the last, partial
+           batch of an epoch can be one) has var = 0, and the running variance then decays by
+           (1 - momentum) instead of becoming 0 * inf = NaN (PyTorch refuses such a batch) */
+        Ref unbiased = mul(s, ir_reshape(F, var, cs),
+                           divide(s, n, bin(s, OP_maximum, sub(s, n, scalar(s, 1)), scalar(s, 1))));
         Ref keep = scalar(s, 1 - momentum), m = scalar(s, momentum);
         ir_store(F, rm.tensor, add(s, mul(s, rm.ref, keep), mul(s, ir_reshape(F, mean, cs), m)));
         ir_store(F, rv.tensor, add(s, mul(s, rv.ref, keep), mul(s, unbiased, m)));
