@@ -2294,9 +2294,16 @@ static void emit_info(Cg *cg, int64_t work_bytes) {
 /* ================================================================ modules */
 
 /* Functions an object carries: all, or with embedded weights those that neither initialize
- * nor write the (read-only) state. */
+ * nor write the (read-only) state, nor draw dropout masks (rand_uniform reads the step
+ * counter, which is not built in: `loss` and `grad` of a model with dropout). */
+static bool func_draws_random(const Func *f) {
+    for (int v = 0; v < f->nnodes; v++)
+        if (f->nodes[v].op == OP_rand_uniform) return true;
+    return false;
+}
+
 bool llvm_func_emitted(const Func *f, bool embedded) {
-    return !embedded || (!is_init(f) && !func_has_stores(f));
+    return !embedded || (!is_init(f) && !func_has_stores(f) && !func_draws_random(f));
 }
 
 static bool check_limits(const Module *m) {

@@ -8,6 +8,8 @@ that does with the generated API what the case's `cmd` file asks of nnc:
     nnc grad   ->  <m>__grad_packed (docs/c-api.md, "The packed entry") on inputs and labels
     nnc train  ->  <m>_train_step K times on consecutive batches of the training arrays,
                    steps_per_epoch and total_steps set in the state as the driver sets them
+    --embed    ->  also <m>_infer of an object compiled with --embed-weights (the case's
+                   weights built in, batchnorm folded at compile time; state NULL)
 
 writing the same files ($OUT/p.npy, $OUT/grad.safetensors, $OUT/after_K.safetensors), which
 tests/numeric/check.py's comparison then checks against the expected ones (same tolerance).
@@ -142,16 +144,57 @@ static __attribute__((unused)) void save_npy(const char *name, const nnrt_io_inf
 '''
 
 
-def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, grad_outs, epochs):
+C_EMBEDDED = r'''
+#include "%(m)s.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *dir, *out;
+static nnrt_error err;
+
+static void die(const char *what, int rc) {
+    fprintf(stderr, "%%s: %%s (%%s)\n", what, nnrt_strerror(rc), err.msg);
+    exit(1);
+}
+
+static nnrt_array load(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%%s/%%s", dir, name);
+    nnrt_array a;
+    int rc = nnrt_npy_load(path, &a, &err);
+    if (rc) die(path, rc);
+    return a;
+}
+
+static void save_npy(const char *name, const nnrt_io_info *io, int n, const void *data) {
+    char path[4096];
+    int64_t shape[NNRT_MAX_RANK];
+    for (int i = 0; i < io->rank; i++) shape[i] = io->shape[i] < 0 ? n : io->shape[i];
+    snprintf(path, sizeof path, "%%s/%%s.npy", out, name);
+    int rc = nnrt_npy_save(path, io->dtype, io->rank, shape, data, &err);
+    if (rc) die(path, rc);
+}
+'''
+
+
+def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, grad_outs, epochs,
+              embedded=False):
+    """The C program; embedded: for an object of --embed-weights (infer only, state NULL)."""
     M = model.upper()
-    src = [C_PRELUDE % {'m': model, 'M': M}]
+    src = [(C_EMBEDDED if embedded else C_PRELUDE) % {'m': model, 'M': M}]
     src.append('int main(int argc, char **argv) {\n    if (argc != 3) return 2;\n'
                '    dir = argv[1], out = argv[2];\n    int rc;\n')
     if run:
         ins = [(t, n) for t, n in infer_proto if t.startswith('const')]
         outs = [(t, n) for t, n in infer_proto if not t.startswith('const')]
-        src.append('    {   /* nnc run */\n        %s m = context();\n' % model)
-        src.append('        if ((rc = %s_prepare(&m))) die("prepare", rc);\n' % model)
+        if embedded:   # the weights are in the object: no state at all
+            src.append('    {   /* nnc run */\n        %s m = {NULL, calloc(1, %s_WORK_BYTES + 64)};\n'
+                       % (model, M))
+        else:
+            src.append('    {   /* nnc run */\n        %s m = context();\n' % model)
+            src.append('        if ((rc = %s_prepare(&m))) die("prepare", rc);\n' % model)
         for t, n in ins:
             src.append('        nnrt_array in_%s = load("%s.npy");\n' % (n, n))
         src.append('        int n = (int)in_%s.shape[0];\n' % ins[0][1])
@@ -261,6 +304,28 @@ def run_case(name, opts):
             return cr
         if not sh([exe, case_dir, out], 'api'):
             return cr
+        if run and opts.embed:   # the same infer with the weights built into the object
+            eobj, ehdr = os.path.join(tmp, 'embedded', name + '.o'), os.path.join(tmp, 'embedded', name + '.h')
+            os.mkdir(os.path.join(tmp, 'embedded'))
+            os.mkdir(os.path.join(tmp, 'out_embedded'))
+            if not sh([opts.nnc, 'compile', model_path, '-o', eobj, '--header', ehdr, '--embed-weights',
+                       os.path.join(case_dir, 'weights.safetensors')], 'compile --embed-weights'):
+                return cr
+            with open(os.path.join(tmp, 'embedded', 'main.c'), 'w') as f:
+                f.write(c_program(name, True, False, [], infer_proto, None, [], [], 1, embedded=True))
+            eexe = os.path.join(tmp, 'embedded', 'api')
+            if not sh([opts.cc] + shlex.split(opts.cflags) + ['-I' + os.path.join(tmp, 'embedded'),
+                                                              os.path.join(tmp, 'embedded', 'main.c'), eobj]
+                      + shlex.split(opts.libs) + ['-o', eexe], 'cc (embedded)'):
+                return cr
+            if not sh([eexe, case_dir, os.path.join(tmp, 'out_embedded')], 'api (embedded)'):
+                return cr
+            for argv in cmds:
+                if argv[1] == 'run':
+                    for a in argv:
+                        if '=$OUT/' in a:
+                            cr.check_output(case_dir, os.path.join(tmp, 'out_embedded'), 'infer --embed-weights',
+                                            a.split('=', 1)[1].replace('$OUT/', ''), '')
         label = {'run': 'infer', 'grad': 'grad_packed'}
         for argv in cmds:
             produced = [a.replace('$OUT/', '') for a in argv if a.startswith('$OUT/')]
@@ -289,6 +354,8 @@ def main(argv=None):
     ap.add_argument('--rtol', type=float, default=1e-4)
     ap.add_argument('--layers', action='store_true', help='the layer cases')
     ap.add_argument('--others', action='store_true', help='every case but the layer cases')
+    ap.add_argument('--embed', action='store_true',
+                    help='also infer with an object of --embed-weights (state NULL)')
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('-v', '--verbose', action='store_true')
     opts = ap.parse_args(argv)
