@@ -38,7 +38,7 @@ REF = os.path.join(ROOT, 'tests', 'ref')
 # the cases of the layer library (issue 6): --layers runs these, --others the rest
 LAYER_CASES = [
     'dense_mlp', 'conv2d', 'conv2d_options', 'conv2d_same', 'conv1d', 'conv1d_options',
-    'pool_options', 'conv_bn', 'upsample_lrn', 'upsample_options', 'batchnorm',
+    'pool_options', 'pool_pairs', 'conv_bn', 'upsample_lrn', 'upsample_options', 'batchnorm',
     'batchnorm_options', 'batchnorm_3d', 'layernorm', 'layernorm_3d', 'dropout', 'embedding',
     'lstm', 'lstm_layers', 'gru', 'gru_layers', 'rnn', 'rnn_relu', 'rnn_layers', 'attention',
     'attention_cross', 'multi_head_attention', 'shape_ops', 'prim_shape', 'prim_slice',

@@ -1498,6 +1498,29 @@ def upsample_options():
 
 
 @case
+def pool_pairs():
+    # pooling windows, strides and padding given as (H, W) pairs
+    src = """model pool_pairs {
+  input  x: f32[batch, 2, 6, 7]
+  label  y: i32[batch]
+  a      = maxpool(x, (2, 3), stride=(2, 1), pad=(1, 1))            # [batch, 2, 4, 7]
+  b      = avgpool(x, (3, 2), stride=(1, 2), pad=(1, 0))            # [batch, 2, 6, 3]
+  logits = dense(concat([flatten(a), flatten(b)], axis=1), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        a = F.max_pool2d(x['x'], (2, 3), stride=(2, 1), padding=(1, 1))
+        b = F.avg_pool2d(x['x'], (3, 2), stride=(1, 2), padding=(1, 0))
+        logits = m.logits(torch.cat([a.flatten(1), b.flatten(1)], 1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, logits=nn.Linear(92, 3))
+    return Case('pool_pairs', src, m, {'x': randn(B, 2, 6, 7)}, {'y': labels(3, B)})
+
+
+@case
 def rnn_layers():
     # two relu layers, the activation given as a bare name
     return seq_head_case('rnn_layers',

@@ -1002,7 +1002,7 @@ int main(void) {
        evaluate, loss, grad and train_step (batchnorm's running statistics, dropout's masks
        from the counter-based RNG) against the interpreter, at batch 4 and 3 */
     static const char *const layers[] = {
-        "conv2d", "conv2d_options", "conv2d_same", "conv1d", "conv1d_options", "pool_options",
+        "conv2d", "conv2d_options", "conv2d_same", "conv1d", "conv1d_options", "pool_options", "pool_pairs",
         "conv_bn", "upsample_lrn", "upsample_options", "batchnorm", "batchnorm_3d",
         "layernorm_3d", "dropout", "embedding", "rnn_layers", "gru_layers", "attention_cross",
         "multi_head_attention", "shape_ops", "prim_slice"};
