@@ -803,8 +803,8 @@ static Value bi_reshape(Sema *s, Call *c) {
 static bool perm_arg(Sema *s, Call *c, int i, int rank, int *perm) {
     Value *p = &c->arg[i];
     if (p->kind != V_TUPLE || p->nitems != rank) {
-        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes, got %s", c->builtin->name,
-                   rank, tstr(s, p));
+        sema_error(s, c->arg_loc[i], "%s: 'perm' must list all %d axes of %s, got %s", c->builtin->name,
+                   rank, tstr(s, &c->arg[0]), tstr(s, p));
         return false;
     }
     uint32_t seen = 0;
@@ -1097,7 +1097,11 @@ static Value bi_batchnorm(Sema *s, Call *c) {
         n = n == REF_NONE ? scalar(s, (double)fixed)
             : fixed == 1  ? n
                           : mul(s, n, scalar(s, (double)fixed));
-        Ref unbiased = mul(s, ir_reshape(F, var, cs), divide(s, n, sub(s, n, scalar(s, 1))));
+        /* n / (n - 1), with n - 1 at least 1: a batch of one [N, C] row (the last, partial
+           batch of an epoch can be one) has var = 0, and the running variance then decays by
+           (1 - momentum) instead of becoming 0 * inf = NaN (PyTorch refuses such a batch) */
+        Ref unbiased = mul(s, ir_reshape(F, var, cs),
+                           divide(s, n, bin(s, OP_maximum, sub(s, n, scalar(s, 1)), scalar(s, 1))));
         Ref keep = scalar(s, 1 - momentum), m = scalar(s, momentum);
         ir_store(F, rm.tensor, add(s, mul(s, rm.ref, keep), mul(s, ir_reshape(F, mean, cs), m)));
         ir_store(F, rv.tensor, add(s, mul(s, rv.ref, keep), mul(s, unbiased, m)));
@@ -1271,11 +1275,14 @@ static bool attention_args(Sema *s, Call *c, int iq, int ik, int iv, int64_t hea
     if (k->shape.dim[1] != v->shape.dim[1]) {
         sema_error(s, c->arg_loc[iv], "%s: key %s and value %s need the same length",
                    c->builtin->name, tstr(s, k), tstr(s, v));
+        sema_note_origin(s, k);
+        sema_note_origin(s, v);
         return false;
     }
     if (q->shape.dim[2] % heads || v->shape.dim[2] % heads) {
-        sema_error(s, c->arg_loc[iq], "%s: %lld heads do not divide the feature size %lld",
-                   c->builtin->name, (long long)heads, (long long)q->shape.dim[2]);
+        const Value *w = q->shape.dim[2] % heads ? q : v;
+        sema_error(s, c->arg_loc[w == q ? iq : iv], "%s: %lld heads do not divide the feature size %lld of %s",
+                   c->builtin->name, (long long)heads, (long long)w->shape.dim[2], tstr(s, w));
         return false;
     }
     return true;
@@ -1404,7 +1411,7 @@ static Value convolution(Sema *s, Call *c, bool one_d) {
         return value_error();
     if (one_d && (c->arg[2].kind == V_TUPLE || c->arg[3].kind == V_TUPLE ||
                   c->arg[4].kind == V_TUPLE || c->arg[5].kind == V_TUPLE)) {
-        sema_error(s, c->loc, "conv1d takes single integers for kernel, stride, pad and dilation");
+        sema_error(s, c->loc, "conv1d takes single integers for kernel, stride, pad and dilation, not pairs");
         return value_error();
     }
     if (one_d) k[0] = stride[0] = dil[0] = 1;

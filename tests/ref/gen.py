@@ -1282,6 +1282,253 @@ train conv_bn {{
                            optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)))
 
 
+# -- layer options the cases above leave out (the audit of issue 6)
+
+@case
+def conv2d_same():
+    # pad="same" with an even kernel height (the odd padding after), a (KH, KW) kernel,
+    # a dilation pair; then a pair stride and pair padding
+    src = """model conv2d_same {
+  input  x: f32[batch, 2, 5, 6]
+  label  y: i32[batch]
+  a      = conv2d(x, 4, kernel=(2, 3), pad="same", dilation=(1, 2)) |> tanh   # [batch, 4, 5, 6]
+  b      = conv2d(a, 3, kernel=(3, 1), stride=(2, 1), pad=(1, 0)) |> tanh     # [batch, 3, 3, 6]
+  logits = dense(flatten(b), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        b = torch.tanh(m.b(torch.tanh(m.a(x['x']))))
+        logits = m.logits(b.flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, a=nn.Conv2d(2, 4, (2, 3), padding='same', dilation=(1, 2)),
+            b=nn.Conv2d(4, 3, (3, 1), stride=(2, 1), padding=(1, 0)),
+            logits=nn.Linear(54, 3))
+    return Case('conv2d_same', src, m, {'x': randn(B, 2, 5, 6)}, {'y': labels(3, B)})
+
+
+@case
+def conv1d_options():
+    # conv1d with pad="same" and dilation, then stride and groups without bias; 1-D avgpool
+    # with padding, maxpool with stride 1, global_avgpool over L
+    src = """model conv1d_options {
+  input  x: f32[batch, 4, 12]
+  label  y: i32[batch]
+  a      = conv1d(x, 6, kernel=3, pad="same", dilation=2) |> tanh            # [batch, 6, 12]
+  b      = conv1d(a, 4, kernel=3, stride=2, groups=2, bias=false) |> tanh   # [batch, 4, 5]
+  p      = avgpool(b, 3, stride=2, pad=1)                                    # [batch, 4, 3]
+  q      = maxpool(a, 2, stride=1)                                           # [batch, 6, 11]
+  logits = dense(concat([flatten(p), global_avgpool(q)], axis=1), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        a = torch.tanh(m.a(x['x']))
+        b = torch.tanh(m.b(a))
+        p = F.avg_pool1d(b, 3, stride=2, padding=1)
+        q = F.max_pool1d(a, 2, stride=1)
+        logits = m.logits(torch.cat([p.flatten(1), q.mean(2)], 1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, a=nn.Conv1d(4, 6, 3, padding='same', dilation=2),
+            b=nn.Conv1d(6, 4, 3, stride=2, groups=2, bias=False),
+            logits=nn.Linear(18, 3))
+    return Case('conv1d_options', src, m, {'x': randn(B, 4, 12)}, {'y': labels(3, B)})
+
+
+@case
+def batchnorm_3d():
+    # batchnorm over the channels of [batch, C, L] (nn.BatchNorm1d on 3-D input): statistics
+    # over batch and L, the unbiased running variance with n = batch * L
+    src = f"""model batchnorm_3d {{
+  input  x: f32[batch, 3, 5]
+  label  y: i32[batch]
+  c      = conv1d(x, 4, kernel=3, pad=1, bias=false)
+  bn     = batchnorm(c, momentum=0.2)
+  logits = dense(flatten(relu(bn)), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}}
+
+train batchnorm_3d {{
+  batch     = {B}
+  epochs    = 1
+  optimizer = sgd(lr=0.1)
+}}
+"""
+
+    def fwd(m, x, y):
+        logits = m.logits(F.relu(m.bn(m.c(x['x']))).flatten(1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv1d(3, 4, 3, padding=1, bias=False), bn=nn.BatchNorm1d(4, momentum=0.2),
+            logits=nn.Linear(20, 3))
+    with torch.no_grad():
+        m.bn.weight.copy_(1 + 0.3 * torch.randn(4))
+        m.bn.bias.copy_(0.2 * torch.randn(4))
+        m.bn.running_mean.copy_(0.5 * torch.randn(4))
+        m.bn.running_var.copy_(0.5 + torch.rand(4))
+    return Case('batchnorm_3d', src, m, {'x': randn(B, 3, 5)}, {'y': labels(3, B)},
+                train=dict(data={'x': randn(3 * B, 3, 5), 'y': labels(3, 3 * B)}, steps=[1, 3],
+                           optimizer=lambda p: torch.optim.SGD(p, lr=0.1)))
+
+
+@case
+def attention_cross():
+    # cross-attention (Tq = 3 queries, Tk = 5 keys, Dv != D): one head without a mask (the
+    # defaults), four heads, two causal heads (top-left aligned mask on [Tq, Tk]); and
+    # multi_head_attention with separate keys/values, not causal
+    src = """model attention_cross {
+  input  x: f32[batch, 3, 8]
+  input  z: f32[batch, 5, 8]
+  label  y: i32[batch, 3]
+  q      = dense(x, 8)
+  k      = dense(z, 8)
+  v      = dense(z, 4)
+  a      = attention(q, k, v)                          # [batch, 3, 4]
+  b      = attention(q, k, v, heads=4)
+  c      = attention(q, k, v, heads=2, causal=true)
+  m      = multi_head_attention(x, z, heads=4)        # [batch, 3, 8]
+  logits = dense(concat([a, b, c, m], axis=-1), 3)
+  output p = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def att(q, k, v, h, causal):
+        Bq, Tq, Tk = q.shape[0], q.shape[1], k.shape[1]
+
+        def split(t):
+            return t.reshape(Bq, t.shape[1], h, -1).transpose(1, 2)
+        qs, ks, vs = split(q), split(k), split(v)
+        s = qs @ ks.transpose(-1, -2) / math.sqrt(qs.shape[-1])
+        if causal:
+            s = s.masked_fill(torch.triu(torch.ones(Tq, Tk, dtype=torch.bool), 1), -math.inf)
+        return (F.softmax(s, -1) @ vs).transpose(1, 2).reshape(Bq, Tq, -1)
+
+    def fwd(m, x, y):
+        xx, zz = x['x'], x['z']
+        q, k, v = m.q(xx), m.k(zz), m.v(zz)
+        mo, _ = m.m(xx, zz, zz, need_weights=False)
+        h = torch.cat([att(q, k, v, 1, False), att(q, k, v, 4, False), att(q, k, v, 2, True), mo], -1)
+        logits = m.logits(h)
+        return ({'p': F.softmax(logits, -1)},
+                F.cross_entropy(logits.transpose(1, 2), long(y['y'])))
+    m = net(fwd, q=nn.Linear(8, 8), k=nn.Linear(8, 8), v=nn.Linear(8, 4),
+            m=nn.MultiheadAttention(8, 4, batch_first=True), logits=nn.Linear(20, 3))
+    with torch.no_grad():
+        m.q.weight.mul_(2.0)
+        m.m.in_proj_weight.mul_(2.0)
+        m.m.in_proj_bias.copy_(0.1 * torch.randn(24))
+        m.m.out_proj.bias.copy_(0.1 * torch.randn(8))
+    return Case('attention_cross', src, m, {'x': randn(B, 3, 8), 'z': randn(B, 5, 8)},
+                {'y': labels(3, B, 3)})
+
+
+@case
+def shape_ops():
+    # permute, reshape with -1, split by sizes and into equal parts, transpose without perm
+    # (the last two axes), a negative-step slice, an integer index, concat of four
+    src = """model shape_ops {
+  input  x: f32[batch, 2, 3, 4]
+  label  t: f32[batch, 32]
+  param  W: f32[4, 4] = xavier_uniform
+  a  = x @ W                                  # [batch, 2, 3, 4]
+  p  = permute(a, (0, 3, 1, 2))               # [batch, 4, 2, 3]
+  r  = reshape(p, (4, -1))                    # [batch, 4, 6]
+  s  = split(r, (2, 4))                       # [batch, 4, 2], [batch, 4, 4]
+  u  = split(r, 2, axis=1)                    # two [batch, 2, 6]
+  tt = transpose(u[0])                        # [batch, 6, 2]
+  s1 = s[1]
+  v  = s1[:, 3:0:-1, 1:4:2]                   # [batch, 3, 2]
+  u1 = u[-1]
+  w  = u1[:, 1, :]                            # [batch, 6]
+  output o = concat([flatten(s[0]), flatten(tt), flatten(v), w], axis=1)   # [batch, 32]
+  loss   mse(o, t)
+}
+"""
+
+    def fwd(m, x, y):
+        a = x['x'] @ m.W
+        r = a.permute(0, 3, 1, 2).reshape(a.shape[0], 4, -1)
+        s0, s1 = torch.split(r, [2, 4], -1)
+        u0, u1 = torch.split(r, 2, 1)
+        tt = u0.transpose(-1, -2)
+        v = s1[:, [3, 2, 1], 1:4:2]
+        w = u1[:, 1, :]
+        o = torch.cat([s0.flatten(1), tt.flatten(1), v.flatten(1), w], 1)
+        return {'o': o}, F.mse_loss(o, y['t'])
+    m = net(fwd, W=nn.Parameter(torch.randn(4, 4) * 0.5))
+    return Case('shape_ops', src, m, {'x': randn(B, 2, 3, 4)}, {'t': randn(B, 32)})
+
+
+@case
+def upsample_options():
+    # pair scales (nearest and bilinear), lrn with an even size over [N, C, H, W], and lrn
+    # with its defaults over [N, C, L]
+    src = """model upsample_options {
+  input  x: f32[batch, 3, 3, 4]
+  label  y: i32[batch]
+  c      = conv2d(x, 4, kernel=1)
+  n      = upsample(c, (2, 3))                                 # [batch, 4, 6, 12]
+  b      = upsample(c, (3, 2), mode="bilinear")                # [batch, 4, 9, 8]
+  l      = lrn(c, size=2, alpha=0.3, beta=0.5, k=2)
+  d      = lrn(reshape(c, (4, 12)))                            # size 5, alpha 1e-4, beta 0.75, k 1
+  logits = dense(concat([global_avgpool(n * n), global_avgpool(b * b), flatten(l), flatten(d)], axis=1), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        c = m.c(x['x'])
+        n = F.interpolate(c, scale_factor=(2, 3), mode='nearest')
+        b = F.interpolate(c, scale_factor=(3, 2), mode='bilinear', align_corners=False)
+        l_ = F.local_response_norm(c, 2, alpha=0.3, beta=0.5, k=2.0)
+        d = F.local_response_norm(c.reshape(c.shape[0], 4, 12), 5)
+        h = torch.cat([(n * n).mean((2, 3)), (b * b).mean((2, 3)), l_.flatten(1), d.flatten(1)], 1)
+        logits = m.logits(h)
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, c=nn.Conv2d(3, 4, 1), logits=nn.Linear(104, 3))
+    with torch.no_grad():
+        m.c.weight.mul_(3.0)
+    return Case('upsample_options', src, m, {'x': randn(B, 3, 3, 4)}, {'y': labels(3, B)})
+
+
+@case
+def pool_pairs():
+    # pooling windows, strides and padding given as (H, W) pairs
+    src = """model pool_pairs {
+  input  x: f32[batch, 2, 6, 7]
+  label  y: i32[batch]
+  a      = maxpool(x, (2, 3), stride=(2, 1), pad=(1, 1))            # [batch, 2, 4, 7]
+  b      = avgpool(x, (3, 2), stride=(1, 2), pad=(1, 0))            # [batch, 2, 6, 3]
+  logits = dense(concat([flatten(a), flatten(b)], axis=1), 3)
+  output probs = softmax(logits)
+  loss   cross_entropy(logits, y)
+}
+"""
+
+    def fwd(m, x, y):
+        a = F.max_pool2d(x['x'], (2, 3), stride=(2, 1), padding=(1, 1))
+        b = F.avg_pool2d(x['x'], (3, 2), stride=(1, 2), padding=(1, 0))
+        logits = m.logits(torch.cat([a.flatten(1), b.flatten(1)], 1))
+        return {'probs': F.softmax(logits, -1)}, F.cross_entropy(logits, long(y['y']))
+    m = net(fwd, logits=nn.Linear(92, 3))
+    return Case('pool_pairs', src, m, {'x': randn(B, 2, 6, 7)}, {'y': labels(3, B)})
+
+
+@case
+def rnn_layers():
+    # two relu layers, the activation given as a bare name
+    return seq_head_case('rnn_layers',
+                         seq_src('rnn_layers', f'x: f32[batch, {T}, 4]', 'h      = rnn(x, 8, act=relu, layers=2)'),
+                         'h', nn.RNN(4, 8, num_layers=2, nonlinearity='relu', batch_first=True),
+                         in_arr=randn(B, T, 4))
+
+
 # ---------------------------------------------------------------- reference computation
 
 def to_torch(arrs, dtype):

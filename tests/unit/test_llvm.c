@@ -1055,6 +1055,19 @@ int main(void) {
     /* the LSTM through lowering: two layers, and one step (no recurrence) */
     test_example("tests/ref/lstm_layers/model.nn", 3, 0);
     test_example("tests/gradcheck/layer-lstm-steps1.nn", 3, 0);
+    /* every layer and option through lowering (the PyTorch reference models): infer,
+       evaluate, loss, grad and train_step (batchnorm's running statistics, dropout's masks
+       from the counter-based RNG) against the interpreter, at batch 4 and 3 */
+    static const char *const layers[] = {
+        "conv2d", "conv2d_options", "conv2d_same", "conv1d", "conv1d_options", "pool_options", "pool_pairs",
+        "conv_bn", "upsample_lrn", "upsample_options", "batchnorm", "batchnorm_3d",
+        "layernorm_3d", "dropout", "embedding", "rnn_layers", "gru_layers", "attention_cross",
+        "multi_head_attention", "shape_ops", "prim_slice"};
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "tests/ref/%s/model.nn", layers[i]);
+        test_example(path, 3, 4);
+    }
     test_lstm();
     test_gru();
     test_rnn();
