@@ -87,6 +87,22 @@ int %(m)s__grad_packed(void *state, void *work, int n, void **args);
 static const char *dir, *out;
 static nnrt_error err;
 
+/* everything the program allocates, freed before it returns (the sanitized build checks leaks) */
+static void *owned[256];
+static int n_owned;
+static nnrt_array arrays[64];
+static int n_arrays;
+
+static void *own(void *p) {
+    if (!p || n_owned == 256) abort();
+    return owned[n_owned++] = p;
+}
+
+static void release(void) {
+    while (n_owned) free(owned[--n_owned]);
+    while (n_arrays) nnrt_array_free(&arrays[--n_arrays]);
+}
+
 static void die(const char *what, int rc) {
     fprintf(stderr, "%%s: %%s (%%s)\n", what, nnrt_strerror(rc), err.msg);
     exit(1);
@@ -98,7 +114,8 @@ static __attribute__((unused)) nnrt_array load(const char *name) {
     nnrt_array a;
     int rc = nnrt_npy_load(path, &a, &err);
     if (rc) die(path, rc);
-    return a;
+    if (n_arrays == 64) abort();
+    return arrays[n_arrays++] = a;
 }
 
 static const nnrt_tensor_info *tensor(const char *name) {
@@ -110,7 +127,7 @@ static const nnrt_tensor_info *tensor(const char *name) {
 
 /* A fresh context holding the case's weights. */
 static %(m)s context(void) {
-    %(m)s m = {calloc(1, %(M)s_STATE_BYTES + 64), calloc(1, %(M)s_WORK_BYTES + 64)};
+    %(m)s m = {own(calloc(1, %(M)s_STATE_BYTES + 64)), own(calloc(1, %(M)s_WORK_BYTES + 64))};
     int rc = %(m)s_init(&m, 1);
     if (rc) die("init", rc);
     char path[4096];
@@ -154,6 +171,22 @@ C_EMBEDDED = r'''
 static const char *dir, *out;
 static nnrt_error err;
 
+/* everything the program allocates, freed before it returns (the sanitized build checks leaks) */
+static void *owned[256];
+static int n_owned;
+static nnrt_array arrays[64];
+static int n_arrays;
+
+static void *own(void *p) {
+    if (!p || n_owned == 256) abort();
+    return owned[n_owned++] = p;
+}
+
+static void release(void) {
+    while (n_owned) free(owned[--n_owned]);
+    while (n_arrays) nnrt_array_free(&arrays[--n_arrays]);
+}
+
 static void die(const char *what, int rc) {
     fprintf(stderr, "%%s: %%s (%%s)\n", what, nnrt_strerror(rc), err.msg);
     exit(1);
@@ -165,7 +198,8 @@ static nnrt_array load(const char *name) {
     nnrt_array a;
     int rc = nnrt_npy_load(path, &a, &err);
     if (rc) die(path, rc);
-    return a;
+    if (n_arrays == 64) abort();
+    return arrays[n_arrays++] = a;
 }
 
 static void save_npy(const char *name, const nnrt_io_info *io, int n, const void *data) {
@@ -190,7 +224,7 @@ def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, gra
         ins = [(t, n) for t, n in infer_proto if t.startswith('const')]
         outs = [(t, n) for t, n in infer_proto if not t.startswith('const')]
         if embedded:   # the weights are in the object: no state at all
-            src.append('    {   /* nnc run */\n        %s m = {NULL, calloc(1, %s_WORK_BYTES + 64)};\n'
+            src.append('    {   /* nnc run */\n        %s m = {NULL, own(calloc(1, %s_WORK_BYTES + 64))};\n'
                        % (model, M))
         else:
             src.append('    {   /* nnc run */\n        %s m = context();\n' % model)
@@ -200,7 +234,7 @@ def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, gra
         src.append('        int n = (int)in_%s.shape[0];\n' % ins[0][1])
         src.append('        const nnrt_model_info *info = %s_info();\n' % model)
         for k, (t, n) in enumerate(outs):
-            src.append('        float *out_%s = calloc((size_t)(n * info->outputs[%d].size) + 1, sizeof(float));\n'
+            src.append('        float *out_%s = own(calloc((size_t)(n * info->outputs[%d].size) + 1, sizeof(float)));\n'
                        % (n, k))
         call = ', '.join(['&m', 'n'] + ['(%s)in_%s.data' % (t, n) for t, n in ins] +
                          ['out_%s' % n for t, n in outs])
@@ -229,7 +263,7 @@ def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, gra
                            '.rank = t->rank, .bytes = t->bytes};\n'
                            '            memcpy(g[%d].shape, t->shape, sizeof t->shape);\n        }\n'
                            % (name, name, k, name, k))
-            src.append('        g[%d].data = calloc(1, g[%d].bytes + 4);\n        args[%d] = g[%d].data;\n'
+            src.append('        g[%d].data = own(calloc(1, g[%d].bytes + 4));\n        args[%d] = g[%d].data;\n'
                        % (k, k, i, k))
         src.append('        if ((rc = %s__grad_packed(m.state, m.work, n, args))) die("grad", rc);\n' % model)
         src.append('        char path[4096];\n        snprintf(path, sizeof path, "%%s/grad.safetensors", out);\n'
@@ -253,7 +287,7 @@ def c_program(model, run, grad, trains, infer_proto, train_proto, grad_args, gra
                                          if t.startswith('const')] + ['&loss'])
         src.append('            if ((rc = %s_train_step(%s))) die("train_step", rc);\n        }\n' % (model, args))
         src.append('        save_state(&m, "after_%d.safetensors");\n    }\n' % K)
-    src.append('    return 0;\n}\n')
+    src.append('    release();\n    return 0;\n}\n')
     return ''.join(src)
 
 
@@ -359,6 +393,7 @@ def main(argv=None):
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('-v', '--verbose', action='store_true')
     opts = ap.parse_args(argv)
+    opts.nnc = os.path.abspath(opts.nnc) if os.sep in opts.nnc else opts.nnc   # commands run in the case directory
     if opts.libs is None:
         opts.libs = '%s -lopenblas -lz -lm -lpthread' % os.path.join(
             os.path.dirname(os.path.abspath(opts.nnc)), 'libnnrt.a')
