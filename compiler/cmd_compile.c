@@ -179,6 +179,7 @@ int cmd_compile(int argc, char **argv) {
     char *out_path = NULL, *header_path = NULL;
     void *state = NULL;
     if (driver_load(input, &dopts, &dr)) goto done;
+    time_mark("front end (inference)");
     Module *m = driver_pick_model(&dr, model);
     if (!m) goto done;
     if (!weights && module_find_func(m, "loss")) {
@@ -188,6 +189,7 @@ int cmd_compile(int argc, char **argv) {
         driver_free(&dr);
         dopts.train_functions = true;
         if (driver_load(input, &dopts, &dr)) goto done;
+        time_mark("front end (training)");
         m = driver_pick_model(&dr, picked);
         if (!m) goto done;
     }
@@ -206,6 +208,7 @@ int cmd_compile(int argc, char **argv) {
     }
     if (llvm_emit_module(m, &co, out_path)) goto done;
     if (header_path && header_emit_embedded(m, header_path, weights != NULL)) goto done;
+    time_mark("header");
     rc = 0;
 done:
     free(state);

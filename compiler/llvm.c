@@ -45,6 +45,7 @@
 #include <llvm-c/ErrorHandling.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -2426,9 +2427,26 @@ static void llvm_fatal_error(const char *reason) {
     fprintf(stderr, "nnc: error: LLVM cannot generate this code: %s\n", reason);
 }
 
+/* NNC_LLVM_ARGS: options for LLVM itself, as `llc` takes them (e.g. "-time-passes"), for
+ * experiments; read once. */
+static void llvm_options(void) {
+    static bool done;
+    const char *env = getenv("NNC_LLVM_ARGS");
+    if (done || !env || !*env) return;
+    done = true;
+    enum { MAX_ARGS = 64 };
+    static char buf[4096];
+    const char *argv[MAX_ARGS + 1] = {"nnc"};
+    int argc = 1;
+    snprintf(buf, sizeof buf, "%s", env);
+    for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    LLVMParseCommandLineOptions(argc, argv, "nnc");
+}
+
 static void init_targets(bool all) {
     static bool native_done, all_done;
     LLVMInstallFatalErrorHandler(llvm_fatal_error);
+    llvm_options();
     if (all && !all_done) {
         LLVMInitializeAllTargetInfos();
         LLVMInitializeAllTargets();
@@ -2523,15 +2541,18 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     }
     LLVMTargetMachineRef tm = make_target_machine(o->target, o->cpu, o->opt_level);
     if (!tm) return 1;
+    time_mark("target machine");
     LLVMContextRef ctx = LLVMContextCreate();
     int64_t *work = calloc((size_t)m->nfuncs + 1, sizeof *work);
     if (!work) abort();
     LLVMModuleRef mod = build_module(ctx, m, o->embed_weights, work);
     free(work);
+    time_mark("LLVM IR built");
     int rc = 1;
     if (mod) {
         set_layout(mod, tm);
         rc = run_passes(mod, tm, o->opt_level);
+        time_mark("LLVM IR passes");
         char *err = NULL;
         if (!rc && !strcmp(emit, "llvm")) {
             rc = LLVMPrintModuleToFile(mod, path, &err) != 0;
@@ -2542,6 +2563,7 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
             rc = LLVMTargetMachineEmitToFile(tm, mod, path, !strcmp(emit, "asm") ? LLVMAssemblyFile : LLVMObjectFile,
                                              &err) != 0;
         }
+        time_mark("code generation");
         if (err) {
             fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, err);
             LLVMDisposeMessage(err);
@@ -2550,6 +2572,9 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     }
     LLVMContextDispose(ctx);
     LLVMDisposeTargetMachine(tm);
+    /* LLVM prints the reports some of its options ask for (-time-passes) at shutdown; the
+     * object is the last thing `nnc compile` asks of LLVM */
+    if (getenv("NNC_LLVM_ARGS")) LLVMShutdown();
     return rc;
 }
 

@@ -48,6 +48,7 @@ static void select_blas_kernels(char **argv) {
 
 int main(int argc, char **argv) {
     select_blas_kernels(argv);
+    time_mark("start-up");
     if (argc < 2) {
         print_usage(stderr);
         return 2;
