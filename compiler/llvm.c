@@ -2427,18 +2427,25 @@ static void llvm_fatal_error(const char *reason) {
     fprintf(stderr, "nnc: error: LLVM cannot generate this code: %s\n", reason);
 }
 
-/* NNC_LLVM_ARGS: options for LLVM itself, as `llc` takes them (e.g. "-time-passes"), for
- * experiments; read once. */
+/* LLVM's own options, set once per process before the first target machine (they are
+ * global): nnc's defaults, then NNC_LLVM_ARGS (options as `llc` takes them, e.g.
+ * "-time-passes", for experiments; later ones win).
+ *
+ * -disable-lsr: no Loop Strength Reduction in code generation. It rewrites the address
+ * arithmetic of every loop and, with its IVUsers analysis, took a quarter of code
+ * generation (attention_classifier: 190 of 650 ms); with the generated loops' simple
+ * affine addresses, which x86 addressing modes absorb, the compiled code runs at the same
+ * speed without it (docs/performance.md, W7). */
 static void llvm_options(void) {
     static bool done;
-    const char *env = getenv("NNC_LLVM_ARGS");
-    if (done || !env || !*env) return;
+    if (done) return;
     done = true;
     enum { MAX_ARGS = 64 };
     static char buf[4096];
-    const char *argv[MAX_ARGS + 1] = {"nnc"};
-    int argc = 1;
-    snprintf(buf, sizeof buf, "%s", env);
+    const char *argv[MAX_ARGS + 1] = {"nnc", "-disable-lsr"};
+    int argc = 2;
+    const char *env = getenv("NNC_LLVM_ARGS");
+    snprintf(buf, sizeof buf, "%s", env ? env : "");
     for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS; tok = strtok(NULL, " ")) argv[argc++] = tok;
     LLVMParseCommandLineOptions(argc, argv, "nnc");
 }
