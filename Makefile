@@ -18,6 +18,21 @@ LDLIBS   = -lopenblas -lz -lm -lpthread -ldl
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-DNDEBUG//')
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
 
+# nnc itself links the LLVM components it uses statically, into a position-dependent
+# executable: loading libLLVM.so (130 MB, 340,000 relocations) cost ~35 ms of CPU time per
+# command, a third of the 100 ms budget of `nnc compile` (docs/performance.md, W7). The
+# unit tests and the bench harness link libLLVM.so (the same LLVM, quicker to link).
+# Without LLVM's static libraries (llvm-19-dev ships them), nnc links libLLVM.so as well.
+LLVM_COMPONENTS = core analysis passes bitwriter target orcjit all-targets
+LLVM_STATIC := $(shell $(LLVM_CONFIG) --link-static --libs $(LLVM_COMPONENTS) 2>/dev/null)
+ifneq ($(strip $(LLVM_STATIC)),)
+NNC_LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(LLVM_STATIC) -l:libzstd.so.1 -lstdc++
+NNC_LDFLAGS   = -no-pie
+else
+NNC_LLVM_LIBS = $(LLVM_LIBS)
+NNC_LDFLAGS   =
+endif
+
 LANG_SRC     = $(wildcard lang/*.c)
 COMPILER_SRC = $(wildcard compiler/*.c)
 RUNTIME_SRC  = $(wildcard runtime/*.c)
@@ -72,7 +87,7 @@ $(LIBRT): $(RUNTIME_OBJ)
 	ar rcs $@ $^
 
 $(NNC): $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT)
-	$(CC) $(SANITIZE) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(LLVM_LIBS) $(LDLIBS) -rdynamic
+	$(CC) $(SANITIZE) $(NNC_LDFLAGS) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(NNC_LLVM_LIBS) $(LDLIBS) -rdynamic
 
 -include $(shell find $(BUILD) -name '*.d' -type f -not -path '*/lit/*' 2>/dev/null)
 

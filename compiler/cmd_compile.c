@@ -171,26 +171,17 @@ int cmd_compile(int argc, char **argv) {
         return 2;
     }
 
-    /* Training entries for a model that has a loss, unless the weights are built in: load
-     * the inference functions first, and again with the training ones when they apply. */
-    DriverOptions dopts = {.train_functions = false, .verify = true, .opt_level = co.opt_level, .set_opt = true};
+    /* Training entries for a model that has a loss (driver_load builds them only for
+     * those), unless the weights are built in. One load: the front end runs once. */
+    DriverOptions dopts = {.train_functions = !weights, .verify = true, .opt_level = co.opt_level, .set_opt = true};
     DriverResult dr;
     int rc = 1;
     char *out_path = NULL, *header_path = NULL;
     void *state = NULL;
     if (driver_load(input, &dopts, &dr)) goto done;
+    time_mark("front end");
     Module *m = driver_pick_model(&dr, model);
     if (!m) goto done;
-    if (!weights && module_find_func(m, "loss")) {
-        const char *name = m->name;
-        char picked[256];
-        snprintf(picked, sizeof picked, "%s", name);
-        driver_free(&dr);
-        dopts.train_functions = true;
-        if (driver_load(input, &dopts, &dr)) goto done;
-        m = driver_pick_model(&dr, picked);
-        if (!m) goto done;
-    }
     if (weights) {
         state = load_embedded_weights(m, weights);
         if (!state || prepare_embedded_weights(m, state)) goto done;
@@ -206,6 +197,7 @@ int cmd_compile(int argc, char **argv) {
     }
     if (llvm_emit_module(m, &co, out_path)) goto done;
     if (header_path && header_emit_embedded(m, header_path, weights != NULL)) goto done;
+    time_mark("header");
     rc = 0;
 done:
     free(state);

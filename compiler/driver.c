@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Parses, checks and lowers path; then, when opts asks for training functions, builds grad
  * and train_step; lays out the state and builds init; runs the passes of the -O level and,
@@ -75,3 +76,18 @@ Module *driver_pick_model(DriverResult *r, const char *name) {
     return NULL;
 }
 
+
+void time_mark(const char *what) {
+    static int enabled = -1;
+    static double last;
+    if (enabled < 0) {
+        const char *e = getenv("NNC_TIME");
+        enabled = e && *e == '1';
+    }
+    if (!enabled) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    double ms = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    fprintf(stderr, "nnc: time: %-28s %8.1f ms CPU (+%.1f)\n", what, ms, ms - last);
+    last = ms;
+}

@@ -45,6 +45,7 @@
 #include <llvm-c/ErrorHandling.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -2974,9 +2975,33 @@ static void llvm_fatal_error(const char *reason) {
     fprintf(stderr, "nnc: error: LLVM cannot generate this code: %s\n", reason);
 }
 
+/* LLVM's own options, set once per process before the first target machine (they are
+ * global): nnc's defaults, then NNC_LLVM_ARGS (options as `llc` takes them, e.g.
+ * "-time-passes", for experiments; later ones win).
+ *
+ * -disable-lsr: no Loop Strength Reduction in code generation. It rewrites the address
+ * arithmetic of every loop and, with its IVUsers analysis, took a quarter of code
+ * generation (attention_classifier: 190 of 650 ms); with the generated loops' simple
+ * affine addresses, which x86 addressing modes absorb, the compiled code runs at the same
+ * speed without it (docs/performance.md, W7). */
+static void llvm_options(void) {
+    static bool done;
+    if (done) return;
+    done = true;
+    enum { MAX_ARGS = 64 };
+    static char buf[4096];
+    const char *argv[MAX_ARGS + 1] = {"nnc", "-disable-lsr"};
+    int argc = 2;
+    const char *env = getenv("NNC_LLVM_ARGS");
+    snprintf(buf, sizeof buf, "%s", env ? env : "");
+    for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    LLVMParseCommandLineOptions(argc, argv, "nnc");
+}
+
 static void init_targets(bool all) {
     static bool native_done, all_done;
     LLVMInstallFatalErrorHandler(llvm_fatal_error);
+    llvm_options();
     if (all && !all_done) {
         LLVMInitializeAllTargetInfos();
         LLVMInitializeAllTargets();
@@ -3075,15 +3100,18 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     }
     LLVMTargetMachineRef tm = make_target_machine(o->target, o->cpu, o->opt_level);
     if (!tm) return 1;
+    time_mark("target machine");
     LLVMContextRef ctx = LLVMContextCreate();
     int64_t *work = calloc((size_t)m->nfuncs + 1, sizeof *work);
     if (!work) abort();
     LLVMModuleRef mod = build_module(ctx, m, o->embed_weights, work);
     free(work);
+    time_mark("LLVM IR built");
     int rc = 1;
     if (mod) {
         set_layout(mod, tm);
         rc = run_passes(mod, tm, o->opt_level);
+        time_mark("LLVM IR passes");
         char *err = NULL;
         if (!rc && !strcmp(emit, "llvm")) {
             rc = LLVMPrintModuleToFile(mod, path, &err) != 0;
@@ -3094,6 +3122,7 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
             rc = LLVMTargetMachineEmitToFile(tm, mod, path, !strcmp(emit, "asm") ? LLVMAssemblyFile : LLVMObjectFile,
                                              &err) != 0;
         }
+        time_mark("code generation");
         if (err) {
             fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, err);
             LLVMDisposeMessage(err);
@@ -3102,6 +3131,9 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     }
     LLVMContextDispose(ctx);
     LLVMDisposeTargetMachine(tm);
+    /* LLVM prints the reports some of its options ask for (-time-passes) at shutdown; the
+     * object is the last thing `nnc compile` asks of LLVM */
+    if (getenv("NNC_LLVM_ARGS")) LLVMShutdown();
     return rc;
 }
 

@@ -703,6 +703,9 @@ typedef struct DriverResult {
 } DriverResult;
 
 int driver_load(const char *path, const DriverOptions *opts, DriverResult *out);
+/* With NNC_TIME=1 in the environment, prints the process CPU time (ms, since start) and the
+ * time since the previous mark to stderr, labelled `what` (docs/performance.md, Profiling). */
+void time_mark(const char *what);
 void driver_free(DriverResult *r);
 /* The model called name (NULL: the first, with a note when there are several). */
 Module *driver_pick_model(DriverResult *r, const char *name);
