@@ -179,7 +179,7 @@ int64_t llvm_work_bytes(const Func *f) {
 /* Runtime and libm functions the generated code calls. The JIT resolves them to these
  * addresses, which also keeps them linked into nnc. */
 typedef enum RuntimeFn {
-    RT_SGEMM, RT_SGEMM_BATCHED, RT_INIT_TENSOR, RT_RNG_UNIFORM, RT_RNG_FILL_UNIFORM, RT_COUNT
+    RT_SGEMM, RT_SGEMM_BATCHED, RT_INIT_TENSOR, RT_RNG_UNIFORM, RT_RNG_FILL_UNIFORM, RT_CONV2D, RT_COUNT
 } RuntimeFn;
 
 typedef void (*AnyFn)(void);
@@ -192,6 +192,7 @@ static const struct {
     {"nnrt_init_tensor", (AnyFn)nnrt_init_tensor},
     {"nnrt_rng_uniform", (AnyFn)nnrt_rng_uniform},
     {"nnrt_rng_fill_uniform", (AnyFn)nnrt_rng_fill_uniform},
+    {"nnrt_conv2d", (AnyFn)nnrt_conv2d},
     {"expf", (AnyFn)expf}, {"exp", (AnyFn)exp},
     {"expm1f", (AnyFn)expm1f}, {"expm1", (AnyFn)expm1},
     {"logf", (AnyFn)logf}, {"log", (AnyFn)log},
@@ -409,6 +410,8 @@ static void declare_runtime(Cg *cg) {
     cg->rt_type[RT_INIT_TENSOR] = LLVMFunctionType(i32, init, 9, 0);
     cg->rt_type[RT_RNG_UNIFORM] = LLVMFunctionType(f32, rng, 3, 0);
     cg->rt_type[RT_RNG_FILL_UNIFORM] = LLVMFunctionType(cg->t_void, fill, 7, 0);
+    LLVMTypeRef conv[] = {i32, p, i32, i32, i32, p, p, i32, i32, i32, i32, i32, p, i32, i32, p};
+    cg->rt_type[RT_CONV2D] = LLVMFunctionType(cg->t_void, conv, 16, 0);
     for (int i = 0; i < RT_COUNT; i++) cg->rt[i] = NULL;
 }
 
@@ -1462,6 +1465,15 @@ static void emit_conv(Cg *cg, Ref v) {
     }
     ConvGeom g = conv_geom(cg->f, n);
     int64_t K2 = g.Cg * g.KH * g.KW, P = g.Ho * g.Wo, HW = g.H * g.W;
+    if (conv_is_direct(n, &g)) { /* the whole batch in one runtime call (runtime/conv.c) */
+        LLVMValueRef args[] = {to_i32(cg, dim_value(cg, &n->shape, 0)), node_ptr(cg, n->in[0]), i32c(cg, g.C),
+                               i32c(cg, g.H), i32c(cg, g.W), node_ptr(cg, n->in[1]),
+                               n->nin > 2 ? node_ptr(cg, n->in[2]) : LLVMConstNull(cg->t_ptr), i32c(cg, g.O),
+                               i32c(cg, g.KH), i32c(cg, g.KW), i32c(cg, g.pt), i32c(cg, g.pl), node_ptr(cg, v),
+                               i32c(cg, g.Ho), i32c(cg, g.Wo), byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset)};
+        runtime_call(cg, RT_CONV2D, args, 16);
+        return;
+    }
     bool pointwise = conv_is_pointwise(&g);
     LLVMValueRef cols = pointwise ? NULL : byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
     LLVMValueRef out = node_ptr(cg, v), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
