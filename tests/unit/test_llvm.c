@@ -811,6 +811,25 @@ static void test_spatial(void) {
             run_spatial_case(c);
         }
     }
+    /* maxpool whose windows lie inside the input (the vectorized path without bounds checks):
+       NaN, +-inf and -0 among the values (a NaN wins, ties keep the first), a 3x2 window at
+       stride (2, 3), and 2x2 stride 2 over an odd size (the last row and column unread) */
+    static const struct {
+        int64_t H, W, KH, KW, sh, sw;
+    } inside[] = {{7, 8, 3, 2, 2, 3}, {9, 7, 2, 2, 2, 2}};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t H = inside[i].H, W = inside[i].W, Ho = (H - inside[i].KH) / inside[i].sh + 1,
+                Wo = (W - inside[i].KW) / inside[i].sw + 1;
+        char name[96];
+        snprintf(name, sizeof name, "maxpool2d %lldx%lld stride (%lld,%lld), special values", (long long)inside[i].KH,
+                 (long long)inside[i].KW, (long long)inside[i].sh, (long long)inside[i].sw);
+        Case *c = case_new(name, "infer");
+        Attr a = {.step = {inside[i].sh, inside[i].sw}, .perm = {(int)inside[i].KH, (int)inside[i].KW}};
+        Ref x = farg(c, dims4(1, 3, H, W, 1));
+        c->gen[0].special = true;
+        out(c, node(c, OP_maxpool2d, DT_F32, dims4(1, 3, Ho, Wo, 1), 1, &x, &a));
+        run_spatial_case(c);
+    }
     for (int bilinear = 0; bilinear < 2; bilinear++) {
         Case *c = case_new(bilinear ? "upsample2d bilinear 2x3" : "upsample2d nearest 2x3", "infer");
         Attr a = {.perm = {2, 3}, .flag = bilinear};
