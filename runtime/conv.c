@@ -4,14 +4,18 @@
  * Per call the weights [O][C][KH][KW] are transposed to wT[C*KH*KW][Op] (Op = O rounded up
  * to 16, zero columns beyond O); per image the input is copied into a zero-padded block
  * xp[C][Hp][Wp] (Hp = oh + kh - 1, Wp = ow + kw - 1: the padding is explicit, every window
- * fits). A register block of P output positions (consecutive in oy*ow + ox order, so a
- * block may span two output rows) times NV vectors of 16 output channels accumulates
+ * fits). A register block of P output positions times NV vectors of 16 output channels
+ * accumulates
  *     acc[j][v] += xp[c][oy_j + ky][ox_j + kx] * wT[(c*KH + ky)*KW + kx][16v .. 16v + 15]
  * with one broadcast of the input value per position and tap: the classic GEMM
  * micro-kernel, reading the im2col matrix implicitly. Taps that fall in the padding for
- * every position of the block (whole window rows above or below the image, columns left
- * or right of it) are skipped: their products are zero. The sums run over c, ky, kx in
- * order, in float with fused multiply-adds, starting from the bias.
+ * every position of the block are skipped (their products are zero): blocks take the
+ * positions whose windows fit horizontally row by row (a block may span two rows), then
+ * the edge columns one at a time, top to bottom, so the blocks of the first and last rows
+ * skip the window rows in the padding, and those of an edge column its window columns.
+ * The sums run over c, ky, kx in order, in float with fused multiply-adds, from the bias.
+ * The block's results go to a [p][Op] buffer, transposed into y (16x16 in registers, as
+ * for the weights).
  *
  * The AVX-512 kernel runs when the CPU has AVX512F (checked once); otherwise nnrt_conv2d
  * falls back to im2col + sgemm per image, in the same scratch. */
@@ -33,7 +37,7 @@ static int64_t round_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 static int64_t direct_floats(int c, int o, int kh, int kw, int oh, int ow) {
     int64_t k2 = (int64_t)c * kh * kw, hp = (int64_t)oh + kh - 1, wp = (int64_t)ow + kw - 1;
     return round_up(k2 * round_up(o, 16), 16) + round_up((int64_t)c * hp * wp, 16) +
-           (int64_t)oh * ow * round_up(o, 16);
+           (int64_t)oh * ow * round_up(o, 16) + (int64_t)oh * ow; /* + the position order */
 }
 
 int64_t nnrt_conv2d_scratch(int c, int o, int kh, int kw, int oh, int ow) {
@@ -149,34 +153,34 @@ __attribute__((target("avx512f"))) static void transpose(const float *src, int64
         int64_t j0 = 0;
         for (; j0 + 16 <= cols; j0 += 16) {
             __m512 r[16], t[16];
-            for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + (i0 + k) * lds + j0);
-            for (int k = 0; k < 16; k += 2) {
+            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + (i0 + k) * lds + j0);
+            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 2) {
                 t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
                 t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
             }
-            for (int k = 0; k < 16; k += 4) {
+            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 4) {
                 r[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
                 r[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
                 r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
                 r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
             }
             /* r[4a + b] holds, in each 128-bit lane L, column 4L + b of rows 4a .. 4a + 3 */
-            for (int b = 0; b < 4; b++) {
+            _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
                 t[b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0x88);      /* lanes 0,2 of rows 0-3, 4-7 */
                 t[4 + b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0xdd);  /* lanes 1,3 */
                 t[8 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0x88);
                 t[12 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0xdd);
             }
-            for (int b = 0; b < 4; b++) {
+            _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
                 r[b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0x88);       /* column b */
                 r[8 + b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0xdd);   /* column 8 + b */
                 r[4 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0x88); /* column 4 + b */
                 r[12 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0xdd); /* column 12 + b */
             }
-            for (int k = 0; k < 16; k++) _mm512_storeu_ps(dst + (j0 + k) * ldd + i0, r[k]);
+            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) _mm512_storeu_ps(dst + (j0 + k) * ldd + i0, r[k]);
         }
         for (; j0 < cols; j0++)
-            for (int k = 0; k < 16; k++) dst[j0 * ldd + i0 + k] = src[(i0 + k) * lds + j0];
+            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) dst[j0 * ldd + i0 + k] = src[(i0 + k) * lds + j0];
     }
     for (; i0 < rows; i0++)
         for (int64_t j = 0; j < cols; j++) dst[j * ldd + i0] = src[i0 * lds + j];
@@ -194,6 +198,20 @@ static void conv_direct(int n, const float *x, int c, int h, int w, const float 
     int64_t p = (int64_t)oh * ow;
     float *wT = scratch, *xp = scratch + round_up(k2 * op, 16);
     float *yt = xp + round_up((int64_t)c * hp * wp, 16); /* one image's output, [p][op] */
+    /* The order of the positions in blocks: first the columns whose windows lie inside the
+       image horizontally, row by row, then each other column top to bottom, so that blocks
+       of such a column skip its window columns in the padding (the window rows in the
+       padding are skipped by blocks of the first rows and the last ones). */
+    int32_t *order = (int32_t *)(yt + p * op);
+    int64_t no = 0;
+    int xin0 = pad_l, xin1 = w + pad_l - kw + 1; /* ox in [xin0, xin1): every kx inside */
+    if (xin1 > ow) xin1 = ow;
+    if (xin0 > xin1) xin0 = xin1;
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = xin0; ox < xin1; ox++) order[no++] = oy * ow + ox;
+    for (int ox = 0; ox < ow; ox++)
+        if (ox < xin0 || ox >= xin1)
+            for (int oy = 0; oy < oh; oy++) order[no++] = oy * ow + ox;
     /* wT[k][q] = w[q][k], 0 for q >= o */
     for (int64_t k = 0; k < k2; k++) memset(wT + k * op + o, 0, (size_t)(op - o) * sizeof(float));
     transpose(wt, k2, o, k2, wT, op);
@@ -216,15 +234,16 @@ static void conv_direct(int n, const float *x, int c, int h, int w, const float 
             int64_t base[12], base_out[12];
             for (int64_t p0 = 0; p0 < p; p0 += np) {
                 int cnt = (int)(p - p0 < np ? p - p0 : np);
-                int ymin = (int)(p0 / ow), ymax = (int)((p0 + cnt - 1) / ow);
-                int xmin = ow, xmax = 0;
+                int ymin = oh, ymax = 0, xmin = ow, xmax = 0;
                 for (int j = 0; j < np; j++) {
-                    int64_t q = p0 + (j < cnt ? j : cnt - 1); /* the last position again */
+                    int64_t q = order[p0 + (j < cnt ? j : cnt - 1)]; /* the last position again */
                     int oy = (int)(q / ow), ox = (int)(q % ow);
                     base[j] = (int64_t)oy * wp + ox;
                     base_out[j] = q * op + ob;
                     if (ox < xmin) xmin = ox;
                     if (ox > xmax) xmax = ox;
+                    if (oy < ymin) ymin = oy;
+                    if (oy > ymax) ymax = oy;
                 }
                 /* window row ky of output row oy reads input row oy + ky - pad_t */
                 b.ky0 = pad_t - ymax > 0 ? pad_t - ymax : 0;
