@@ -1465,7 +1465,7 @@ static void emit_conv(Cg *cg, Ref v) {
     }
     ConvGeom g = conv_geom(cg->f, n);
     int64_t K2 = g.Cg * g.KH * g.KW, P = g.Ho * g.Wo, HW = g.H * g.W;
-    if (conv_is_direct(n, &g)) { /* the whole batch in one runtime call (runtime/conv.c) */
+    if (conv_is_direct(cg->f, n, &g)) { /* the whole batch in one runtime call (runtime/conv.c) */
         LLVMValueRef args[] = {to_i32(cg, dim_value(cg, &n->shape, 0)), node_ptr(cg, n->in[0]), i32c(cg, g.C),
                                i32c(cg, g.H), i32c(cg, g.W), node_ptr(cg, n->in[1]),
                                n->nin > 2 ? node_ptr(cg, n->in[2]) : LLVMConstNull(cg->t_ptr), i32c(cg, g.O),
@@ -1549,8 +1549,8 @@ static void emit_pool(Cg *cg, Ref v) {
         (g.Wo - 1) * g.sw + (g.KW - 1) * g.dw < g.W) {
         /* maxpool whose windows all lie inside the input: no bounds checks, no index, the
            maximum carried in a register from the window's first element (the same value:
-           a later element replaces it when greater or NaN, a NaN sticks), so the loop over
-           ox vectorizes */
+           a later element replaces it when greater or NaN, a NaN sticks); scalar still (the
+           vectorizer skips loops of fewer than 16 iterations: ox runs to 14 and 7 here) */
         LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, g.C));
         Loop lc = loop_begin(cg, planes, "maxpool_c");
         LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, g.H * g.W));

@@ -628,9 +628,11 @@ ConvGeom conv_geom(const Func *f, const Node *n);
 /* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
 bool conv_is_pointwise(const ConvGeom *g);
 /* conv2d that runs as nnrt_conv2d (runtime/conv.c: direct convolution, no im2col matrix in
- * the plan; scratch nnrt_conv2d_scratch): stride 1, dilation 1, one group, not pointwise,
- * at least 16 output channels (the kernel's vectors run over output channels). */
-bool conv_is_direct(const Node *n, const ConvGeom *g);
+ * the plan; scratch nnrt_conv2d_scratch): in the inference functions (infer, evaluate) at
+ * stride 1, dilation 1, one group, not pointwise, at least 16 output channels (the kernel's
+ * vectors run over output channels). Training functions keep im2col + sgemm, so their
+ * numbers stay those of that summation order bit for bit. */
+bool conv_is_direct(const Func *f, const Node *n, const ConvGeom *g);
 /* Scratch of lstm_seq ([B, 4H] floats) and lstm_seq_grad (two [B, H] blocks, the second at
  * B*H floats) at batch `batch`. */
 int64_t lstm_scratch_bytes(const Node *n, int64_t batch);

@@ -102,8 +102,9 @@ bool conv_is_pointwise(const ConvGeom *g) {
            g->Ho == g->H && g->Wo == g->W;
 }
 
-bool conv_is_direct(const Node *n, const ConvGeom *g) {
-    return n->op == OP_conv2d && n->dtype == DT_F32 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+bool conv_is_direct(const Func *f, const Node *n, const ConvGeom *g) {
+    bool inference = !strcmp(f->name, "infer") || !strcmp(f->name, "evaluate");
+    return inference && n->op == OP_conv2d && n->dtype == DT_F32 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
            g->G == 1 && g->O >= 16 && !conv_is_pointwise(g);
 }
 
@@ -124,7 +125,7 @@ static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
     if (n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad) return lstm_scratch_bytes(n, batch);
     if (is_conv(n->op)) {
         ConvGeom g = conv_geom(f, n);
-        if (conv_is_direct(n, &g))
+        if (conv_is_direct(f, n, &g))
             return nnrt_conv2d_scratch((int)g.C, (int)g.O, (int)g.KH, (int)g.KW, (int)g.Ho, (int)g.Wo);
         return conv_is_pointwise(&g) ? 0 : g.Cg * g.KH * g.KW * g.Ho * g.Wo * 4;
     }

@@ -811,12 +811,12 @@ static void test_spatial(void) {
             run_spatial_case(c);
         }
     }
-    /* maxpool whose windows lie inside the input (the vectorized path without bounds checks):
-       NaN, +-inf and -0 among the values (a NaN wins, ties keep the first), a 3x2 window at
-       stride (2, 3), and 2x2 stride 2 over an odd size (the last row and column unread) */
+    /* maxpool whose windows lie inside the input (the loop without bounds checks): NaN,
+       +-inf and -0 among the values (a NaN wins, ties keep the first), a 3x2 window at
+       stride (3, 2), and 2x2 stride 2 over an odd size (the last row and column unread) */
     static const struct {
         int64_t H, W, KH, KW, sh, sw;
-    } inside[] = {{7, 8, 3, 2, 2, 3}, {9, 7, 2, 2, 2, 2}};
+    } inside[] = {{7, 8, 3, 2, 3, 2}, {9, 7, 2, 2, 2, 2}};
     for (size_t i = 0; i < 2; i++) {
         int64_t H = inside[i].H, W = inside[i].W, Ho = (H - inside[i].KH) / inside[i].sh + 1,
                 Wo = (W - inside[i].KW) / inside[i].sw + 1;
@@ -828,6 +828,23 @@ static void test_spatial(void) {
         Ref x = farg(c, dims4(1, 3, H, W, 1));
         c->gen[0].special = true;
         out(c, node(c, OP_maxpool2d, DT_F32, dims4(1, 3, Ho, Wo, 1), 1, &x, &a));
+        run_spatial_case(c);
+    }
+    /* relu(x) and relu(x + broadcast b) before such a pool, and before a 3x3 stride 2 one */
+    for (int k = 0; k < 3; k++) {
+        static const char *const names[] = {"relu then maxpool2d 2x2", "relu(x + b) then maxpool2d 2x2",
+                                             "relu then maxpool2d 3x3 stride 2"};
+        Case *c = case_new(names[k], "infer");
+        int64_t K = k == 2 ? 3 : 2, H = 7, W = 6, Ho = (H - K) / 2 + 1, Wo = (W - K) / 2 + 1;
+        Attr a = {.step = {2, 2}, .perm = {(int)K, (int)K}};
+        Ref x = farg(c, dims4(1, 3, H, W, 1));
+        c->gen[0].special = true;
+        if (k == 1) {
+            Ref b = farg(c, dims4(1, 3, 1, 1, 0));
+            x = ir_binary(c->f, OP_add, x, ir_broadcast(c->f, b, dims4(1, 3, H, W, 1)));
+        }
+        Ref r = ir_unary(c->f, OP_relu, x);
+        out(c, node(c, OP_maxpool2d, DT_F32, dims4(1, 3, Ho, Wo, 1), 1, &r, &a));
         run_spatial_case(c);
     }
     for (int bilinear = 0; bilinear < 2; bilinear++) {
