@@ -79,19 +79,22 @@ static void conv_im2col(int n, const float *x, int c, int h, int w, const float 
 /* Zero-padded copy of one image: xp[ci][r][q] = x[ci][r - pad_t][q - pad_l] or 0. */
 static void pad_image(const float *x, int c, int h, int w, int pad_t, int pad_l, int hp, int wp,
                       float *xp) {
+    /* the input columns that land inside the block: ix in [x0, x1) at q = ix + pad_l */
+    int x0 = pad_l < 0 ? -pad_l : 0, x1 = wp - pad_l < w ? wp - pad_l : w;
+    if (x1 < x0) x1 = x0;
     for (int ci = 0; ci < c; ci++)
         for (int r = 0; r < hp; r++) {
             float *dst = xp + ((int64_t)ci * hp + r) * wp;
             int iy = r - pad_t;
-            if (iy < 0 || iy >= h) {
+            if (iy < 0 || iy >= h || x1 == x0) {
                 memset(dst, 0, (size_t)wp * sizeof *dst);
                 continue;
             }
             const float *src = x + ((int64_t)ci * h + iy) * w;
-            for (int q = 0; q < wp; q++) {
-                int ix = q - pad_l;
-                dst[q] = ix >= 0 && ix < w ? src[ix] : 0.0f;
-            }
+            int q0 = x0 + pad_l, q1 = x1 + pad_l; /* dst[q0, q1) = src[x0, x1) */
+            memset(dst, 0, (size_t)q0 * sizeof *dst);
+            memcpy(dst + q0, src + x0, (size_t)(q1 - q0) * sizeof *dst);
+            memset(dst + q1, 0, (size_t)(wp - q1) * sizeof *dst);
         }
 }
 
