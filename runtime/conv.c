@@ -36,8 +36,10 @@ static int64_t round_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 static int64_t direct_floats(int c, int o, int kh, int kw, int oh, int ow) {
     int64_t k2 = (int64_t)c * kh * kw, hp = (int64_t)oh + kh - 1, wp = (int64_t)ow + kw - 1;
-    return round_up(k2 * round_up(o, 16), 16) + round_up((int64_t)c * hp * wp, 16) +
-           (int64_t)oh * ow * round_up(o, 16) + (int64_t)oh * ow; /* + the position order */
+    int64_t by_channels = round_up(k2 * round_up(o, 16), 16) + round_up((int64_t)c * hp * wp, 16) +
+                          (int64_t)oh * ow * round_up(o, 16) + (int64_t)oh * ow; /* + the position order */
+    int64_t by_positions = (int64_t)c * hp * (round_up(ow, 32) + kw - 1);
+    return by_channels > by_positions ? by_channels : by_positions;
 }
 
 int64_t nnrt_conv2d_scratch(int c, int o, int kh, int kw, int oh, int ow) {
@@ -264,6 +266,83 @@ static void conv_direct(int n, const float *x, int c, int h, int w, const float 
     }
 }
 
+/* Few taps per position (c*kh*kw <= 32: a first layer): vectors over ox instead, so that
+ * neither the weights nor the output need a transpose. One output row, XV vectors of 16
+ * positions times 8 output channels:
+ *     acc[j][v] += w[o0 + j][ci][ky][kx] * xp[ci][oy + ky][16v + kx .. 16v + kx + 15]
+ * the weight broadcast, the input an unaligned load from the padded block (row pitch
+ * wq = ow rounded up to 32, + kw - 1: lanes past ow read zeros or neighbours and are not
+ * stored). Window rows in the padding are skipped (exactly, per row). Same summation
+ * order as the channel-vector kernel: ci, ky, kx, from the bias, with FMAs. */
+#define ROW_KERNEL(XV)                                                                         \
+    __attribute__((target("avx512f"))) static void conv_row_##XV(                              \
+        const float *xrow, int64_t plane, int wq, int c, int kh, int kw, int ky0, int ky1,    \
+        const float *const *wrow, int64_t k2, const float *b8, float *const *yrow, int nx) {  \
+        __m512 acc[8][XV];                                                                     \
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < XV; v++)                               \
+                acc[j][v] = _mm512_set1_ps(b8[j]);                                             \
+        for (int ci = 0; ci < c; ci++)                                                         \
+            for (int ky = ky0; ky < ky1; ky++) {                                               \
+                const float *xr = xrow + ci * plane + (int64_t)ky * wq;                        \
+                int64_t t0 = ((int64_t)ci * kh + ky) * kw;                                     \
+                for (int kx = 0; kx < kw; kx++) {                                              \
+                    __m512 xv[XV];                                                             \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < XV; v++)                       \
+                        xv[v] = _mm512_loadu_ps(xr + 16 * v + kx);                             \
+                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                      \
+                        __m512 wv = _mm512_set1_ps(wrow[j][t0 + kx]);                          \
+                        _Pragma("GCC unroll 4") for (int v = 0; v < XV; v++)                   \
+                            acc[j][v] = _mm512_fmadd_ps(wv, xv[v], acc[j][v]);                 \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        (void)k2;                                                                              \
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < XV; v++) {                             \
+                int left = nx - 16 * v;                                                        \
+                if (left <= 0 || !yrow[j]) continue;                                           \
+                __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);  \
+                _mm512_mask_storeu_ps(yrow[j] + 16 * v, m, acc[j][v]);                         \
+            }                                                                                  \
+    }
+
+ROW_KERNEL(2)
+
+static void conv_rows(int n, const float *x, int c, int h, int w, const float *wt,
+                      const float *bias, int o, int kh, int kw, int pad_t, int pad_l, float *y,
+                      int oh, int ow, float *scratch) {
+    int64_t k2 = (int64_t)c * kh * kw;
+    int hp = oh + kh - 1, wq = (int)round_up(ow, 32) + kw - 1; /* two vectors per block */
+    int64_t plane = (int64_t)hp * wq;
+    float *xp = scratch;
+    for (int i = 0; i < n; i++) {
+        pad_image(x + (int64_t)i * c * h * w, c, h, w, pad_t, pad_l, hp, wq, xp);
+        float *yi = y + (int64_t)i * o * oh * ow;
+        for (int oy = 0; oy < oh; oy++) {
+            int ky0 = pad_t - oy > 0 ? pad_t - oy : 0, ky1 = h + pad_t - oy < kh ? h + pad_t - oy : kh;
+            if (ky1 < ky0) ky1 = ky0;
+            for (int o0 = 0; o0 < o; o0 += 8) {
+                const float *wrow[8];
+                float *yrow[8];
+                float b8[8];
+                for (int j = 0; j < 8; j++) {
+                    int q = o0 + j < o ? o0 + j : o - 1; /* past o: the last channel again, not stored */
+                    wrow[j] = wt + q * k2;
+                    yrow[j] = o0 + j < o ? yi + ((int64_t)(o0 + j) * oh + oy) * ow : NULL;
+                    b8[j] = bias ? bias[q] : 0.0f;
+                }
+                for (int x0 = 0; x0 < ow; x0 += 32) {
+                    float *yr[8];
+                    for (int j = 0; j < 8; j++) yr[j] = yrow[j] ? yrow[j] + x0 : NULL;
+                    conv_row_2(xp + (int64_t)oy * wq + x0, plane, wq, c, kh, kw, ky0, ky1, wrow, k2, b8, yr,
+                               ow - x0);
+                }
+            }
+        }
+    }
+}
+
 static int have_avx512(void) {
     static int known = -1;
     if (known < 0) {
@@ -281,7 +360,10 @@ void nnrt_conv2d(int n, const float *x, int c, int h, int w, const float *wt, co
     if (n <= 0 || o <= 0 || oh <= 0 || ow <= 0) return;
 #if NNRT_HAVE_AVX512_KERNEL
     if (!nnrti_conv_force_generic && have_avx512()) {
-        conv_direct(n, x, c, h, w, wt, bias, o, kh, kw, pad_t, pad_l, y, oh, ow, scratch);
+        if ((int64_t)c * kh * kw <= 32)
+            conv_rows(n, x, c, h, w, wt, bias, o, kh, kw, pad_t, pad_l, y, oh, ow, scratch);
+        else
+            conv_direct(n, x, c, h, w, wt, bias, o, kh, kw, pad_t, pad_l, y, oh, ow, scratch);
         return;
     }
 #endif

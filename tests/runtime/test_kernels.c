@@ -179,8 +179,10 @@ static void test_adjoint(void) {
 }
 
 /* nnrt_conv2d against the definition in double precision, on geometries that exercise
- * every register block (16, 32, 48, 64 channels per block, several blocks, ragged channel
- * counts), position blocks spanning output rows, padding on all sides (asymmetric, wider
+ * both AVX-512 kernels (vectors over channels: every register block, 16, 32, 48, 64
+ * channels per block, several blocks, ragged channel counts, position blocks spanning
+ * output rows; vectors over positions where c*kh*kw <= 32: rows narrower than a vector,
+ * channel counts not a multiple of 8), padding on all sides (asymmetric, wider
  * than the window, none), with and without bias, one image and several; once through the
  * AVX-512 kernel (where the CPU has it) and once through the generic path. The scratch is
  * filled with garbage first: the kernel must not depend on its contents. */
@@ -196,6 +198,7 @@ static void test_conv2d(void) {
         {2, 2, 7, 5, 80, 3, 3, 1, 1, 1, 1, 1},    /* two channel blocks: 64 + 16 */
         {1, 5, 6, 6, 17, 2, 3, 0, 0, 0, 0, 0},    /* no padding, 17 channels */
         {1, 3, 1, 9, 24, 1, 3, 0, 1, 0, 1, 1},    /* one row */
+        {2, 1, 9, 40, 20, 3, 3, 1, 1, 1, 1, 1},   /* rows over two position blocks: 40 = 32 + 8 */
     };
     uint64_t seed = 777;
     for (size_t t = 0; t < sizeof g / sizeof g[0]; t++) {
