@@ -627,6 +627,12 @@ typedef struct ConvGeom {
 ConvGeom conv_geom(const Func *f, const Node *n);
 /* A 1x1 convolution with stride 1 and no padding reads its input as the GEMM operand. */
 bool conv_is_pointwise(const ConvGeom *g);
+/* conv2d that runs as nnrt_conv2d (runtime/conv.c: direct convolution, no im2col matrix in
+ * the plan; scratch nnrt_conv2d_scratch): in the inference functions (infer, evaluate) at
+ * stride 1, dilation 1, one group, not pointwise, at least 16 output channels (the kernel's
+ * vectors run over output channels). Training functions keep im2col + sgemm, so their
+ * numbers stay those of that summation order bit for bit. */
+bool conv_is_direct(const Func *f, const Node *n, const ConvGeom *g);
 /* Scratch of lstm_seq ([B, 4H] floats), gru_seq ([B, 3H]), lstm_seq_grad and gru_seq_grad
  * (two [B, H] blocks, the second at B*H floats), rnn_seq_grad ([B, H]; rnn_seq none) at
  * batch `batch`. */

@@ -31,6 +31,7 @@
  *      arena: work_bytes = arena + discard area, the header's WORK_BYTES at the maximum.
  */
 #include "nnc.h"
+#include "nnrt.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,12 @@ bool conv_is_pointwise(const ConvGeom *g) {
            g->Ho == g->H && g->Wo == g->W;
 }
 
+bool conv_is_direct(const Func *f, const Node *n, const ConvGeom *g) {
+    bool inference = !strcmp(f->name, "infer") || !strcmp(f->name, "evaluate");
+    return inference && n->op == OP_conv2d && n->dtype == DT_F32 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+           g->G == 1 && g->O >= 16 && !conv_is_pointwise(g);
+}
+
 int64_t lstm_scratch_bytes(const Node *n, int64_t batch) {
     int64_t B = shape_dim(&n->shape, 0, batch);
     switch (n->op) {
@@ -116,7 +123,8 @@ static bool is_conv(Op op) { return op == OP_conv2d || op == OP_conv2d_grad_inpu
 
 /* Reductions over an axis before the trailing reduced block accumulate into scratch (one
  * double per output value); convolutions unfold one image (one group) into columns
- * [Cg*KH*KW, Ho*Wo] (none for a pointwise convolution, which reads its input directly);
+ * [Cg*KH*KW, Ho*Wo] (none for a pointwise convolution, which reads its input directly;
+ * nnrt_conv2d's own layout for a direct one, conv_is_direct);
  * lstm_seq keeps one step's recurrent product h_{t-1} w_hh^T [B, 4H], lstm_seq_grad one
  * step's dG_{t+1} w_hh [B, H] and the carried dc f [B, H] (lstm_scratch_bytes); gru_seq and
  * gru_seq_grad likewise ([B, 3H]; [B, H] and the carried dh z [B, H]); rnn_seq_grad one
@@ -127,6 +135,8 @@ static int64_t node_scratch_bytes(const Func *f, const Node *n, int64_t batch) {
         return lstm_scratch_bytes(n, batch);
     if (is_conv(n->op)) {
         ConvGeom g = conv_geom(f, n);
+        if (conv_is_direct(f, n, &g))
+            return nnrt_conv2d_scratch((int)g.C, (int)g.O, (int)g.KH, (int)g.KW, (int)g.Ho, (int)g.Wo);
         return conv_is_pointwise(&g) ? 0 : g.Cg * g.KH * g.KW * g.Ho * g.Wo * 4;
     }
     if (n->op != OP_sum && n->op != OP_mean && n->op != OP_max) return 0;

@@ -9,6 +9,7 @@
  *   rng.c          Philox4x32-10 counter-based RNG, uniform and normal fills
  *   init.c         parameter initializers (PyTorch semantics)
  *   kernels.c      sgemm, batched sgemm, im2col/col2im
+ *   conv.c         direct convolution (conv2d forward)
  *   blas.c         which OpenBLAS kernels are in use, and whether to ask for better ones
  *
  * Conventions: every function is re-entrant (no mutable globals), tensors are row-major,
@@ -304,6 +305,23 @@ void nnrt_im2col(const float *x, int c, int h, int w, int kh, int kw, int pad_h,
  * from (x is accumulated into, not cleared). */
 void nnrt_col2im(const float *cols, int c, int h, int w, int kh, int kw, int pad_h,
                  int pad_w, int stride_h, int stride_w, int dil_h, int dil_w, float *x);
+
+/* ================================================================ conv.c */
+
+/* conv2d forward at stride 1, dilation 1, one group, NCHW: for each of the n images,
+ * y[q][oy][ox] = bias[q] + sum over ci, ky, kx of
+ *     x[ci][oy + ky - pad_t][ox + kx - pad_l] * wt[q][ci][ky][kx]
+ * over the taps inside the image (bias may be NULL: 0). x is [n][c][h][w], wt [o][c][kh][kw],
+ * y [n][o][oh][ow]; the padding after the image is whatever oh and ow imply
+ * (oh <= h + pad_t - kh + 1 + pad_b). scratch: nnrt_conv2d_scratch bytes, 64-byte aligned.
+ * A direct AVX-512 kernel (no im2col buffer; conv.c) where the CPU has AVX512F, else
+ * im2col + sgemm per image. */
+void nnrt_conv2d(int n, const float *x, int c, int h, int w, const float *wt, const float *bias,
+                 int o, int kh, int kw, int pad_t, int pad_l, float *y, int oh, int ow,
+                 float *scratch);
+
+/* Bytes of scratch nnrt_conv2d needs for this geometry (any n). */
+int64_t nnrt_conv2d_scratch(int c, int o, int kh, int kw, int oh, int ow);
 
 /* ================================================================ blas.c */
 

@@ -88,4 +88,10 @@ static inline void nnrti_put_le64(unsigned char *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* ---------------------------------------------------------------- conv.c */
+
+/* Nonzero: nnrt_conv2d takes its generic path (im2col + sgemm) even where the AVX-512
+ * direct kernel could run (tests compare the two). */
+extern int nnrti_conv_force_generic;
+
 #endif /* NNRT_INTERNAL_H */

@@ -1,7 +1,9 @@
 /* test_kernels.c — sgemm against a naive loop (all transposes, leading dimensions,
  * alpha/beta, k = 0), batched sgemm with broadcast, im2col values and im2col/col2im
- * adjointness. */
+ * adjointness, nnrt_conv2d (the direct AVX-512 kernel and the generic path) against a
+ * double-precision loop. */
 #include "check.h"
+#include "nnrt_internal.h"
 
 static void fill_random(float *x, size_t n, uint64_t *s) {
     for (size_t i = 0; i < n; i++) x[i] = (float)((int)(test_rand(s) % 2001) - 1000) / 500.0f;
@@ -176,11 +178,86 @@ static void test_adjoint(void) {
     }
 }
 
+/* nnrt_conv2d against the definition in double precision, on geometries that exercise
+ * both AVX-512 kernels (vectors over channels: every register block, 16, 32, 48, 64
+ * channels per block, several blocks, ragged channel counts, position blocks spanning
+ * output rows; vectors over positions where c*kh*kw <= 32: rows narrower than a vector,
+ * channel counts not a multiple of 8), padding on all sides (asymmetric, wider
+ * than the window, none), with and without bias, one image and several; once through the
+ * AVX-512 kernel (where the CPU has it) and once through the generic path. The scratch is
+ * filled with garbage first: the kernel must not depend on its contents. */
+static void test_conv2d(void) {
+    static const struct {
+        int n, c, h, w, o, kh, kw, pt, pl, pb, pr, bias;
+    } g[] = {
+        {1, 1, 28, 28, 32, 5, 5, 2, 2, 2, 2, 1},  /* fashion_cnn's first convolution */
+        {2, 32, 14, 14, 64, 5, 5, 2, 2, 2, 2, 1}, /* its second */
+        {3, 3, 9, 8, 64, 5, 5, 2, 2, 2, 2, 0},
+        {2, 4, 6, 7, 40, 3, 3, 1, 0, 2, 1, 1},    /* asymmetric padding, 40 = 48 - 8 lanes */
+        {1, 2, 5, 4, 16, 3, 3, 4, 3, 2, 5, 1},    /* padding wider than the window */
+        {2, 2, 7, 5, 80, 3, 3, 1, 1, 1, 1, 1},    /* two channel blocks: 64 + 16 */
+        {1, 5, 6, 6, 17, 2, 3, 0, 0, 0, 0, 0},    /* no padding, 17 channels */
+        {1, 3, 1, 9, 24, 1, 3, 0, 1, 0, 1, 1},    /* one row */
+        {2, 1, 9, 40, 20, 3, 3, 1, 1, 1, 1, 1},   /* rows over two position blocks: 40 = 32 + 8 */
+    };
+    uint64_t seed = 777;
+    for (size_t t = 0; t < sizeof g / sizeof g[0]; t++) {
+        int n = g[t].n, c = g[t].c, h = g[t].h, w = g[t].w, o = g[t].o, kh = g[t].kh, kw = g[t].kw;
+        int oh = h + g[t].pt + g[t].pb - kh + 1, ow = w + g[t].pl + g[t].pr - kw + 1;
+        size_t xn = (size_t)n * c * h * w, wn = (size_t)o * c * kh * kw, yn = (size_t)n * o * oh * ow;
+        float *x = malloc(xn * sizeof *x), *wt = malloc(wn * sizeof *wt), *b = malloc((size_t)o * sizeof *b);
+        float *y = malloc(yn * sizeof *y);
+        double *ref = malloc(yn * sizeof *ref);
+        fill_random(x, xn, &seed);
+        fill_random(wt, wn, &seed);
+        fill_random(b, (size_t)o, &seed);
+        const float *bias = g[t].bias ? b : NULL;
+        for (int i = 0; i < n; i++)
+            for (int q = 0; q < o; q++)
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++) {
+                        double s = bias ? bias[q] : 0;
+                        for (int ci = 0; ci < c; ci++)
+                            for (int ky = 0; ky < kh; ky++)
+                                for (int kx = 0; kx < kw; kx++) {
+                                    int iy = oy + ky - g[t].pt, ix = ox + kx - g[t].pl;
+                                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                    s += (double)x[((size_t)(i * c + ci) * h + iy) * w + ix] *
+                                         wt[((size_t)(q * c + ci) * kh + ky) * kw + kx];
+                                }
+                        ref[((size_t)(i * o + q) * oh + oy) * ow + ox] = s;
+                    }
+        int64_t bytes = nnrt_conv2d_scratch(c, o, kh, kw, oh, ow);
+        CHECK(bytes >= (int64_t)c * kh * kw * oh * ow * 4);
+        float *scratch = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64);
+        for (int generic = 0; generic < 2; generic++) {
+            for (int64_t i = 0; i < bytes / 4; i++) scratch[i] = (float)(i % 7) - 1e30f;
+            for (size_t i = 0; i < yn; i++) y[i] = NAN;
+            nnrti_conv_force_generic = generic;
+            nnrt_conv2d(n, x, c, h, w, wt, bias, o, kh, kw, g[t].pt, g[t].pl, y, oh, ow, scratch);
+            double worst = 0;
+            for (size_t i = 0; i < yn; i++) {
+                double e = fabs(y[i] - ref[i]);
+                if (!(e <= worst)) worst = e; /* NaN counts */
+            }
+            /* |terms| <= 4, c*kh*kw + 1 of them */
+            double tol = 1e-5 * 4 * (c * kh * kw + 1) + 1e-6;
+            CHECK(worst <= tol);
+            if (!(worst <= tol))
+                fprintf(stderr, "    conv2d case %zu (%s): error %g\n", t, generic ? "generic" : "direct", worst);
+        }
+        nnrti_conv_force_generic = 0;
+        free(scratch);
+        free(x), free(wt), free(b), free(y), free(ref);
+    }
+}
+
 int main(void) {
     test_sgemm();
     test_sgemm_batched();
     test_conv_out_size();
     test_im2col_values();
     test_adjoint();
+    test_conv2d();
     return check_summary("test_kernels");
 }

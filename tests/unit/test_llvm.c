@@ -745,6 +745,15 @@ static void test_spatial(void) {
         /* padding wider than the window: whole window rows and columns fall outside */
         {"conv2d 3x3 stride (2,3) padding 4/3/2/5", 2, 5, 4, 3, 3, 3, 2, 3, 4, 3, 2, 5, 1, 1, 1, true},
         {"conv2d 2x3 dilation 3 stride 2 padding 3", 3, 8, 9, 2, 2, 3, 2, 2, 3, 3, 3, 3, 3, 3, 1, false},
+        /* stride 1, dilation 1, one group, >= 16 output channels: nnrt_conv2d's direct
+           kernel (runtime/conv.c) for conv2d; every register block (64, 48, 32, 16
+           channels), two channel blocks, ragged counts, padding on all sides */
+        {"conv2d direct 5x5 pad 2, 64 channels, bias", 2, 9, 8, 64, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1, true},
+        {"conv2d direct 3x3 asymmetric padding, 40 channels", 3, 6, 7, 40, 3, 3, 1, 1, 1, 0, 2, 1, 1, 1, 1, false},
+        {"conv2d direct 5x5 one input channel, 32 channels, bias", 1, 12, 11, 32, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1, true},
+        {"conv2d direct 3x3 padding 4/3/2/5, 16 channels", 2, 5, 4, 16, 3, 3, 1, 1, 4, 3, 2, 5, 1, 1, 1, true},
+        {"conv2d direct 3x3 pad 1, 80 channels", 2, 7, 5, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true},
+        {"conv2d direct 2x3 valid, 17 channels", 4, 6, 6, 17, 2, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, false},
     };
     for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
         const __typeof__(convs[0]) *k = &convs[i];
@@ -753,7 +762,11 @@ static void test_spatial(void) {
         Attr a = {.step = {k->sh, k->sw}, .start = {k->pt, k->pl, k->pb, k->pr}, .perm = {(int)k->dh, (int)k->dw, (int)k->G}};
         Shape xs = dims4(1, k->C, k->H, k->W, 1), ws = dims4(k->O, k->C / k->G, k->KH, k->KW, 0);
         Shape ys = dims4(1, k->O, Ho, Wo, 1);
-        for (int which = 0; which < 3; which++) {
+        /* the direct cases test conv2d only: their gradients are the im2col path of the
+           cases above, and sum over up to 80 channels x the window, more terms than f32
+           matches the interpreter on within TOL */
+        int kinds_run = strstr(k->name, "direct") ? 1 : 3;
+        for (int which = 0; which < kinds_run; which++) {
             char name[128];
             static const char *const kinds[] = {"", " grad_input", " grad_weight"};
             snprintf(name, sizeof name, "%s%s", k->name, kinds[which]);
@@ -797,6 +810,42 @@ static void test_spatial(void) {
             out(c, node(c, ops[o], DT_F32, ops[o] == OP_maxpool2d_grad ? xs : ys, ops[o] == OP_maxpool2d_grad ? 2 : 1, in, &a));
             run_spatial_case(c);
         }
+    }
+    /* maxpool whose windows lie inside the input (the loop without bounds checks): NaN,
+       +-inf and -0 among the values (a NaN wins, ties keep the first), a 3x2 window at
+       stride (3, 2), and 2x2 stride 2 over an odd size (the last row and column unread) */
+    static const struct {
+        int64_t H, W, KH, KW, sh, sw;
+    } inside[] = {{7, 8, 3, 2, 3, 2}, {9, 7, 2, 2, 2, 2}};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t H = inside[i].H, W = inside[i].W, Ho = (H - inside[i].KH) / inside[i].sh + 1,
+                Wo = (W - inside[i].KW) / inside[i].sw + 1;
+        char name[96];
+        snprintf(name, sizeof name, "maxpool2d %lldx%lld stride (%lld,%lld), special values", (long long)inside[i].KH,
+                 (long long)inside[i].KW, (long long)inside[i].sh, (long long)inside[i].sw);
+        Case *c = case_new(name, "infer");
+        Attr a = {.step = {inside[i].sh, inside[i].sw}, .perm = {(int)inside[i].KH, (int)inside[i].KW}};
+        Ref x = farg(c, dims4(1, 3, H, W, 1));
+        c->gen[0].special = true;
+        out(c, node(c, OP_maxpool2d, DT_F32, dims4(1, 3, Ho, Wo, 1), 1, &x, &a));
+        run_spatial_case(c);
+    }
+    /* relu(x) and relu(x + broadcast b) before such a pool, and before a 3x3 stride 2 one */
+    for (int k = 0; k < 3; k++) {
+        static const char *const names[] = {"relu then maxpool2d 2x2", "relu(x + b) then maxpool2d 2x2",
+                                             "relu then maxpool2d 3x3 stride 2"};
+        Case *c = case_new(names[k], "infer");
+        int64_t K = k == 2 ? 3 : 2, H = 7, W = 6, Ho = (H - K) / 2 + 1, Wo = (W - K) / 2 + 1;
+        Attr a = {.step = {2, 2}, .perm = {(int)K, (int)K}};
+        Ref x = farg(c, dims4(1, 3, H, W, 1));
+        c->gen[0].special = true;
+        if (k == 1) {
+            Ref b = farg(c, dims4(1, 3, 1, 1, 0));
+            x = ir_binary(c->f, OP_add, x, ir_broadcast(c->f, b, dims4(1, 3, H, W, 1)));
+        }
+        Ref r = ir_unary(c->f, OP_relu, x);
+        out(c, node(c, OP_maxpool2d, DT_F32, dims4(1, 3, Ho, Wo, 1), 1, &r, &a));
+        run_spatial_case(c);
     }
     for (int bilinear = 0; bilinear < 2; bilinear++) {
         Case *c = case_new(bilinear ? "upsample2d bilinear 2x3" : "upsample2d nearest 2x3", "infer");
