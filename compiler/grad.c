@@ -459,6 +459,39 @@ static void rule_lrn(Grad *g, const Node *n, Ref dy) {
     contribute(g, x, ir_transpose(f, dxt, inverse));
 }
 
+/* When the adjoint of a recurrent op's rows is the gradient of their h part alone (the slice
+ * the layer outputs: concat(dh, zeros) along the last axis), dh itself: the gradient kernels
+ * take it without the zeros. */
+static Ref h_part_adjoint(Grad *g, Ref dy, int64_t H) {
+    const Node *dn = node(g, dy);
+    double zero;
+    if (dn->op == OP_concat && dn->nin == 2 && dn->attr.axis == 2 && node(g, dn->in[0])->shape.dim[2] == H &&
+        splat_const(g->f, dn->in[1], &zero) && zero == 0)
+        return dn->in[0];
+    return dy;
+}
+
+/* d w_hh of a recurrent op whose output seq [B, T, W] starts every row with h_t:
+ * sum_t dG_t^T h_{t-1} = dG^T Hprev, one matmul of dG [B*T, GH] with
+ * Hprev = concat(0 [B, 1, H], h[:, 0:T-1]) [B*T, H]  (h_{-1} = 0; nothing at T = 1). */
+static void contribute_recurrent_weight(Grad *g, Ref w, Ref seq, Ref dG, int64_t H, int64_t GH) {
+    Func *f = g->f;
+    Shape ss = node(g, seq)->shape;
+    int64_t B = ss.dim[0], T = ss.dim[1];
+    if (!g->needs[w] || T < 2) return;
+    Shape hs = ss;
+    hs.dim[1] = T - 1;
+    hs.dim[2] = H;
+    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
+    Ref parts[2] = {REF_NONE, ir_slice(f, seq, start, step, hs)}; /* h_0 .. h_{T-2} */
+    Shape z = hs;
+    z.dim[1] = 1;
+    parts[0] = ir_const(f, node(g, seq)->dtype, z, 0.0);
+    Shape g2 = {.rank = 2, .dim = {B * T, GH}, .batch_mask = ss.batch_mask & 1};
+    Shape h2 = {.rank = 2, .dim = {B * T, H}, .batch_mask = ss.batch_mask & 1};
+    contribute(g, w, ir_matmul(f, ir_reshape(f, dG, g2), ir_reshape(f, ir_concat(f, 2, parts, 1), h2), true, false));
+}
+
 /* ws = lstm_seq(xw, w_hh), the LSTM over the sequence (ops.h): per step
  * p_t = xw_t + h_{t-1} w_hh^T and ws_t = [h_t | c_t | i | f | g | o] from p_t. The reverse time
  * loop is the lstm_seq_grad kernel, which gives dG = d loss/d p (every step at once):
@@ -471,28 +504,12 @@ static void rule_lstm_seq(Grad *g, int i, const Node *n, Ref dy) {
     Func *f = g->f;
     Ref xw = n->in[0], w = n->in[1];
     Shape ws = n->shape;
-    int64_t B = ws.dim[0], T = ws.dim[1], H = ws.dim[2] / 6;
-    const Node *dn = node(g, dy);
-    double zero;
-    if (dn->op == OP_concat && dn->nin == 2 && dn->attr.axis == 2 && node(g, dn->in[0])->shape.dim[2] == H &&
-        splat_const(f, dn->in[1], &zero) && zero == 0)
-        dy = dn->in[0];
+    int64_t H = ws.dim[2] / 6;
+    dy = h_part_adjoint(g, dy, H);
     Ref in[3] = {i, w, dy};
     Ref dxw = ir_node(f, OP_lstm_seq_grad, n->dtype, node(g, xw)->shape, 3, in, NULL);
     contribute(g, xw, dxw);
-    if (!g->needs[w] || T < 2) return;
-    Shape hs = ws;
-    hs.dim[1] = T - 1;
-    hs.dim[2] = H;
-    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
-    Ref parts[2] = {REF_NONE, ir_slice(f, i, start, step, hs)};   /* h_0 .. h_{T-2} */
-    Shape z = hs;
-    z.dim[1] = 1;
-    parts[0] = ir_const(f, n->dtype, z, 0.0);
-    Ref hprev = ir_concat(f, 2, parts, 1);
-    Shape g2 = {.rank = 2, .dim = {B * T, 4 * H}, .batch_mask = ws.batch_mask & 1};
-    Shape h2 = {.rank = 2, .dim = {B * T, H}, .batch_mask = ws.batch_mask & 1};
-    contribute(g, w, ir_matmul(f, ir_reshape(f, dxw, g2), ir_reshape(f, hprev, h2), true, false));
+    contribute_recurrent_weight(g, w, i, dxw, H, 4 * H);
 }
 
 /* h = rnn_seq(xw, w_hh): the rnn_seq_grad kernel gives dP = d loss/d xw for every step, and
@@ -501,20 +518,11 @@ static void rule_rnn_seq(Grad *g, int i, const Node *n, Ref dy) {
     Func *f = g->f;
     Ref xw = n->in[0], w = n->in[1];
     Shape hs = n->shape;
-    int64_t B = hs.dim[0], T = hs.dim[1], H = hs.dim[2];
+    int64_t H = hs.dim[2];
     Ref in[3] = {i, w, dy};
     Ref dp = ir_node(f, OP_rnn_seq_grad, n->dtype, hs, 3, in, &n->attr);
     contribute(g, xw, dp);
-    if (!g->needs[w] || T < 2) return;
-    Shape ps = hs;
-    ps.dim[1] = T - 1;
-    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
-    Ref hp[2] = {REF_NONE, ir_slice(f, i, start, step, ps)}; /* h_0 .. h_{T-2} */
-    Shape z = ps;
-    z.dim[1] = 1;
-    hp[0] = ir_const(f, n->dtype, z, 0.0);
-    Shape two = {.rank = 2, .dim = {B * T, H}, .batch_mask = hs.batch_mask & 1};
-    contribute(g, w, ir_matmul(f, ir_reshape(f, dp, two), ir_reshape(f, ir_concat(f, 2, hp, 1), two), true, false));
+    contribute_recurrent_weight(g, w, i, dp, H, H);
 }
 
 /* The slice [from, from + width) of the last axis of x [B, T, W]. */
@@ -537,12 +545,8 @@ static void rule_gru_seq(Grad *g, int i, const Node *n, Ref dy) {
     Func *f = g->f;
     Ref xw = n->in[0], w = n->in[1], bias = n->in[2];
     Shape ws = n->shape;
-    int64_t B = ws.dim[0], T = ws.dim[1], H = ws.dim[2] / 5;
-    const Node *dn = node(g, dy);
-    double zero;
-    if (dn->op == OP_concat && dn->nin == 2 && dn->attr.axis == 2 && node(g, dn->in[0])->shape.dim[2] == H &&
-        splat_const(f, dn->in[1], &zero) && zero == 0)
-        dy = dn->in[0];
+    int64_t H = ws.dim[2] / 5;
+    dy = h_part_adjoint(g, dy, H);
     Ref in[3] = {i, w, dy};
     Shape gs = ws;
     gs.dim[2] = 4 * H;
@@ -551,19 +555,7 @@ static void rule_gru_seq(Grad *g, int i, const Node *n, Ref dy) {
     contribute(g, xw, ir_concat(f, 2, parts, 2));
     Ref dq = last_axis_slice(f, dG, 0, 3 * H);
     if (g->needs[bias]) contribute(g, bias, ir_reduce(f, OP_sum, dq, 0x3u, false));
-    if (!g->needs[w] || T < 2) return;
-    Shape hs = ws;
-    hs.dim[1] = T - 1;
-    hs.dim[2] = H;
-    int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK] = {1, 1, 1};
-    Ref hp[2] = {REF_NONE, ir_slice(f, i, start, step, hs)}; /* h_0 .. h_{T-2} */
-    Shape z = hs;
-    z.dim[1] = 1;
-    hp[0] = ir_const(f, n->dtype, z, 0.0);
-    Ref hprev = ir_concat(f, 2, hp, 1);
-    Shape q2 = {.rank = 2, .dim = {B * T, 3 * H}, .batch_mask = ws.batch_mask & 1};
-    Shape h2 = {.rank = 2, .dim = {B * T, H}, .batch_mask = ws.batch_mask & 1};
-    contribute(g, w, ir_matmul(f, ir_reshape(f, dq, q2), ir_reshape(f, hprev, h2), true, false));
+    contribute_recurrent_weight(g, w, i, dq, H, 3 * H);
 }
 
 /* ---------------------------------------------------------------- the rules */
