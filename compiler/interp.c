@@ -1431,15 +1431,16 @@ static double as_stored(const Run *r, DType dt, double x) {
     return dt == DT_F32 && !r->in->f64 ? (double)(float)x : x;
 }
 
-/* The operands of lstm_seq and lstm_seq_grad: seq [B, T, width] (xw or ws), w_hh [4H, H], and
- * the result [B, T, out_width]; width and out_width in units of H. Sets B, T, H. */
-static int lstm_operands(Run *r, const Node *n, const ITensor *out, int64_t width, int64_t out_width,
-                         int64_t *B, int64_t *T, int64_t *H) {
+/* The operands of lstm_seq/gru_seq and their gradients: seq [B, T, width] (xw or ws), w_hh
+ * [gates*H, H], and the result [B, T, out_width]; width and out_width in units of H. Sets B,
+ * T, H. */
+static int recurrent_operands(Run *r, const Node *n, const ITensor *out, int64_t gates, int64_t width,
+                              int64_t out_width, int64_t *B, int64_t *T, int64_t *H) {
     const ITensor *seq = input(r, n, 0), *w = input(r, n, 1);
     int rc = need_float_inputs(r, n, out);
     if (rc) return rc;
-    if (w->rank != 2 || w->dim[0] != 4 * w->dim[1])
-        return fail(r, NNRT_EARG, "w_hh must be [4H, H]");
+    if (w->rank != 2 || w->dim[0] != gates * w->dim[1])
+        return fail(r, NNRT_EARG, "w_hh must be [%lldH, H]", (long long)gates);
     *H = w->dim[1];
     if (seq->rank != 3 || seq->dim[2] != width * *H)
         return fail(r, NNRT_EARG, "input 0 must be [B, T, %lld]", (long long)(width * *H));
@@ -1457,7 +1458,7 @@ static int lstm_operands(Run *r, const Node *n, const ITensor *out, int64_t widt
 static int eval_lstm_seq(Run *r, const Node *n, ITensor *out) {
     const ITensor *xw = input(r, n, 0), *w = input(r, n, 1);
     int64_t B, T, H;
-    int rc = lstm_operands(r, n, out, 4, 6, &B, &T, &H);
+    int rc = recurrent_operands(r, n, out, 4, 4, 6, &B, &T, &H);
     if (rc) return rc;
     DType dt = out->dtype;
     double *p = malloc((size_t)(4 * H + 1) * sizeof *p);
@@ -1497,7 +1498,7 @@ static int eval_lstm_seq(Run *r, const Node *n, ITensor *out) {
 static int eval_lstm_seq_grad(Run *r, const Node *n, ITensor *out) {
     const ITensor *ws = input(r, n, 0), *w = input(r, n, 1), *d = input(r, n, 2);
     int64_t B, T, H;
-    int rc = lstm_operands(r, n, out, 6, 4, &B, &T, &H);
+    int rc = recurrent_operands(r, n, out, 4, 6, 4, &B, &T, &H);
     if (rc) return rc;
     if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 6 * H && d->dim[2] != H))
         return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B,
@@ -1580,32 +1581,13 @@ static int eval_rnn_seq(Run *r, const Node *n, ITensor *out) {
     return 0;
 }
 
-/* The operands of gru_seq and gru_seq_grad: seq [B, T, width] (xw or ws), w_hh [3H, H], and
- * the result [B, T, out_width]; width and out_width in units of H. Sets B, T, H. */
-static int gru_operands(Run *r, const Node *n, const ITensor *out, int64_t width, int64_t out_width, int64_t *B,
-                        int64_t *T, int64_t *H) {
-    const ITensor *seq = input(r, n, 0), *w = input(r, n, 1);
-    int rc = need_float_inputs(r, n, out);
-    if (rc) return rc;
-    if (w->rank != 2 || w->dim[0] != 3 * w->dim[1]) return fail(r, NNRT_EARG, "w_hh must be [3H, H]");
-    *H = w->dim[1];
-    if (seq->rank != 3 || seq->dim[2] != width * *H)
-        return fail(r, NNRT_EARG, "input 0 must be [B, T, %lld]", (long long)(width * *H));
-    *B = seq->dim[0];
-    *T = seq->dim[1];
-    if (out->rank != 3 || out->dim[0] != *B || out->dim[1] != *T || out->dim[2] != out_width * *H)
-        return fail(r, NNRT_EARG, "the result must be [%lld, %lld, %lld]", (long long)*B, (long long)*T,
-                    (long long)(out_width * *H));
-    return 0;
-}
-
 /* gru_seq (xw, w_hh, b_hh) -> ws: for t = 0..T-1, q = h_{t-1} w_hh^T + b_hh (sums in double),
  *   r = sigmoid(xw_r + q_r), z = sigmoid(xw_z + q_z), hn = q_n, n = tanh(xw_n + r hn),
  *   h = n + z (h_{t-1} - n);  ws[b,t] = [h | r | z | n | hn],  h_{-1} = 0. */
 static int eval_gru_seq(Run *r, const Node *n, ITensor *out) {
     const ITensor *xw = input(r, n, 0), *w = input(r, n, 1), *bias = input(r, n, 2);
     int64_t B, T, H;
-    int rc = gru_operands(r, n, out, 3, 5, &B, &T, &H);
+    int rc = recurrent_operands(r, n, out, 3, 3, 5, &B, &T, &H);
     if (rc) return rc;
     if (bias->rank != 1 || bias->dim[0] != 3 * H) return fail(r, NNRT_EARG, "b_hh must be [%lld]", (long long)(3 * H));
     DType dt = out->dtype;
@@ -1643,7 +1625,7 @@ static int eval_gru_seq(Run *r, const Node *n, ITensor *out) {
 static int eval_gru_seq_grad(Run *r, const Node *n, ITensor *out) {
     const ITensor *ws = input(r, n, 0), *w = input(r, n, 1), *d = input(r, n, 2);
     int64_t B, T, H;
-    int rc = gru_operands(r, n, out, 5, 4, &B, &T, &H);
+    int rc = recurrent_operands(r, n, out, 3, 5, 4, &B, &T, &H);
     if (rc) return rc;
     if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 5 * H && d->dim[2] != H))
         return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B, (long long)T,

@@ -233,21 +233,26 @@ static void check_lrn(Verifier *v, int id, const Node *n) {
     if (n->attr.perm[0] < 1) fail(v, id, "size=%d out of range", n->attr.perm[0]);
 }
 
-/* lstm_seq (xw[B,T,4H], w_hh[4H,H]) -> [B,T,6H] and lstm_seq_grad (ws[B,T,6H], w_hh,
- * d[B,T,6H] or d[B,T,H]) -> [B,T,4H]: float operands of the node's dtype, B (which may carry
- * the batch) and T shared, T static. */
-static void check_lstm(Verifier *v, int id, const Node *n) {
+/* The gated recurrent ops, with G gates and P parts per row of ws:
+ *   lstm_seq (xw[B,T,4H], w_hh[4H,H]) -> ws[B,T,6H], lstm_seq_grad (ws, w_hh, d) -> [B,T,4H];
+ *   gru_seq (xw[B,T,3H], w_hh[3H,H], b_hh[3H]) -> ws[B,T,5H], gru_seq_grad (ws, w_hh, d) -> [B,T,4H];
+ * d is [B,T,P*H] or [B,T,H]. Float operands of the node's dtype, B (which may carry the batch)
+ * and T shared, T static. */
+static void check_gated(Verifier *v, int id, const Node *n) {
     const Func *f = v->f;
     const Shape *seq = in_shape(f, n, 0), *w = in_shape(f, n, 1);
+    bool lstm = n->op == OP_lstm_seq || n->op == OP_lstm_seq_grad;
+    bool fwd = n->op == OP_lstm_seq || n->op == OP_gru_seq;
+    int64_t G = lstm ? 4 : 3, P = lstm ? 6 : 5;
     if (n->dtype == DT_I32) fail(v, id, "must be f32 or f64");
     for (int i = 0; i < n->nin; i++)
         if (f->nodes[n->in[i]].dtype != n->dtype) fail(v, id, "input %d dtype differs", i);
-    if (w->rank != 2 || w->batch_mask || w->dim[0] != 4 * w->dim[1]) {
-        fail(v, id, "w_hh must be [4H, H]");
+    if (w->rank != 2 || w->batch_mask || w->dim[0] != G * w->dim[1]) {
+        fail(v, id, "w_hh must be [%lldH, H]", (long long)G);
         return;
     }
     int64_t H = w->dim[1];
-    int64_t width = n->op == OP_lstm_seq ? 4 * H : 6 * H, out = n->op == OP_lstm_seq ? 6 * H : 4 * H;
+    int64_t width = fwd ? G * H : P * H, out = fwd ? P * H : 4 * H;
     if (seq->rank != 3 || seq->dim[2] != width || (seq->batch_mask & ~1u)) {
         fail(v, id, "input 0 must be [B, T, %lld] with the batch, if any, on axis 0", (long long)width);
         return;
@@ -255,11 +260,15 @@ static void check_lstm(Verifier *v, int id, const Node *n) {
     if (n->shape.rank != 3 || n->shape.batch_mask != seq->batch_mask || n->shape.dim[0] != seq->dim[0] ||
         n->shape.dim[1] != seq->dim[1] || n->shape.dim[2] != out)
         fail(v, id, "node shape must be [B, T, %lld] with input 0's B and T", (long long)out);
-    if (n->op == OP_lstm_seq_grad) {
+    if (fwd && !lstm) {
+        const Shape *b = in_shape(f, n, 2);
+        if (b->rank != 1 || b->batch_mask || b->dim[0] != 3 * H) fail(v, id, "b_hh must be [3H]");
+    }
+    if (!fwd) {
         const Shape *d = in_shape(f, n, 2);
         if (d->rank != 3 || d->batch_mask != seq->batch_mask || d->dim[0] != seq->dim[0] ||
-            d->dim[1] != seq->dim[1] || (d->dim[2] != 6 * H && d->dim[2] != H))
-            fail(v, id, "input 2 must be [B, T, 6H] or [B, T, H] with input 0's B and T");
+            d->dim[1] != seq->dim[1] || (d->dim[2] != P * H && d->dim[2] != H))
+            fail(v, id, "input 2 must be [B, T, %lldH] or [B, T, H] with input 0's B and T", (long long)P);
     }
 }
 
@@ -282,35 +291,6 @@ static void check_rnn(Verifier *v, int id, const Node *n) {
         if (!shape_eq(in_shape(f, n, i), &n->shape)) fail(v, id, "input %d must have the node's shape", i);
 }
 
-/* gru_seq (xw[B,T,3H], w_hh[3H,H], b_hh[3H]) -> [B,T,5H] and gru_seq_grad (ws[B,T,5H], w_hh,
- * d[B,T,5H] or d[B,T,H]) -> [B,T,4H]: float operands of the node's dtype, B and T shared. */
-static void check_gru(Verifier *v, int id, const Node *n) {
-    const Func *f = v->f;
-    const Shape *seq = in_shape(f, n, 0), *w = in_shape(f, n, 1);
-    if (n->dtype == DT_I32) fail(v, id, "must be f32 or f64");
-    for (int i = 0; i < n->nin; i++)
-        if (f->nodes[n->in[i]].dtype != n->dtype) fail(v, id, "input %d dtype differs", i);
-    if (w->rank != 2 || w->batch_mask || w->dim[0] != 3 * w->dim[1]) {
-        fail(v, id, "w_hh must be [3H, H]");
-        return;
-    }
-    int64_t H = w->dim[1];
-    bool fwd = n->op == OP_gru_seq;
-    int64_t width = fwd ? 3 * H : 5 * H, out = fwd ? 5 * H : 4 * H;
-    if (seq->rank != 3 || seq->dim[2] != width || (seq->batch_mask & ~1u)) {
-        fail(v, id, "input 0 must be [B, T, %lld] with the batch, if any, on axis 0", (long long)width);
-        return;
-    }
-    if (n->shape.rank != 3 || n->shape.batch_mask != seq->batch_mask || n->shape.dim[0] != seq->dim[0] ||
-        n->shape.dim[1] != seq->dim[1] || n->shape.dim[2] != out)
-        fail(v, id, "node shape must be [B, T, %lld] with input 0's B and T", (long long)out);
-    const Shape *third = in_shape(f, n, 2);
-    if (fwd && (third->rank != 1 || third->batch_mask || third->dim[0] != 3 * H))
-        fail(v, id, "b_hh must be [3H]");
-    if (!fwd && (third->rank != 3 || third->batch_mask != seq->batch_mask || third->dim[0] != seq->dim[0] ||
-                 third->dim[1] != seq->dim[1] || (third->dim[2] != 5 * H && third->dim[2] != H)))
-        fail(v, id, "input 2 must be [B, T, 5H] or [B, T, H] with input 0's B and T");
-}
 
 static void check_node(Verifier *v, int id) {
     const Func *f = v->f;
@@ -441,9 +421,9 @@ static void check_node(Verifier *v, int id) {
         if (f->nodes[n->in[1]].dtype != DT_I32) fail(v, id, "indices must be i32");
         break;
     case OP_lstm_seq:
-    case OP_lstm_seq_grad: check_lstm(v, id, n); break;
+    case OP_lstm_seq_grad:
     case OP_gru_seq:
-    case OP_gru_seq_grad: check_gru(v, id, n); break;
+    case OP_gru_seq_grad: check_gated(v, id, n); break;
     case OP_rnn_seq:
     case OP_rnn_seq_grad: check_rnn(v, id, n); break;
     case OP_softmax:
