@@ -31,7 +31,9 @@ static void compile_usage(FILE *out) {
             "  -O0 -O1 -O2 -O3           optimization level of the IR passes and LLVM (default -O2)\n"
             "  --model M                 the model when the file defines several\n"
             "  --embed-weights W         bake the weights of checkpoint W (safetensors) into the\n"
-            "                            object: inference entries only, state may be NULL\n\n"
+            "                            object: inference entries only, state may be NULL\n"
+            "  -j N, --jobs=N            threads for an object file (default: one per CPU, at most\n"
+            "                            4); the pieces are joined with the system's ld -r\n\n"
             "Link: cc app.c OUT -lnnrt -lopenblas -lz -lm\n");
 }
 
@@ -117,8 +119,8 @@ static int prepare_embedded_weights(Module *m, void *state) {
 
 int cmd_compile(int argc, char **argv) {
     static const char *const known[] = {"-o", "--header", "--no-header", "--emit", "--target", "--cpu",
-                                        "-O0", "-O1", "-O2", "-O3", "--model", "--embed-weights", "--help"};
-    const char *input = NULL, *output = NULL, *header = NULL, *model = NULL, *weights = NULL;
+                                        "-O0", "-O1", "-O2", "-O3", "--model", "--embed-weights", "-j", "--jobs", "--help"};
+    const char *input = NULL, *output = NULL, *header = NULL, *model = NULL, *weights = NULL, *jobs = NULL;
     bool no_header = false;
     CodegenOptions co = {.opt_level = 2, .emit = "obj"};
     const struct {
@@ -126,7 +128,7 @@ int cmd_compile(int argc, char **argv) {
         const char **value;
     } valued[] = {{"-o", &output},      {"--header", &header}, {"--emit", &co.emit},
                   {"--target", &co.target}, {"--cpu", &co.cpu},  {"--model", &model},
-                  {"--embed-weights", &weights}};
+                  {"--embed-weights", &weights}, {"--jobs", &jobs}, {"-j", &jobs}};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -135,6 +137,10 @@ int cmd_compile(int argc, char **argv) {
         }
         if (!strcmp(a, "--no-header")) {
             no_header = true;
+            continue;
+        }
+        if (a[0] == '-' && a[1] == 'j' && a[2] >= '0' && a[2] <= '9') { /* -jN */
+            jobs = a + 2;
             continue;
         }
         if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -156,6 +162,11 @@ int cmd_compile(int argc, char **argv) {
             return 2;
         }
         input = a;
+    }
+    if (jobs) {
+        int64_t j;
+        if (!parse_int_arg("--jobs", jobs, 1, 8, &j)) return 2;
+        co.jobs = (int)j;
     }
     if (!input) {
         fprintf(stderr, "nnc compile: error: no input file\n");

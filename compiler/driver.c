@@ -77,17 +77,28 @@ Module *driver_pick_model(DriverResult *r, const char *name) {
 }
 
 
-void time_mark(const char *what) {
+bool time_enabled(void) {
     static int enabled = -1;
-    static double last;
     if (enabled < 0) {
         const char *e = getenv("NNC_TIME");
         enabled = e && *e == '1';
     }
-    if (!enabled) return;
-    struct timespec ts;
+    return enabled;
+}
+
+void time_mark(const char *what) {
+    static double last, last_wall, start_wall = -1;
+    if (!time_enabled()) return;
+    struct timespec ts, wall;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    double ms = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-    fprintf(stderr, "nnc: time: %-28s %8.1f ms CPU (+%.1f)\n", what, ms, ms - last);
+    clock_gettime(CLOCK_MONOTONIC, &wall);
+    double ms = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6, wms = wall.tv_sec * 1e3 + wall.tv_nsec / 1e6;
+    /* the wall clock starts at the first mark, after the process started: add the CPU time
+     * spent before it, which was all on one thread */
+    if (start_wall < 0) start_wall = wms - ms;
+    wms -= start_wall;
+    fprintf(stderr, "nnc: time: %-28s %8.1f ms CPU (+%.1f) %8.1f ms wall (+%.1f)\n", what, ms, ms - last, wms,
+            wms - last_wall);
     last = ms;
+    last_wall = wms;
 }

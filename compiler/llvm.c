@@ -39,6 +39,7 @@
 #include "nnrt.h"
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
@@ -51,11 +52,14 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include <assert.h>
+#include <pthread.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The IR enums are numbered like the runtime's, so descriptors need no translation. */
 _Static_assert((int)DT_F32 == (int)NNRT_F32 && (int)DT_I32 == (int)NNRT_I32 &&
@@ -3136,6 +3140,244 @@ static void set_layout(LLVMModuleRef mod, LLVMTargetMachineRef tm) {
     LLVMDisposeMessage(triple);
 }
 
+/* ================================================================ parallel object code */
+
+/* `nnc compile` to an object file for the host runs the LLVM passes and code generation on
+ * several threads: the module is split by function into pieces, each compiled in its own
+ * LLVMContext (a context is single-threaded), and objlink.c joins the pieces' objects into
+ * one. Every piece starts from the same bitcode of the whole module and keeps the bodies of
+ * the functions it owns; the others become declarations. What the pieces share — the
+ * internal functions and the large constants (embedded weights) — becomes hidden and
+ * prefixed with the model's name, and objlink localizes it again, so the object exports what
+ * a one-piece compile exports. Small private constants are copied into each piece, so that
+ * constant folding still sees them. The split balances instructions, counting `optnone`
+ * functions (fast instruction selection) at a quarter. Without binutils, for another target,
+ * for --emit other than obj, or with -j1, the module is compiled in one piece. */
+
+enum { MAX_PIECES = 8, SHARED_CONST_BYTES = 4096, MIN_SPLIT_INSTRUCTIONS = 1500 };
+
+typedef struct Piece {
+    const char *bc;             /* the whole module as bitcode (read-only, shared) */
+    size_t bc_len;
+    char **names;               /* the functions with a body, and the piece that owns each */
+    const int *owner;
+    int nfuncs, index;
+    const char *prefix;         /* the model's name */
+    LLVMTargetMachineRef tm;
+    int opt_level;
+    LLVMMemoryBufferRef obj;    /* out: the piece's object */
+    int rc;
+    double cpu_ms;              /* out: the thread's CPU time */
+} Piece;
+
+static int owner_of(const Piece *p, const char *name) {
+    for (int i = 0; i < p->nfuncs; i++)
+        if (!strcmp(p->names[i], name)) return p->owner[i];
+    return 0;
+}
+
+/* Turns a definition into a declaration: every instruction goes (its uses replaced by
+ * poison first, so none is left dangling), then the empty blocks. */
+static void drop_body(LLVMValueRef fn) {
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in;) {
+            LLVMValueRef next = LLVMGetNextInstruction(in);
+            LLVMTypeRef t = LLVMTypeOf(in);
+            if (LLVMGetTypeKind(t) != LLVMVoidTypeKind) LLVMReplaceAllUsesWith(in, LLVMGetPoison(t));
+            LLVMInstructionEraseFromParent(in);
+            in = next;
+        }
+    while (LLVMGetFirstBasicBlock(fn)) LLVMDeleteBasicBlock(LLVMGetFirstBasicBlock(fn));
+}
+
+static bool is_local(LLVMValueRef g) {
+    LLVMLinkage l = LLVMGetLinkage(g);
+    return l == LLVMPrivateLinkage || l == LLVMInternalLinkage;
+}
+
+/* A local symbol the pieces share: external, hidden, named after the model. */
+static void share(LLVMValueRef g, const char *prefix) {
+    if (!is_local(g)) return;
+    size_t len, plen = strlen(prefix);
+    const char *name = LLVMGetValueName2(g, &len);
+    if (len < plen + 2 || strncmp(name, prefix, plen) || strncmp(name + plen, "__", 2)) {
+        char *renamed = malloc(plen + len + 8);
+        if (!renamed) abort();
+        int n = sprintf(renamed, "%s__g_%.*s", prefix, (int)len, name);
+        LLVMSetValueName2(g, renamed, (size_t)n);
+        free(renamed);
+    }
+    LLVMSetLinkage(g, LLVMExternalLinkage);
+    LLVMSetVisibility(g, LLVMHiddenVisibility);
+    LLVMSetUnnamedAddress(g, LLVMNoUnnamedAddr);
+}
+
+static void keep_piece(LLVMModuleRef mod, const Piece *p) {
+    for (LLVMValueRef fn = LLVMGetFirstFunction(mod); fn; fn = LLVMGetNextFunction(fn)) {
+        if (LLVMIsDeclaration(fn)) continue;
+        size_t len;
+        if (owner_of(p, LLVMGetValueName2(fn, &len)) != p->index) drop_body(fn);
+        share(fn, p->prefix);
+    }
+    LLVMTargetDataRef td = LLVMGetModuleDataLayout(mod);
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
+        if (LLVMIsDeclaration(g)) continue;
+        if (is_local(g) && LLVMIsGlobalConstant(g) &&
+            LLVMABISizeOfType(td, LLVMGlobalGetValueType(g)) <= SHARED_CONST_BYTES)
+            continue; /* each piece keeps its copy */
+        if (p->index) LLVMSetInitializer(g, NULL);
+        share(g, p->prefix);
+    }
+    /* the copies this piece does not use (a string of the model descriptor, say) */
+    for (bool again = true; again;) {
+        again = false;
+        for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g; g = next) {
+            next = LLVMGetNextGlobal(g);
+            if (is_local(g) && !LLVMGetFirstUse(g)) {
+                LLVMDeleteGlobal(g);
+                again = true;
+            }
+        }
+    }
+}
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *compile_piece(void *arg) {
+    Piece *p = arg;
+    p->rc = 1;
+    p->cpu_ms = thread_cpu_ms();
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(p->bc, p->bc_len, "module", 0);
+    LLVMModuleRef mod = NULL;
+    if (LLVMParseBitcodeInContext2(ctx, in, &mod)) {
+        fprintf(stderr, "nnc: internal error: cannot read back the module's bitcode\n");
+    } else {
+        keep_piece(mod, p);
+        char *err = NULL;
+        if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &err)) {
+            fprintf(stderr, "nnc: internal error: piece %d of the module does not verify:\n%s\n", p->index, err);
+        } else if (!run_passes(mod, p->tm, p->opt_level)) {
+            LLVMDisposeMessage(err);
+            err = NULL;
+            if (LLVMTargetMachineEmitToMemoryBuffer(p->tm, mod, LLVMObjectFile, &err, &p->obj))
+                fprintf(stderr, "nnc: error: cannot generate code: %s\n", err ? err : "");
+            else
+                p->rc = 0;
+        }
+        LLVMDisposeMessage(err);
+        LLVMDisposeModule(mod);
+    }
+    LLVMDisposeMemoryBuffer(in);
+    LLVMContextDispose(ctx);
+    p->cpu_ms = thread_cpu_ms() - p->cpu_ms;
+    return NULL;
+}
+
+static int cpus_available(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set)) return 1;
+    return CPU_COUNT(&set);
+}
+
+/* Instructions of fn, a quarter for optnone functions (fast instruction selection). */
+static double compile_cost(LLVMValueRef fn) {
+    double n = 0;
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) n++;
+    unsigned kind = LLVMGetEnumAttributeKindForName("optnone", 7);
+    if (LLVMGetEnumAttributeAtIndex(fn, LLVMAttributeFunctionIndex, kind)) n /= 4;
+    return n;
+}
+
+/* Compiles mod to the object file path in pieces. 0: done; 1: an error was printed; -1: not
+ * worth it or not possible here (nothing was written; compile in one piece). */
+static int emit_object_in_pieces(LLVMModuleRef mod, const Module *m, const CodegenOptions *o, const char *path) {
+    int jobs = o->jobs ? o->jobs : cpus_available();
+    if (!o->jobs && jobs > 4) jobs = 4;
+    if (jobs > MAX_PIECES) jobs = MAX_PIECES;
+    if (jobs < 2 || o->target || !objlink_available()) return -1;
+    int nf = 0;
+    for (LLVMValueRef fn = LLVMGetFirstFunction(mod); fn; fn = LLVMGetNextFunction(fn)) nf += !LLVMIsDeclaration(fn);
+    char **names = calloc((size_t)nf + 1, sizeof *names);
+    double *cost = calloc((size_t)nf + 1, sizeof *cost);
+    int *owner = calloc((size_t)nf + 1, sizeof *owner);
+    if (!names || !cost || !owner) abort();
+    double total = 0;
+    int k = 0;
+    for (LLVMValueRef fn = LLVMGetFirstFunction(mod); fn; fn = LLVMGetNextFunction(fn)) {
+        if (LLVMIsDeclaration(fn)) continue;
+        size_t len;
+        names[k] = strdup(LLVMGetValueName2(fn, &len));
+        if (!names[k]) abort();
+        total += cost[k] = compile_cost(fn);
+        k++;
+    }
+    if (jobs > nf) jobs = nf;
+    int rc = -1;
+    if (total >= MIN_SPLIT_INSTRUCTIONS * (o->jobs ? 0 : 1) && jobs >= 2) {
+        /* longest first, each to the piece with the least so far */
+        double load[MAX_PIECES] = {0};
+        for (int done = 0; done < nf; done++) {
+            int best = -1;
+            for (int i = 0; i < nf; i++)
+                if (cost[i] >= 0 && (best < 0 || cost[i] > cost[best])) best = i;
+            int to = 0;
+            for (int j = 1; j < jobs; j++)
+                if (load[j] < load[to]) to = j;
+            owner[best] = to;
+            load[to] += cost[best];
+            cost[best] = -1;
+        }
+        LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+        Piece pieces[MAX_PIECES];
+        pthread_t threads[MAX_PIECES];
+        bool started[MAX_PIECES] = {0};
+        bool ok = true;
+        for (int j = 0; j < jobs; j++) {
+            pieces[j] = (Piece){.bc = LLVMGetBufferStart(bc), .bc_len = LLVMGetBufferSize(bc), .names = names,
+                                .owner = owner, .nfuncs = nf, .index = j, .prefix = m->name,
+                                .tm = make_target_machine(NULL, o->cpu, o->opt_level),
+                                .opt_level = o->opt_level, .rc = 1};
+            if (!pieces[j].tm) ok = false;
+        }
+        for (int j = 1; j < jobs && ok; j++) started[j] = !pthread_create(&threads[j], NULL, compile_piece, &pieces[j]);
+        if (ok) compile_piece(&pieces[0]);
+        for (int j = 1; j < jobs; j++) {
+            if (started[j]) pthread_join(threads[j], NULL);
+            else if (ok) compile_piece(&pieces[j]); /* no thread: compile it here */
+        }
+        time_mark("LLVM passes and code generation");
+        if (time_enabled())
+            for (int j = 0; j < jobs; j++)
+                fprintf(stderr, "nnc: time:   piece %d: %.0f instructions, %.1f ms CPU\n", j, load[j], pieces[j].cpu_ms);
+        const void *objs[MAX_PIECES];
+        size_t sizes[MAX_PIECES];
+        for (int j = 0; j < jobs; j++) {
+            if (pieces[j].rc) ok = false;
+            objs[j] = pieces[j].obj ? LLVMGetBufferStart(pieces[j].obj) : NULL;
+            sizes[j] = pieces[j].obj ? LLVMGetBufferSize(pieces[j].obj) : 0;
+        }
+        /* an LLVM error was printed: 1; a failed join: compile in one piece after all */
+        rc = !ok ? 1 : objlink_join(path, objs, sizes, jobs) ? 0 : -1;
+        time_mark("joining the pieces (ld -r)");
+        for (int j = 0; j < jobs; j++) {
+            if (pieces[j].obj) LLVMDisposeMemoryBuffer(pieces[j].obj);
+            if (pieces[j].tm) LLVMDisposeTargetMachine(pieces[j].tm);
+        }
+        LLVMDisposeMemoryBuffer(bc);
+    }
+    for (int i = 0; i < nf; i++) free(names[i]);
+    free(names);
+    free(cost);
+    free(owner);
+    return rc;
+}
+
 int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     const char *emit = o->emit ? o->emit : "obj";
     if (strcmp(emit, "obj") && strcmp(emit, "asm") && strcmp(emit, "llvm") && strcmp(emit, "bc")) {
@@ -3154,10 +3396,13 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
     int rc = 1;
     if (mod) {
         set_layout(mod, tm);
-        rc = run_passes(mod, tm, o->opt_level);
-        time_mark("LLVM IR passes");
+        int split = !strcmp(emit, "obj") ? emit_object_in_pieces(mod, m, o, path) : -1;
+        rc = split >= 0 ? split : run_passes(mod, tm, o->opt_level);
+        if (split < 0) time_mark("LLVM IR passes");
         char *err = NULL;
-        if (!rc && !strcmp(emit, "llvm")) {
+        if (split >= 0) {
+            /* done in pieces */
+        } else if (!rc && !strcmp(emit, "llvm")) {
             rc = LLVMPrintModuleToFile(mod, path, &err) != 0;
         } else if (!rc && !strcmp(emit, "bc")) {
             rc = LLVMWriteBitcodeToFile(mod, path) != 0;
@@ -3166,7 +3411,7 @@ int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path) {
             rc = LLVMTargetMachineEmitToFile(tm, mod, path, !strcmp(emit, "asm") ? LLVMAssemblyFile : LLVMObjectFile,
                                              &err) != 0;
         }
-        time_mark("code generation");
+        if (split < 0) time_mark("code generation");
         if (err) {
             fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, err);
             LLVMDisposeMessage(err);

@@ -646,12 +646,18 @@ typedef struct CodegenOptions {
     const char *cpu;          /* NULL = host */
     const char *emit;         /* "obj", "asm", "llvm", "bc" */
     const void *embed_weights;/* state buffer to bake into .rodata (inference-only), or NULL */
+    int jobs;                 /* threads for an object file: 0 = one per CPU (at most 4), 1 = none */
 } CodegenOptions;
 
 /* Emits every function of m (C ABI of docs/c-api.md) to path. Returns 0 or prints and fails.
  * With o->embed_weights (llvm_state_bytes(m) bytes), only the functions that neither
  * initialize nor store are emitted, and they read the weights from .rodata. */
 int llvm_emit_module(Module *m, const CodegenOptions *o, const char *path);
+
+/* objlink.c: one relocatable object from pieces compiled in parallel, with the system's
+ * `ld -r` and `objcopy --localize-hidden` (hidden symbols become local). */
+bool objlink_available(void);
+bool objlink_join(const char *out, const void *const *objs, const size_t *sizes, int n);
 
 /* The state block of compiled code: the module tensors (module_layout offsets), then the u64
  * init seed at llvm_seed_offset(m), written by init and read by rand_uniform. Allocate
@@ -709,9 +715,11 @@ typedef struct DriverResult {
 } DriverResult;
 
 int driver_load(const char *path, const DriverOptions *opts, DriverResult *out);
-/* With NNC_TIME=1 in the environment, prints the process CPU time (ms, since start) and the
- * time since the previous mark to stderr, labelled `what` (docs/performance.md, Profiling). */
+/* With NNC_TIME=1 in the environment, prints the process CPU time and the wall time (ms,
+ * since start), each with the time since the previous mark, to stderr, labelled `what`
+ * (docs/performance.md, Profiling). */
 void time_mark(const char *what);
+bool time_enabled(void); /* NNC_TIME=1 */
 void driver_free(DriverResult *r);
 /* The model called name (NULL: the first, with a note when there are several). */
 Module *driver_pick_model(DriverResult *r, const char *name);

@@ -306,8 +306,9 @@ class Bench:
                 reason = "compiling " + reason
             res[ex] = {"cpu": cpu, "wall": wall, "reason": reason,
                        "how": "nnc compile" if self.have_compile else "jit"}
-            log("W7 %-26s %s" % (ex, ("%.0f ms CPU" % (1e3 * median(cpu))) if cpu else
-                                 "n/a: " + short(reason)))
+            log("W7 %-26s %s" % (ex, ("%.0f ms wall, %.0f ms CPU" % (1e3 * median(wall),
+                                                                       1e3 * median(cpu)))
+                                 if cpu else "n/a: " + short(reason)))
 
     # ------------------------------------------------------------ W1..W6
 
@@ -535,11 +536,11 @@ class Bench:
                         pt_na=None if mem.get("torch") else "n/a", backend="nnc train"))
         comp = self.raw["compile"]
         worst, worst_ex = None, None
-        for ex, r in comp.items():
-            if r["cpu"] and (worst is None or median(r["cpu"]) > worst):
-                worst, worst_ex = median(r["cpu"]), ex
+        for ex, r in comp.items():  # wall time: nnc compile uses one thread per CPU
+            if r["wall"] and (worst is None or median(r["wall"]) > worst):
+                worst, worst_ex = median(r["wall"]), ex
         failed = [ex for ex, r in comp.items() if r["reason"]]
-        rows.append(Row("W7", "`nnc compile`, slowest example (ms)",
+        rows.append(Row("W7", "`nnc compile`, slowest example (ms, wall)",
                         worst * 1e3 if worst is not None else None, None, "ms", W7_LIMIT_MS,
                         False, absolute=True, nnc_na=None if worst else "n/a",
                         pt_na="—", backend=(worst_ex or ""),
@@ -641,11 +642,11 @@ def table(bench):
     lines.append("")
     comp = bench.raw["compile"]
     how = next((c["how"] for c in comp.values()), "?")
-    lines.append("W7 per example (%s; CPU ms, wall ms): " % (
+    lines.append("W7 per example (%s; wall ms, CPU ms): " % (
         "`nnc compile`" if how == "nnc compile" else
         "`nnc compile` unavailable, in-process JIT compile of the harness instead") +
         "; ".join("%s %s" % (ex.replace(".nn", ""),
-                             "%.0f, %.0f" % (1e3 * median(c["cpu"]), 1e3 * median(c["wall"]))
+                             "%.0f, %.0f" % (1e3 * median(c["wall"]), 1e3 * median(c["cpu"]))
                              if c["cpu"] else "n/a (%s)" % short(c["reason"] or "?", 60))
                   for ex, c in sorted(comp.items())))
     roofs = ["%s %.0f" % (r.wid + " " + r.label.split(" (")[0], r.roof) for r in bench.rows
