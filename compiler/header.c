@@ -109,7 +109,7 @@ static void print_prototype(FILE *out, const Module *m, const Func *f, const Pub
         snprintf(comments[nl++], sizeof comments[0], "/* samples, 1..%s_MAX_BATCH */", upper);
     }
     int nmetrics = 0;
-    for (int i = 0; i < f->nouts; i++) nmetrics += f->outs[i].role == OUT_METRIC;
+    for (int i = 0; i < f->nouts; i++) nmetrics += public_metric(f, i);
     for (int i = 0; i < np; i++) {
         const PubParam *p = &pp[i];
         switch (p->kind) {
@@ -134,7 +134,7 @@ static void print_prototype(FILE *out, const Module *m, const Func *f, const Pub
             snprintf(lines[nl], sizeof lines[nl], "float *%s", p->name);
             size_t used = (size_t)snprintf(comments[nl], sizeof comments[nl], "/* out: [%d]", nmetrics);
             for (int o = 0, k = 0; o < f->nouts && used < sizeof comments[nl]; o++)
-                if (f->outs[o].role == OUT_METRIC)
+                if (public_metric(f, o))
                     used += (size_t)snprintf(comments[nl] + used, sizeof comments[nl] - used, "%s %s",
                                              k++ ? "," : ":", f->outs[o].name);
             if (!nmetrics && used < sizeof comments[nl])
@@ -235,7 +235,7 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
     const Func *eval = module_find_func(m, "evaluate");
     bool has_eval = eval && llvm_func_emitted(eval, embedded);
     int nmetrics = 0;
-    for (int o = 0; has_eval && o < eval->nouts; o++) nmetrics += eval->outs[o].role == OUT_METRIC;
+    for (int o = 0; has_eval && o < eval->nouts; o++) nmetrics += public_metric(eval, o);
     snprintf(defs[nd].name, sizeof defs[nd].name, "%s_MAX_BATCH", upper);
     snprintf(defs[nd++].value, sizeof defs[0].value, "%" PRId64, m->max_batch);
     snprintf(defs[nd].name, sizeof defs[nd].name, "%s_STATE_BYTES", upper);
@@ -276,7 +276,7 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
     if (has_eval && nmetrics) {
         fprintf(out, "#define %s_METRIC_NAMES {", upper);
         for (int o = 0, j = 0; o < eval->nouts; o++)
-            if (eval->outs[o].role == OUT_METRIC) fprintf(out, "%s\"%s\"", j++ ? ", " : "", eval->outs[o].name);
+            if (public_metric(eval, o)) fprintf(out, "%s\"%s\"", j++ ? ", " : "", eval->outs[o].name);
         fprintf(out, "}\n");
     }
     fprintf(out, "\n/* Caller-owned memory: state (%s_STATE_BYTES bytes) and work (%s_WORK_BYTES bytes). */\n",

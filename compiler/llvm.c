@@ -111,12 +111,6 @@ static const char *param_name(Arena *a, const char *want, PubParam *taken, int n
     }
 }
 
-static int count_role(const Func *f, OutRole role) {
-    int k = 0;
-    for (int i = 0; i < f->nouts; i++) k += f->outs[i].role == role;
-    return k;
-}
-
 int llvm_public_params(const Func *f, PubParam **out) {
     Arena *a = f->mod->arena;
     bool infer = !strcmp(f->name, "infer"), train = !strcmp(f->name, "train_step"),
@@ -2723,12 +2717,14 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
         }
         if (pp[i].kind != PP_SEED && pp[i].kind != PP_METRICS) return_if(cg, is_null(cg, p), NNRT_ENULL);
     }
-    if (metrics && count_role(f, OUT_METRIC)) return_if(cg, is_null(cg, metrics), NNRT_ENULL);
+    int nmetrics = 0;
+    for (int o = 0; o < f->nouts; o++) nmetrics += public_metric(f, o);
+    if (metrics && nmetrics) return_if(cg, is_null(cg, metrics), NNRT_ENULL);
     int64_t metric_off = 0;
     for (int o = 0; o < f->nouts; o++) {
         if (bufs[f->nargs + o]) continue;
         const Node *v = &f->nodes[f->outs[o].value];
-        if (metrics && f->outs[o].role == OUT_METRIC) {
+        if (metrics && public_metric(f, o)) {
             bufs[f->nargs + o] = byte_ptr(cg, metrics, metric_off);
             metric_off += node_bytes(v, 1);
         } else {

@@ -343,6 +343,10 @@ typedef struct MetricInfo {
     int64_t classes;    /* number of classes (2 for a single logit) */
 } MetricInfo;
 bool metric_info(const Func *f, int out, MetricInfo *mi);
+/* Whether output `out` of f is one of the scalar metrics the public C entry writes to its
+ * `metrics` array (the per-sample outputs of the metrics above are not: the C API has no
+ * split to compute them over). */
+bool public_metric(const Func *f, int out);
 
 /* ---- internal to sema.c (names, scopes, defs, statements), lower.c (the builtin library)
  *      and train.c (train blocks) */

@@ -628,7 +628,7 @@ int64_t plan_assign_offsets(PlanRegion *regions, int nregions, int npositions, P
 static bool public_keeps_output(const Func *f, const PubParam *pp, int np, int o) {
     for (int i = 0; i < np; i++) {
         if (pp[i].kind == PP_OUT && pp[i].index == o) return true;
-        if (pp[i].kind == PP_METRICS && f->outs[o].role == OUT_METRIC) return true;
+        if (pp[i].kind == PP_METRICS && public_metric(f, o)) return true;
     }
     return false;
 }

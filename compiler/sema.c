@@ -2172,6 +2172,11 @@ static void check_def(Sema *s, DefInfo *di) {
 
 /* ---------------------------------------------------------------- metric_info */
 
+bool public_metric(const Func *f, int out) {
+    return out >= 0 && out < f->nouts && f->outs[out].role == OUT_METRIC &&
+           f->nodes[f->outs[out].value].shape.rank == 0;
+}
+
 bool metric_info(const Func *f, int out, MetricInfo *mi) {
     static const char *const kinds[] = {"precision", "recall", "f1", "confusion", "auc"};
     if (out < 0 || out >= f->nouts || f->outs[out].role != OUT_METRIC) return false;
