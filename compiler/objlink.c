@@ -70,6 +70,10 @@ bool objlink_join(const char *out, const void *const *objs, const size_t *sizes,
         }
         if (close(fd)) ok = false;
     }
+    /* a name starting with '-' would read as an option */
+    char outbuf[4096];
+    if ((size_t)snprintf(outbuf, sizeof outbuf, "%s%s", out[0] == '-' ? "./" : "", out) >= sizeof outbuf) return false;
+    out = outbuf;
     if (ok) {
         char *argv[MAX_PIECES + 5];
         int a = 0;
