@@ -48,6 +48,10 @@ bool objlink_available(void) {
 bool objlink_join(const char *out, const void *const *objs, const size_t *sizes, int n) {
     enum { MAX_PIECES = 16 };
     if (n < 1 || n > MAX_PIECES) return false;
+    /* a name starting with '-' would read as an option */
+    char outbuf[4096];
+    if ((size_t)snprintf(outbuf, sizeof outbuf, "%s%s", out[0] == '-' ? "./" : "", out) >= sizeof outbuf) return false;
+    out = outbuf;
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
     char names[MAX_PIECES][4096];
@@ -70,10 +74,6 @@ bool objlink_join(const char *out, const void *const *objs, const size_t *sizes,
         }
         if (close(fd)) ok = false;
     }
-    /* a name starting with '-' would read as an option */
-    char outbuf[4096];
-    if ((size_t)snprintf(outbuf, sizeof outbuf, "%s%s", out[0] == '-' ? "./" : "", out) >= sizeof outbuf) return false;
-    out = outbuf;
     if (ok) {
         char *argv[MAX_PIECES + 5];
         int a = 0;
