@@ -1786,6 +1786,96 @@ static void emit_conv(Cg *cg, Ref v) {
     loop_end(cg, &ln);
 }
 
+/* the maximum as interp.c takes it, element by element: b replaces a when greater or NaN,
+ * unless a is NaN (a NaN sticks; the first of equal values stays). Scalars or vectors. */
+static LLVMValueRef pool_pick(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef better = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, a, a, ""),
+                                       LLVMBuildFCmp(cg->b, LLVMRealUGT, b, a, ""), "");
+    return sel(cg, better, b, a);
+}
+
+static LLVMValueRef splat_i32(Cg *cg, LLVMValueRef x, unsigned lanes) {
+    LLVMTypeRef vt = LLVMVectorType(cg->t_i32, lanes);
+    LLVMValueRef v = LLVMBuildInsertElement(cg->b, LLVMGetPoison(vt), x, i32c(cg, 0), "");
+    return LLVMBuildShuffleVector(cg->b, v, LLVMGetPoison(vt), LLVMConstNull(vt), "");
+}
+
+static LLVMValueRef lane_numbers(Cg *cg, unsigned lanes, int64_t step, int64_t first) {
+    LLVMValueRef c[128];
+    for (unsigned i = 0; i < lanes; i++) c[i] = i32c(cg, first + (int64_t)i * step);
+    return LLVMConstVector(c, lanes);
+}
+
+/* A maxpool whose windows all lie inside the input (no padding), per output row in vectors
+ * of POOL_LANES outputs: for each window row, one masked load of the input the vector's
+ * windows span, then for each window column the lanes ox*sw + kx*dw picked out by a shuffle.
+ * The maximum runs over the window in interp.c's order (row by row, left to right), so the
+ * values are the same bit for bit. Windows wider than a vector span take the scalar loop. */
+enum { POOL_LANES = 16, POOL_MAX_SPAN = 128 };
+static void emit_maxpool_inside(Cg *cg, const ConvGeom *gp, LLVMValueRef xp, LLVMValueRef out, LLVMValueRef planes) {
+    ConvGeom g = *gp;
+    int64_t span = (POOL_LANES - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+    bool vec = span <= POOL_MAX_SPAN;
+    Loop lc = loop_begin(cg, planes, "maxpool_c");
+    LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, g.H * g.W));
+    LLVMValueRef out_base = mul64(cg, lc.iv, i64c(cg, g.Ho * g.Wo));
+    Loop ly = loop_begin(cg, i64c(cg, g.Ho), "maxpool_y");
+    if (!vec) {
+        Loop lx = loop_begin(cg, i64c(cg, g.Wo), "maxpool_x");
+        LLVMValueRef m = NULL;
+        for (int64_t ky = 0; ky < g.KH; ky++)
+            for (int64_t kx = 0; kx < g.KW; kx++) {
+                LLVMValueRef iy = add64(cg, mul64(cg, ly.iv, i64c(cg, g.sh)), i64c(cg, ky * g.dh));
+                LLVMValueRef ix = add64(cg, mul64(cg, lx.iv, i64c(cg, g.sw)), i64c(cg, kx * g.dw));
+                LLVMValueRef e = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, g.W)), ix)));
+                m = m ? pool_pick(cg, m, e) : e;
+            }
+        store_at(cg, DT_F32, m, out, add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, g.Wo)), lx.iv)));
+        loop_end(cg, &lx);
+    } else {
+        unsigned L = (unsigned)((span + 15) / 16 * 16);
+        LLVMTypeRef vl = LLVMVectorType(cg->t_f32, L), vo = LLVMVectorType(cg->t_f32, POOL_LANES);
+        LLVMTypeRef load_types[2] = {vl, cg->t_ptr}, store_types[2] = {vo, cg->t_ptr};
+        unsigned load_id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+        unsigned store_id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+        LLVMValueRef load_fn = LLVMGetIntrinsicDeclaration(cg->mod, load_id, load_types, 2);
+        LLVMValueRef store_fn = LLVMGetIntrinsicDeclaration(cg->mod, store_id, store_types, 2);
+        LLVMTypeRef load_ty = LLVMIntrinsicGetType(cg->ctx, load_id, load_types, 2);
+        LLVMTypeRef store_ty = LLVMIntrinsicGetType(cg->ctx, store_id, store_types, 2);
+        Loop lv = loop_begin(cg, i64c(cg, (g.Wo + POOL_LANES - 1) / POOL_LANES), "maxpool_v");
+        LLVMValueRef ox0 = mul64(cg, lv.iv, i64c(cg, POOL_LANES));
+        LLVMValueRef left = LLVMBuildSub(cg->b, i64c(cg, g.Wo), ox0, "");
+        LLVMValueRef cnt = sel(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, left, i64c(cg, POOL_LANES), ""), left,
+                               i64c(cg, POOL_LANES));
+        LLVMValueRef cnt32 = LLVMBuildTrunc(cg->b, cnt, cg->t_i32, "");
+        /* input lanes the cnt windows read: (cnt - 1) * sw + (KW - 1) * dw + 1 */
+        LLVMValueRef used = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, LLVMBuildSub(cg->b, cnt32, i32c(cg, 1), ""),
+                                                             i32c(cg, g.sw), ""),
+                                         i32c(cg, (g.KW - 1) * g.dw + 1), "");
+        LLVMValueRef in_mask = LLVMBuildICmp(cg->b, LLVMIntULT, lane_numbers(cg, L, 1, 0), splat_i32(cg, used, L), "");
+        LLVMValueRef out_mask =
+            LLVMBuildICmp(cg->b, LLVMIntULT, lane_numbers(cg, POOL_LANES, 1, 0), splat_i32(cg, cnt32, POOL_LANES), "");
+        LLVMValueRef m = NULL;
+        for (int64_t ky = 0; ky < g.KH; ky++) {
+            LLVMValueRef iy = add64(cg, mul64(cg, ly.iv, i64c(cg, g.sh)), i64c(cg, ky * g.dh));
+            LLVMValueRef at = add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, g.W)), mul64(cg, ox0, i64c(cg, g.sw))));
+            LLVMValueRef args[4] = {f32_ptr(cg, xp, at), i32c(cg, 4), in_mask, LLVMConstNull(vl)};
+            LLVMValueRef row = call(cg, load_ty, load_fn, args, 4);
+            for (int64_t kx = 0; kx < g.KW; kx++) {
+                LLVMValueRef e = LLVMBuildShuffleVector(cg->b, row, LLVMGetPoison(vl),
+                                                        lane_numbers(cg, POOL_LANES, g.sw, kx * g.dw), "");
+                m = m ? pool_pick(cg, m, e) : e;
+            }
+        }
+        LLVMValueRef dst = add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, g.Wo)), ox0));
+        LLVMValueRef sargs[4] = {m, f32_ptr(cg, out, dst), i32c(cg, 4), out_mask};
+        call(cg, store_ty, store_fn, sargs, 4);
+        loop_end(cg, &lv);
+    }
+    loop_end(cg, &ly);
+    loop_end(cg, &lc);
+}
+
 /* maxpool2d, avgpool2d, maxpool2d_grad: for every (image, channel, oy, ox), the window
  * perm[0] x perm[1] at stride step, padding start (padded positions: -inf for max, 0 for avg;
  * avg divides by KH*KW always). maxpool2d_grad adds dy at the window's first maximum (a NaN
@@ -1807,34 +1897,9 @@ static void emit_pool(Cg *cg, Ref v) {
     }
     if (!grad && !avg && g.pt == 0 && g.pl == 0 && (g.Ho - 1) * g.sh + (g.KH - 1) * g.dh < g.H &&
         (g.Wo - 1) * g.sw + (g.KW - 1) * g.dw < g.W) {
-        /* maxpool whose windows all lie inside the input: no bounds checks, no index, the
-           maximum carried in a register from the window's first element (the same value:
-           a later element replaces it when greater or NaN, a NaN sticks); scalar still (the
-           vectorizer skips loops of fewer than 16 iterations: ox runs to 14 and 7 here) */
+        /* maxpool whose windows all lie inside the input: no bounds checks, no index */
         LLVMValueRef planes = mul64(cg, dim_value(cg, &x->shape, 0), i64c(cg, g.C));
-        Loop lc = loop_begin(cg, planes, "maxpool_c");
-        LLVMValueRef in_base = mul64(cg, lc.iv, i64c(cg, g.H * g.W));
-        LLVMValueRef out_base = mul64(cg, lc.iv, i64c(cg, g.Ho * g.Wo));
-        Loop ly = loop_begin(cg, i64c(cg, g.Ho), "maxpool_y");
-        Loop lx = loop_begin(cg, i64c(cg, g.Wo), "maxpool_x");
-        LLVMValueRef m = NULL;
-        for (int64_t ky = 0; ky < g.KH; ky++)
-            for (int64_t kx = 0; kx < g.KW; kx++) {
-                LLVMValueRef iy = add64(cg, mul64(cg, ly.iv, i64c(cg, g.sh)), i64c(cg, ky * g.dh));
-                LLVMValueRef ix = add64(cg, mul64(cg, lx.iv, i64c(cg, g.sw)), i64c(cg, kx * g.dw));
-                LLVMValueRef e = load_at(cg, DT_F32, xp, add64(cg, in_base, add64(cg, mul64(cg, iy, i64c(cg, g.W)), ix)));
-                if (!m) {
-                    m = e;
-                    continue;
-                }
-                LLVMValueRef better = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealORD, m, m, ""),
-                                                   LLVMBuildFCmp(cg->b, LLVMRealUGT, e, m, ""), "");
-                m = sel(cg, better, e, m);
-            }
-        store_at(cg, DT_F32, m, out, add64(cg, out_base, add64(cg, mul64(cg, ly.iv, i64c(cg, g.Wo)), lx.iv)));
-        loop_end(cg, &lx);
-        loop_end(cg, &ly);
-        loop_end(cg, &lc);
+        emit_maxpool_inside(cg, &g, xp, out, planes);
         return;
     }
     LLVMTypeRef acc_t = avg ? cg->t_f64 : cg->t_f32;

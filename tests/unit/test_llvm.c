@@ -811,18 +811,22 @@ static void test_spatial(void) {
             run_spatial_case(c);
         }
     }
-    /* maxpool whose windows lie inside the input (the loop without bounds checks): NaN,
-       +-inf and -0 among the values (a NaN wins, ties keep the first), a 3x2 window at
-       stride (3, 2), and 2x2 stride 2 over an odd size (the last row and column unread) */
+    /* maxpool whose windows lie inside the input (vectors of 16 outputs of a row, masked
+       loads and stores): NaN, +-inf and -0 among the values (a NaN wins, ties keep the
+       first), a 3x2 window at stride (3, 2), 2x2 stride 2 over an odd size (the last row and
+       column unread), rows of 35 outputs (two full vectors and 3 lanes), overlapping 3x3
+       windows at stride 2 (20 outputs), and windows too far apart for one vector (stride 9:
+       the scalar loop) */
     static const struct {
         int64_t H, W, KH, KW, sh, sw;
-    } inside[] = {{7, 8, 3, 2, 3, 2}, {9, 7, 2, 2, 2, 2}};
-    for (size_t i = 0; i < 2; i++) {
+    } inside[] = {{7, 8, 3, 2, 3, 2}, {9, 7, 2, 2, 2, 2}, {5, 70, 2, 2, 2, 2}, {5, 41, 3, 3, 2, 2}, {4, 100, 1, 3, 1, 9}};
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
         int64_t H = inside[i].H, W = inside[i].W, Ho = (H - inside[i].KH) / inside[i].sh + 1,
                 Wo = (W - inside[i].KW) / inside[i].sw + 1;
         char name[96];
-        snprintf(name, sizeof name, "maxpool2d %lldx%lld stride (%lld,%lld), special values", (long long)inside[i].KH,
-                 (long long)inside[i].KW, (long long)inside[i].sh, (long long)inside[i].sw);
+        snprintf(name, sizeof name, "maxpool2d %lldx%lld stride (%lld,%lld) over %lldx%lld, special values",
+                 (long long)inside[i].KH, (long long)inside[i].KW, (long long)inside[i].sh, (long long)inside[i].sw,
+                 (long long)H, (long long)W);
         Case *c = case_new(name, "infer");
         Attr a = {.step = {inside[i].sh, inside[i].sw}, .perm = {(int)inside[i].KH, (int)inside[i].KW}};
         Ref x = farg(c, dims4(1, 3, H, W, 1));
