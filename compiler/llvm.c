@@ -2103,6 +2103,73 @@ static void sub_call(Cg *cg, SubFn *sf, LLVMValueRef *args, unsigned n) {
     call(cg, LLVMFunctionType(cg->t_void, types, n, 0), sf->fn, args, n);
 }
 
+/* The time loops of the gated cells (LSTM, GRU), which differ only in widths. Rows of ws
+ * are [B, T, ws_width]; the state the cell carries from step to step (c for the LSTM, h for
+ * the GRU) sits at carried_at in a row; xw and the scratch p have `gates` parts of H. */
+typedef struct GatedSeq {
+    int64_t T, H, gates, ws_width, carried_at;
+} GatedSeq;
+
+/* Forward: p = h_{t-1} w_hh^T by one sgemm into scratch (h_{t-1} read in place from ws,
+ * leading dimension T * ws_width; skipped at t = 0, p = 0 then), then per (b, t) the cell
+ * (xw row, p row, [extra,] the carried row of step t-1 (p's zero row at t = 0), ws row). */
+static void gated_seq_loop(Cg *cg, const GatedSeq *s, SubFn *cell, LLVMValueRef B, LLVMValueRef xw, LLVMValueRef w,
+                           LLVMValueRef extra, LLVMValueRef ws, LLVMValueRef p) {
+    int64_t T = s->T, H = s->H, G = s->gates * s->H, W = s->ws_width;
+    zero_floats(cg, p, mul64(cg, B, i64c(cg, G)), "seq_p0");
+    Loop lt = loop_begin(cg, i64c(cg, T), "seq_t");
+    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, has_prev);
+    lstm_sgemm(cg, true, B, G, H, f32_ptr(cg, ws, mul64(cg, tprev, i64c(cg, W))), T * W, w, H, p, G);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "seq_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
+    LLVMValueRef prow = f32_ptr(cg, p, mul64(cg, lb.iv, i64c(cg, G)));
+    LLVMValueRef carried =
+        add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, W)), i64c(cg, s->carried_at));
+    LLVMValueRef args[5];
+    unsigned na = 0;
+    args[na++] = f32_ptr(cg, xw, mul64(cg, bt, i64c(cg, G)));
+    args[na++] = prow;
+    if (extra) args[na++] = extra;
+    args[na++] = sel(cg, has_prev, f32_ptr(cg, ws, carried), prow);
+    args[na++] = f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, W)));
+    sub_call(cg, cell, args, na);
+    loop_end(cg, &lb);
+    loop_end(cg, &lt);
+}
+
+/* Backward in time: q = dG_{t+1}[0 : gates H] w_hh by one sgemm into scratch [B, H]
+ * (skipped at T-1, q = 0), then per (b, t) the cell's gradient (ws row, the carried row of
+ * step t-1 (any readable row at t = 0: the cell selects 0), d row [D], q row, carry row,
+ * dG row [4H], has_prev); carry (scratch [B, H], zero at first) is the cell's to update. */
+static void gated_seq_grad_loop(Cg *cg, const GatedSeq *s, SubFn *cell, LLVMValueRef B, LLVMValueRef ws,
+                                LLVMValueRef w, LLVMValueRef d, int64_t D, LLVMValueRef dG, LLVMValueRef q,
+                                LLVMValueRef carry) {
+    int64_t T = s->T, H = s->H, W = s->ws_width;
+    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "seq_q0");
+    zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "seq_carry0");
+    Loop lk = loop_begin(cg, i64c(cg, T), "seq_t");
+    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
+    LLVMValueRef has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
+    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
+    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
+    lstm_sgemm(cg, false, B, H, s->gates * H, f32_ptr(cg, dG, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, 4 * H))),
+               T * 4 * H, w, H, q, H);
+    if_end(cg, join);
+    Loop lb = loop_begin(cg, B, "seq_b");
+    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), srow = mul64(cg, lb.iv, i64c(cg, H));
+    LLVMValueRef carried =
+        add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, W)), i64c(cg, s->carried_at));
+    LLVMValueRef args[7] = {f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, W))), f32_ptr(cg, ws, carried),
+                            f32_ptr(cg, d, mul64(cg, bt, i64c(cg, D))), f32_ptr(cg, q, srow), f32_ptr(cg, carry, srow),
+                            f32_ptr(cg, dG, mul64(cg, bt, i64c(cg, 4 * H))), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
+    sub_call(cg, cell, args, 7);
+    loop_end(cg, &lb);
+    loop_end(cg, &lk);
+}
+
 /* ws = lstm_seq(xw, w_hh), one step at a time:
  *   p = h_{t-1} w_hh^T            one sgemm into scratch [B, 4H]; h_{t-1} is read in place
  *                                 from ws (leading dimension T*6H); skipped at t = 0 (p = 0)
@@ -2138,23 +2205,8 @@ static void emit_lstm_seq(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    zero_floats(cg, p, mul64(cg, B, i64c(cg, 4 * H)), "lstm_p0");
-    Loop lt = loop_begin(cg, i64c(cg, T), "lstm_t");
-    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
-    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
-    LLVMBasicBlockRef join = if_begin(cg, has_prev);
-    lstm_sgemm(cg, true, B, 4 * H, H, f32_ptr(cg, ws, mul64(cg, tprev, i64c(cg, 6 * H))), T * 6 * H, w, H, p, 4 * H);
-    if_end(cg, join);
-    Loop lb = loop_begin(cg, B, "lstm_b");
-    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
-    LLVMValueRef prow = f32_ptr(cg, p, mul64(cg, lb.iv, i64c(cg, 4 * H)));
-    LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
-    /* at t = 0, p is still all zeros: its row stands for c_{-1} */
-    LLVMValueRef args[4] = {f32_ptr(cg, xw, mul64(cg, bt, i64c(cg, 4 * H))), prow,
-                            sel(cg, has_prev, f32_ptr(cg, ws, crow), prow), f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 6 * H)))};
-    sub_call(cg, &cell, args, 4);
-    loop_end(cg, &lb);
-    loop_end(cg, &lt);
+    GatedSeq seq = {.T = T, .H = H, .gates = 4, .ws_width = 6 * H, .carried_at = H};
+    gated_seq_loop(cg, &seq, &cell, B, xw, w, NULL, ws, p);
 }
 
 /* dG = lstm_seq_grad(ws, w_hh, d), backwards in time:
@@ -2209,26 +2261,8 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "lstm_q0");
-    zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "lstm_carry0");
-    Loop lk = loop_begin(cg, i64c(cg, T), "lstm_t");
-    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
-    LLVMValueRef has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
-    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
-    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
-    lstm_sgemm(cg, false, B, H, 4 * H, f32_ptr(cg, dG, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, 4 * H))), T * 4 * H,
-               w, H, q, H);
-    if_end(cg, join);
-    Loop lb = loop_begin(cg, B, "lstm_b");
-    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), srow = mul64(cg, lb.iv, i64c(cg, H));
-    LLVMValueRef crow = add64(cg, mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 6 * H)), i64c(cg, H));
-    /* at t = 0 the c_{t-1} pointer is any readable row: the cell reads it and selects 0 */
-    LLVMValueRef args[7] = {f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 6 * H))), f32_ptr(cg, ws, crow),
-                            f32_ptr(cg, d, mul64(cg, bt, i64c(cg, D))), f32_ptr(cg, q, srow), f32_ptr(cg, carry, srow),
-                            f32_ptr(cg, dG, mul64(cg, bt, i64c(cg, 4 * H))), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
-    sub_call(cg, &cell, args, 7);
-    loop_end(cg, &lb);
-    loop_end(cg, &lk);
+    GatedSeq seq = {.T = T, .H = H, .gates = 4, .ws_width = 6 * H, .carried_at = H};
+    gated_seq_grad_loop(cg, &seq, &cell, B, ws, w, d, D, dG, q, carry);
 }
 
 /* ---- the Elman RNN over a sequence (rnn_seq, rnn_seq_grad; ops.h has the formulas) */
@@ -2353,23 +2387,8 @@ static void emit_gru_seq(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    zero_floats(cg, p, mul64(cg, B, i64c(cg, 3 * H)), "gru_p0");
-    Loop lt = loop_begin(cg, i64c(cg, T), "gru_t");
-    LLVMValueRef t = lt.iv, has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
-    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
-    LLVMBasicBlockRef join = if_begin(cg, has_prev);
-    lstm_sgemm(cg, true, B, 3 * H, H, f32_ptr(cg, ws, mul64(cg, tprev, i64c(cg, 5 * H))), T * 5 * H, w, H, p, 3 * H);
-    if_end(cg, join);
-    Loop lb = loop_begin(cg, B, "gru_b");
-    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t);
-    LLVMValueRef prow = f32_ptr(cg, p, mul64(cg, lb.iv, i64c(cg, 3 * H)));
-    LLVMValueRef hrow = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 5 * H));
-    /* at t = 0, p is still all zeros: its row stands for h_{-1} */
-    LLVMValueRef args[5] = {f32_ptr(cg, xw, mul64(cg, bt, i64c(cg, 3 * H))), prow, bias,
-                            sel(cg, has_prev, f32_ptr(cg, ws, hrow), prow), f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 5 * H)))};
-    sub_call(cg, &cell, args, 5);
-    loop_end(cg, &lb);
-    loop_end(cg, &lt);
+    GatedSeq seq = {.T = T, .H = H, .gates = 3, .ws_width = 5 * H, .carried_at = 0};
+    gated_seq_loop(cg, &seq, &cell, B, xw, w, bias, ws, p);
 }
 
 /* dG = gru_seq_grad(ws, w_hh, d), backwards in time:
@@ -2422,26 +2441,8 @@ static void emit_gru_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "gru_q0");
-    zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "gru_carry0");
-    Loop lk = loop_begin(cg, i64c(cg, T), "gru_t");
-    LLVMValueRef t = LLVMBuildNSWSub(cg->b, i64c(cg, T - 1), lk.iv, "");
-    LLVMValueRef has_prev = LLVMBuildICmp(cg->b, LLVMIntSGT, t, i64c(cg, 0), "");
-    LLVMValueRef tprev = sel(cg, has_prev, add64(cg, t, i64c(cg, -1)), i64c(cg, 0));
-    LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGT, lk.iv, i64c(cg, 0), ""));
-    lstm_sgemm(cg, false, B, H, 3 * H, f32_ptr(cg, dG, mul64(cg, add64(cg, t, i64c(cg, 1)), i64c(cg, 4 * H))), T * 4 * H,
-               w, H, q, H);
-    if_end(cg, join);
-    Loop lb = loop_begin(cg, B, "gru_b");
-    LLVMValueRef bt = add64(cg, mul64(cg, lb.iv, i64c(cg, T)), t), srow = mul64(cg, lb.iv, i64c(cg, H));
-    LLVMValueRef hrow = mul64(cg, add64(cg, mul64(cg, lb.iv, i64c(cg, T)), tprev), i64c(cg, 5 * H));
-    /* at t = 0 the h_{t-1} pointer is any readable row: the cell reads it and selects 0 */
-    LLVMValueRef args[7] = {f32_ptr(cg, ws, mul64(cg, bt, i64c(cg, 5 * H))), f32_ptr(cg, ws, hrow),
-                            f32_ptr(cg, d, mul64(cg, bt, i64c(cg, D))), f32_ptr(cg, q, srow), f32_ptr(cg, carry, srow),
-                            f32_ptr(cg, dG, mul64(cg, bt, i64c(cg, 4 * H))), LLVMBuildZExt(cg->b, has_prev, cg->t_i64, "")};
-    sub_call(cg, &cell, args, 7);
-    loop_end(cg, &lb);
-    loop_end(cg, &lk);
+    GatedSeq seq = {.T = T, .H = H, .gates = 3, .ws_width = 5 * H, .carried_at = 0};
+    gated_seq_grad_loop(cg, &seq, &cell, B, ws, w, d, D, dG, q, carry);
 }
 
 /* Emits the computation of materialized node v into node_ptr(cg, v). */
