@@ -2144,10 +2144,34 @@ static void gated_seq_loop(Cg *cg, const GatedSeq *s, SubFn *cell, LLVMValueRef 
  * (skipped at T-1, q = 0), then per (b, t) the cell's gradient (ws row, the carried row of
  * step t-1 (any readable row at t = 0: the cell selects 0), d row [D], q row, carry row,
  * dG row [4H], has_prev); carry (scratch [B, H], zero at first) is the cell's to update. */
-static void gated_seq_grad_loop(Cg *cg, const GatedSeq *s, SubFn *cell, LLVMValueRef B, LLVMValueRef ws,
-                                LLVMValueRef w, LLVMValueRef d, int64_t D, LLVMValueRef dG, LLVMValueRef q,
-                                LLVMValueRef carry) {
-    int64_t T = s->T, H = s->H, W = s->ws_width;
+typedef struct GatedGrad {
+    GatedSeq seq;
+    int64_t D;                                  /* width of d's rows: ws_width, or H */
+    LLVMValueRef B, ws, w, d, dG, q, carry;     /* q and carry: the node's scratch, [B, H] each */
+} GatedGrad;
+
+/* The operands of lstm_seq_grad (gates 4, ws rows 6H, c carried at H) or gru_seq_grad
+ * (3, 5H, h at 0): dG = op(ws, w_hh, d), dG [B, T, 4H]. */
+static GatedGrad gated_grad_operands(Cg *cg, Ref v, int gates, int parts) {
+    const Node *n = &cg->f->nodes[v];
+    GatedGrad g;
+    int64_t H = n->shape.dim[2] / 4, max_rows = shape_dim(&n->shape, 0, cg->m->max_batch);
+    g.seq = (GatedSeq){.T = n->shape.dim[1], .H = H, .gates = gates, .ws_width = parts * H, .carried_at = gates == 4 ? H : 0};
+    g.D = in_node(cg, n, 2)->shape.dim[2];
+    g.B = dim_value(cg, &n->shape, 0);
+    g.ws = node_ptr(cg, n->in[0]);
+    g.w = node_ptr(cg, n->in[1]);
+    g.d = node_ptr(cg, n->in[2]);
+    g.dG = node_ptr(cg, v);
+    g.q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
+    g.carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
+    return g;
+}
+
+static void gated_seq_grad_loop(Cg *cg, const GatedGrad *g, SubFn *cell) {
+    const GatedSeq *s = &g->seq;
+    int64_t T = s->T, H = s->H, W = s->ws_width, D = g->D;
+    LLVMValueRef B = g->B, ws = g->ws, w = g->w, d = g->d, dG = g->dG, q = g->q, carry = g->carry;
     zero_floats(cg, q, mul64(cg, B, i64c(cg, H)), "seq_q0");
     zero_floats(cg, carry, mul64(cg, B, i64c(cg, H)), "seq_carry0");
     Loop lk = loop_begin(cg, i64c(cg, T), "seq_t");
@@ -2221,14 +2245,10 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
         cg_error(cg, "the LLVM backend supports lstm_seq_grad of f32 values only");
         return;
     }
-    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 4, D = in_node(cg, n, 2)->shape.dim[2];
+    GatedGrad op = gated_grad_operands(cg, v, 4, 6);
+    int64_t H = op.seq.H, D = op.D;
     bool full = D == 6 * H;
-    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
-    LLVMValueRef ws = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), d = node_ptr(cg, n->in[2]);
-    LLVMValueRef dG = node_ptr(cg, v);
-    int64_t max_rows = shape_dim(&n->shape, 0, cg->m->max_batch);
-    LLVMValueRef q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
-    LLVMValueRef carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
+    LLVMValueRef zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
     Attr none = {0};
 
     /* cell(ws row [6H], c_{t-1} [H], d row [D], q row [H], carry row [H], dG row [4H], has_prev) */
@@ -2261,8 +2281,7 @@ static void emit_lstm_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    GatedSeq seq = {.T = T, .H = H, .gates = 4, .ws_width = 6 * H, .carried_at = H};
-    gated_seq_grad_loop(cg, &seq, &cell, B, ws, w, d, D, dG, q, carry);
+    gated_seq_grad_loop(cg, &op, &cell);
 }
 
 /* ---- the Elman RNN over a sequence (rnn_seq, rnn_seq_grad; ops.h has the formulas) */
@@ -2401,14 +2420,10 @@ static void emit_gru_seq_grad(Cg *cg, Ref v) {
         cg_error(cg, "the LLVM backend supports gru_seq_grad of f32 values only");
         return;
     }
-    int64_t T = n->shape.dim[1], H = n->shape.dim[2] / 4, D = in_node(cg, n, 2)->shape.dim[2];
+    GatedGrad op = gated_grad_operands(cg, v, 3, 5);
+    int64_t H = op.seq.H, D = op.D;
     bool full = D == 5 * H;
-    LLVMValueRef B = dim_value(cg, &n->shape, 0), zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
-    LLVMValueRef ws = node_ptr(cg, n->in[0]), w = node_ptr(cg, n->in[1]), d = node_ptr(cg, n->in[2]);
-    LLVMValueRef dG = node_ptr(cg, v);
-    int64_t max_rows = shape_dim(&n->shape, 0, cg->m->max_batch);
-    LLVMValueRef q = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset);
-    LLVMValueRef carry = byte_ptr(cg, cg->work, cg->plan.nodes[v].scratch_offset + max_rows * H * 4);
+    LLVMValueRef zero = LLVMConstReal(cg->t_f32, 0), one = LLVMConstReal(cg->t_f32, 1);
 
     /* cell(ws row [5H], h_{t-1} [H], d row [D], q row [H], carry row [H], dG row [4H], has_prev) */
     SubFn cell;
@@ -2441,8 +2456,7 @@ static void emit_gru_seq_grad(Cg *cg, Ref v) {
     loop_end(cg, &lj);
     sub_end(cg, &cell);
 
-    GatedSeq seq = {.T = T, .H = H, .gates = 3, .ws_width = 5 * H, .carried_at = 0};
-    gated_seq_grad_loop(cg, &seq, &cell, B, ws, w, d, D, dG, q, carry);
+    gated_seq_grad_loop(cg, &op, &cell);
 }
 
 /* Emits the computation of materialized node v into node_ptr(cg, v). */
