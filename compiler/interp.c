@@ -1452,6 +1452,16 @@ static int recurrent_operands(Run *r, const Node *n, const ITensor *out, int64_t
     return 0;
 }
 
+/* The d operand of lstm_seq_grad/gru_seq_grad: the gradient of ws [B, T, width H], or of
+ * its h part alone [B, T, H]. Sets D, its last dimension. */
+static int gated_grad_d(Run *r, const ITensor *d, int64_t B, int64_t T, int64_t H, int64_t width, int64_t *D) {
+    if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != width * H && d->dim[2] != H))
+        return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B, (long long)T,
+                    (long long)(width * H), (long long)B, (long long)T, (long long)H);
+    *D = d->dim[2];
+    return 0;
+}
+
 /* lstm_seq (xw, w_hh) -> ws: for t = 0..T-1, p = xw[b,t] + h_{t-1} w_hh^T (sums in double),
  *   i, f, o = sigmoid(p_i, p_f, p_o), g = tanh(p_g), c = f c_{t-1} + i g, h = o tanh(c),
  *   ws[b,t] = [h | c | i | f | g | o],  h_{-1} = c_{-1} = 0. */
@@ -1500,11 +1510,9 @@ static int eval_lstm_seq_grad(Run *r, const Node *n, ITensor *out) {
     int64_t B, T, H;
     int rc = recurrent_operands(r, n, out, 4, 6, 4, &B, &T, &H);
     if (rc) return rc;
-    if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 6 * H && d->dim[2] != H))
-        return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B,
-                    (long long)T, (long long)(6 * H), (long long)B, (long long)T, (long long)H);
+    int64_t D;
+    if ((rc = gated_grad_d(r, d, B, T, H, 6, &D))) return rc;
     DType dt = out->dtype;
-    int64_t D = d->dim[2];
     double *carry = calloc((size_t)(H + 1), sizeof *carry);
     if (!carry) return fail(r, NNRT_ENOMEM, "out of memory");
     for (int64_t b = 0; b < B; b++) {
@@ -1627,11 +1635,9 @@ static int eval_gru_seq_grad(Run *r, const Node *n, ITensor *out) {
     int64_t B, T, H;
     int rc = recurrent_operands(r, n, out, 3, 5, 4, &B, &T, &H);
     if (rc) return rc;
-    if (d->rank != 3 || d->dim[0] != B || d->dim[1] != T || (d->dim[2] != 5 * H && d->dim[2] != H))
-        return fail(r, NNRT_EARG, "d must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", (long long)B, (long long)T,
-                    (long long)(5 * H), (long long)B, (long long)T, (long long)H);
+    int64_t D;
+    if ((rc = gated_grad_d(r, d, B, T, H, 5, &D))) return rc;
     DType dt = out->dtype;
-    int64_t D = d->dim[2];
     double *carry = calloc((size_t)(H + 1), sizeof *carry);
     if (!carry) return fail(r, NNRT_ENOMEM, "out of memory");
     for (int64_t b = 0; b < B; b++) {
