@@ -94,4 +94,16 @@ static inline void nnrti_put_le64(unsigned char *p, uint64_t v) {
  * direct kernel could run (tests compare the two). */
 extern int nnrti_conv_force_generic;
 
+/* ---------------------------------------------------------------- sgemm_narrow.c */
+
+/* nnrt_sgemm's AVX-512 kernels for n <= 16 (sgemm_narrow.c): returns 1 when it computed
+ * C (same arguments and result as nnrt_sgemm), 0 when the shape or the CPU is not one they
+ * handle, and OpenBLAS should. */
+int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+/* Nonzero: nnrti_sgemm_narrow declines every call (tests compare with OpenBLAS). */
+extern int nnrti_sgemm_narrow_off;
+
 #endif /* NNRT_INTERNAL_H */

@@ -1,0 +1,291 @@
+/* sgemm_narrow.c — AVX-512 kernels for sgemm with a narrow C (n <= 16 columns), which
+ * nnrt_sgemm uses instead of OpenBLAS where they apply (nnrti_sgemm_narrow).
+ *
+ * With n <= 16, the usual GEMM micro-kernel (C rows as vectors, one broadcast of A per
+ * FMA) fills only n of the 16 lanes of each FMA: 10 of 16 for a 784-10 classifier, whose
+ * x @ W and x^T @ dY then run at ~60% of the FMA rate. Both kernels here put the vector
+ * lanes along an axis that is long instead:
+ *
+ * - "dot" (op(A) = A, A row-major [m][k]): C[i][j] is the dot product of row i of A and
+ *   column j of op(B), both contiguous along k once op(B) is B^T (B is transposed into a
+ *   buffer by 16x16 blocks in registers when trans_b is 0; B^T is [n][k] as given when it
+ *   is 1). A register block of 8 rows of A x 2 rows of B^T accumulates 16 vectors of
+ *   partial sums along k (10 loads per 16 FMAs); the 16 vectors are then summed across
+ *   their lanes together, in 4 rounds of shuffles and adds, into one vector holding the
+ *   16 results. Rows of A past m (and a column past n when n is odd) are clamped to the
+ *   last one and their results dropped; k that is not a multiple of 16 ends with masked
+ *   loads.
+ * - "outer" (op(A) = A^T, A stored [k][m]): C^T[j][i..i+31] += op(B)[p][j] * A[p][i..i+31]
+ *   for each p < k: lanes along m, one broadcast of op(B)[p][j] per two FMAs. The n x 32
+ *   block of C^T is transposed in registers (16x16) and stored as 32 rows of C with masked
+ *   stores of n floats. Rows past m are masked.
+ *
+ * Sums run in float with fused multiply-adds, in a different order from OpenBLAS's, so
+ * results agree with it to rounding. alpha and beta are applied once per element at the
+ * end (C is not read when beta == 0). */
+#include "nnrt_internal.h"
+
+#include <stdlib.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define NNRT_HAVE_NARROW_KERNEL 1
+#include <immintrin.h>
+#else
+#define NNRT_HAVE_NARROW_KERNEL 0
+#endif
+
+int nnrti_sgemm_narrow_off;
+
+#if NNRT_HAVE_NARROW_KERNEL
+
+#define TARGET __attribute__((target("avx512f")))
+
+/* In-place 16x16 transpose of r[0..15]: afterwards r[j] lane i is the old r[i] lane j. */
+TARGET static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 4) {
+        r[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+        r[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+        r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+        r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+    }
+    /* r[4a + b] holds, in each 128-bit lane L, column 4L + b of rows 4a .. 4a + 3 */
+    _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
+        t[b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0x88);
+        t[4 + b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0xdd);
+        t[8 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0x88);
+        t[12 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0xdd);
+    }
+    _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
+        r[b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0x88);
+        r[8 + b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0xdd);
+        r[4 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0x88);
+        r[12 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0xdd);
+    }
+}
+
+/* bt[j][p] = b[p][j] for j < n (<= 16), p < k; rows of bt are ldt >= round_up(k, 16) long,
+ * zero from k on. */
+TARGET static void pack_bt(int n, int k, const float *b, int ldb, float *bt, int64_t ldt) {
+    __mmask16 cols = (__mmask16)((1u << n) - 1);
+    for (int p0 = 0; p0 < k; p0 += 16) {
+        __m512 r[16];
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
+            r[i] = p0 + i < k ? _mm512_maskz_loadu_ps(cols, b + (int64_t)(p0 + i) * ldb)
+                              : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < n; j++) _mm512_storeu_ps(bt + j * ldt + p0, r[j]);
+    }
+}
+
+/* The 16 lane sums of acc[0..15], as one vector: lane q is the sum of acc[q]. */
+TARGET static inline __attribute__((always_inline)) __m512 sum16(const __m512 acc[16]) {
+    /* the rounds below leave lane 4e + q with the sum of their input 4q + e: feed them
+     * acc in that order */
+    __m512 t[8], u[4], v[2];
+    _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) {
+        int i0 = 2 * p, i1 = 2 * p + 1;
+        __m512 a0 = acc[(i0 % 4) * 4 + i0 / 4], a1 = acc[(i1 % 4) * 4 + i1 / 4];
+        /* 256-bit halves of a0 summed in lanes 0-7, of a1 in 8-15 */
+        t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xee));
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+        /* 128-bit lane L: one input's 4 partial sums */
+        u[r] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * r], t[2 * r + 1], 0x88),
+                             _mm512_shuffle_f32x4(t[2 * r], t[2 * r + 1], 0xdd));
+    _Pragma("GCC unroll 2") for (int s = 0; s < 2; s++) {
+        __m512d a = _mm512_castps_pd(u[2 * s]), b = _mm512_castps_pd(u[2 * s + 1]);
+        v[s] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xdd));
+}
+
+enum { DOT_MR = 8, DOT_NR = 2, DOT_KC = 256 };
+
+/* A register block of DOT_MR rows of A (ar) x DOT_NR rows of B^T (br) over p in [p0, p1)
+ * (p0 a multiple of 16): acc[i*DOT_NR + j] += ar[i][p..p+15] * br[j][p..p+15], the last
+ * 16 masked by tail when p1 is not a multiple of 16. */
+TARGET static inline __attribute__((always_inline)) void dot_block(const float *const *ar, const float *const *br,
+                                                                   int p0, int p1, __mmask16 tail, __m512 *acc) {
+    int p = p0;
+    for (; p + 16 <= p1; p += 16) {
+        __m512 bv[DOT_NR];
+        _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_loadu_ps(br[j] + p);
+        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++) {
+            __m512 av = _mm512_loadu_ps(ar[i] + p);
+            __asm__("" : "+v"(av)); /* one load per row, not one per FMA */
+            _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+                acc[i * DOT_NR + j] = _mm512_fmadd_ps(av, bv[j], acc[i * DOT_NR + j]);
+        }
+    }
+    if (p < p1) {
+        __m512 bv[DOT_NR];
+        _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_maskz_loadu_ps(tail, br[j] + p);
+        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++) {
+            __m512 av = _mm512_maskz_loadu_ps(tail, ar[i] + p);
+            _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+                acc[i * DOT_NR + j] = _mm512_fmadd_ps(av, bv[j], acc[i * DOT_NR + j]);
+        }
+    }
+}
+
+/* C[i][j] = alpha * sum_p a[i][p] * bt[j][p] + beta * C[i][j]. bt rows: ldt floats.
+ * k is split into chunks of at most DOT_KC, so that a block's rows of A and the chunk of
+ * B^T stay in L1 while every pair of columns goes over them; the partial sums of the
+ * pairs wait in part between chunks. */
+TARGET static void dot_kernel(int m, int n, int k, float alpha, const float *a, int lda,
+                              const float *bt, int64_t ldt, float beta, float *c, int ldc) {
+    __m512 part[(16 + DOT_NR - 1) / DOT_NR][DOT_MR * DOT_NR];
+    __mmask16 tail = (__mmask16)((1u << (k & 15)) - 1);
+    int chunks = (k + DOT_KC - 1) / DOT_KC;
+    int kc = ((k + chunks - 1) / chunks + 15) & ~15;
+    for (int i0 = 0; i0 < m; i0 += DOT_MR) {
+        const float *ar[DOT_MR];
+        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++)
+            ar[i] = a + (int64_t)(i0 + i < m ? i0 + i : m - 1) * lda;
+        for (int p0 = 0; p0 < k; p0 += kc) {
+            int p1 = p0 + kc < k ? p0 + kc : k, first = p0 == 0, last = p1 == k;
+            for (int j0 = 0; j0 < n; j0 += DOT_NR) {
+                const float *br[DOT_NR];
+                _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+                    br[j] = bt + (j0 + j < n ? j0 + j : n - 1) * ldt;
+                __m512 acc[DOT_MR * DOT_NR], *saved = part[j0 / DOT_NR];
+                _Pragma("GCC unroll 16") for (int q = 0; q < DOT_MR * DOT_NR; q++)
+                    acc[q] = first ? _mm512_setzero_ps() : saved[q];
+                dot_block(ar, br, p0, p1, tail, acc);
+                if (!last) {
+                    _Pragma("GCC unroll 16") for (int q = 0; q < DOT_MR * DOT_NR; q++) saved[q] = acc[q];
+                    continue;
+                }
+                float s[DOT_MR * DOT_NR];
+                _mm512_storeu_ps(s, _mm512_mul_ps(sum16(acc), _mm512_set1_ps(alpha)));
+                int rows = m - i0 < DOT_MR ? m - i0 : DOT_MR, cols = n - j0 < DOT_NR ? n - j0 : DOT_NR;
+                for (int i = 0; i < rows; i++) {
+                    float *cr = c + (int64_t)(i0 + i) * ldc + j0;
+                    for (int j = 0; j < cols; j++)
+                        cr[j] = beta == 0.0f ? s[i * DOT_NR + j] : s[i * DOT_NR + j] + beta * cr[j];
+                }
+            }
+        }
+    }
+}
+
+/* rows i0 .. i0 + 16*MV - 1 (those < m) of C from acc[j][v] = C^T[j][i0 + 16v ..] */
+#define OUTER_STORE(N, MV)                                                                      \
+    _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                                    \
+        __m512 r[16];                                                                         \
+        _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                                 \
+            r[j] = j < N ? acc[j][v] : _mm512_setzero_ps();                                   \
+        transpose16(r);                                                                       \
+        int rows = m - i0 - 16 * v;                                                           \
+        if (rows > 16) rows = 16;                                                             \
+        for (int i = 0; i < rows; i++) {                                                      \
+            float *cr = c + (int64_t)(i0 + 16 * v + i) * ldc;                                 \
+            __m512 y = _mm512_mul_ps(r[i], va);                                               \
+            if (beta != 0.0f)                                                                 \
+                y = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cols, cr), vb, y);                  \
+            _mm512_mask_storeu_ps(cr, cols, y);                                               \
+        }                                                                                     \
+    }
+
+/* C[i][j] = alpha * sum_p a[p][i] * op(B)[p][j] + beta * C[i][j] for N columns (a compile-
+ * time constant), MV vectors of 16 rows of C per block; op(B)[p][j] = b[p*bs_p + j*bs_j]. */
+#define OUTER_KERNEL(N, MV)                                                                    \
+    TARGET static void outer_kernel_##N(int m, int k, float alpha, const float *a, int lda,    \
+                                        const float *b, int64_t bs_p, int64_t bs_j,           \
+                                        float beta, float *c, int ldc) {                      \
+        __mmask16 cols = (__mmask16)((1u << N) - 1);                                          \
+        __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                         \
+        for (int i0 = 0; i0 < m; i0 += 16 * MV) {                                             \
+            __mmask16 rm[MV];                                                                 \
+            _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                            \
+                int left = m - i0 - 16 * v;                                                   \
+                rm[v] = left >= 16 ? (__mmask16)0xffff                                        \
+                      : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);             \
+            }                                                                                 \
+            __m512 acc[N][MV];                                                                \
+            _Pragma("GCC unroll 16") for (int j = 0; j < N; j++)                              \
+                _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++)                          \
+                    acc[j][v] = _mm512_setzero_ps();                                          \
+            for (int p = 0; p < k; p++) {                                                     \
+                const float *ap = a + (int64_t)p * lda + i0, *bp = b + p * bs_p;              \
+                __m512 av[MV];                                                                \
+                _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++)                          \
+                    av[v] = _mm512_maskz_loadu_ps(rm[v], ap + 16 * v);                        \
+                _Pragma("GCC unroll 16") for (int j = 0; j < N; j++) {                        \
+                    __m512 bv = _mm512_set1_ps(bp[j * bs_j]);                                 \
+                    _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++)                      \
+                        acc[j][v] = _mm512_fmadd_ps(av[v], bv, acc[j][v]);                    \
+                }                                                                             \
+            }                                                                                 \
+            OUTER_STORE(N, MV)                                                                \
+        }                                                                                     \
+    }
+
+OUTER_KERNEL(1, 2)
+OUTER_KERNEL(2, 2)
+OUTER_KERNEL(3, 2)
+OUTER_KERNEL(4, 2)
+OUTER_KERNEL(5, 2)
+OUTER_KERNEL(6, 2)
+OUTER_KERNEL(7, 2)
+OUTER_KERNEL(8, 2)
+OUTER_KERNEL(9, 2)
+OUTER_KERNEL(10, 2)
+OUTER_KERNEL(11, 2)
+OUTER_KERNEL(12, 2)
+OUTER_KERNEL(13, 1)
+OUTER_KERNEL(14, 1)
+OUTER_KERNEL(15, 1)
+OUTER_KERNEL(16, 1)
+
+typedef void (*OuterKernel)(int, int, float, const float *, int, const float *, int64_t, int64_t,
+                            float, float *, int);
+
+static const OuterKernel outer_kernels[17] = {
+    NULL,           outer_kernel_1,  outer_kernel_2,  outer_kernel_3,  outer_kernel_4,
+    outer_kernel_5, outer_kernel_6,  outer_kernel_7,  outer_kernel_8,  outer_kernel_9,
+    outer_kernel_10, outer_kernel_11, outer_kernel_12, outer_kernel_13, outer_kernel_14,
+    outer_kernel_15, outer_kernel_16,
+};
+
+static int have_avx512f(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+#endif /* NNRT_HAVE_NARROW_KERNEL */
+
+int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc) {
+#if NNRT_HAVE_NARROW_KERNEL
+    if (nnrti_sgemm_narrow_off || n < 1 || n > 16 || m < 16 || k < 16 || !have_avx512f())
+        return 0;
+    if (trans_a) {
+        outer_kernels[n](m, k, alpha, a, lda, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, beta, c,
+                         ldc);
+        return 1;
+    }
+    if (trans_b) {
+        dot_kernel(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return 1;
+    }
+    int64_t ldt = ((int64_t)k + 15) / 16 * 16;
+    float *bt = aligned_alloc(64, (size_t)(ldt * n) * sizeof *bt);
+    if (!bt) return 0;
+    pack_bt(n, k, b, ldb, bt, ldt);
+    dot_kernel(m, n, k, alpha, a, lda, bt, ldt, beta, c, ldc);
+    free(bt);
+    return 1;
+#else
+    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
+    return 0;
+#endif
+}
