@@ -105,7 +105,15 @@ TARGET static inline __attribute__((always_inline)) __m512 sum16(const __m512 ac
     return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xdd));
 }
 
-enum { DOT_MR = 8, DOT_NR = 2, DOT_KC = 256 };
+#ifndef DOT_MR
+#define DOT_MR 4
+#define DOT_NR 5
+#endif
+#ifndef DOT_KC
+#define DOT_KC 1024
+#endif
+
+#define DOT_ACC (DOT_MR * DOT_NR)
 
 /* A register block of DOT_MR rows of A (ar) x DOT_NR rows of B^T (br) over p in [p0, p1)
  * (p0 a multiple of 16): acc[i*DOT_NR + j] += ar[i][p..p+15] * br[j][p..p+15], the last
@@ -115,20 +123,20 @@ TARGET static inline __attribute__((always_inline)) void dot_block(const float *
     int p = p0;
     for (; p + 16 <= p1; p += 16) {
         __m512 bv[DOT_NR];
-        _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_loadu_ps(br[j] + p);
-        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++) {
+        _Pragma("GCC unroll 16") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_loadu_ps(br[j] + p);
+        _Pragma("GCC unroll 16") for (int i = 0; i < DOT_MR; i++) {
             __m512 av = _mm512_loadu_ps(ar[i] + p);
             __asm__("" : "+v"(av)); /* one load per row, not one per FMA */
-            _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+            _Pragma("GCC unroll 16") for (int j = 0; j < DOT_NR; j++)
                 acc[i * DOT_NR + j] = _mm512_fmadd_ps(av, bv[j], acc[i * DOT_NR + j]);
         }
     }
     if (p < p1) {
         __m512 bv[DOT_NR];
-        _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_maskz_loadu_ps(tail, br[j] + p);
-        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++) {
+        _Pragma("GCC unroll 16") for (int j = 0; j < DOT_NR; j++) bv[j] = _mm512_maskz_loadu_ps(tail, br[j] + p);
+        _Pragma("GCC unroll 16") for (int i = 0; i < DOT_MR; i++) {
             __m512 av = _mm512_maskz_loadu_ps(tail, ar[i] + p);
-            _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+            _Pragma("GCC unroll 16") for (int j = 0; j < DOT_NR; j++)
                 acc[i * DOT_NR + j] = _mm512_fmadd_ps(av, bv[j], acc[i * DOT_NR + j]);
         }
     }
@@ -136,34 +144,39 @@ TARGET static inline __attribute__((always_inline)) void dot_block(const float *
 
 /* C[i][j] = alpha * sum_p a[i][p] * bt[j][p] + beta * C[i][j]. bt rows: ldt floats.
  * k is split into chunks of at most DOT_KC, so that a block's rows of A and the chunk of
- * B^T stay in L1 while every pair of columns goes over them; the partial sums of the
- * pairs wait in part between chunks. */
+ * B^T stay in L1 while every group of columns goes over them; the partial sums of the
+ * groups wait in part between chunks. */
 TARGET static void dot_kernel(int m, int n, int k, float alpha, const float *a, int lda,
                               const float *bt, int64_t ldt, float beta, float *c, int ldc) {
-    __m512 part[(16 + DOT_NR - 1) / DOT_NR][DOT_MR * DOT_NR];
+    __m512 part[(16 + DOT_NR - 1) / DOT_NR][DOT_ACC];
     __mmask16 tail = (__mmask16)((1u << (k & 15)) - 1);
     int chunks = (k + DOT_KC - 1) / DOT_KC;
     int kc = ((k + chunks - 1) / chunks + 15) & ~15;
     for (int i0 = 0; i0 < m; i0 += DOT_MR) {
         const float *ar[DOT_MR];
-        _Pragma("GCC unroll 8") for (int i = 0; i < DOT_MR; i++)
+        _Pragma("GCC unroll 16") for (int i = 0; i < DOT_MR; i++)
             ar[i] = a + (int64_t)(i0 + i < m ? i0 + i : m - 1) * lda;
         for (int p0 = 0; p0 < k; p0 += kc) {
             int p1 = p0 + kc < k ? p0 + kc : k, first = p0 == 0, last = p1 == k;
-            for (int j0 = 0; j0 < n; j0 += DOT_NR) {
+            for (int j0 = 0, g = 0; j0 < n; j0 += DOT_NR, g++) {
                 const float *br[DOT_NR];
-                _Pragma("GCC unroll 2") for (int j = 0; j < DOT_NR; j++)
+                _Pragma("GCC unroll 16") for (int j = 0; j < DOT_NR; j++)
                     br[j] = bt + (j0 + j < n ? j0 + j : n - 1) * ldt;
-                __m512 acc[DOT_MR * DOT_NR], *saved = part[j0 / DOT_NR];
-                _Pragma("GCC unroll 16") for (int q = 0; q < DOT_MR * DOT_NR; q++)
-                    acc[q] = first ? _mm512_setzero_ps() : saved[q];
+                __m512 acc[DOT_ACC];
+                _Pragma("GCC unroll 32") for (int q = 0; q < DOT_ACC; q++)
+                    acc[q] = first ? _mm512_setzero_ps() : part[g][q];
                 dot_block(ar, br, p0, p1, tail, acc);
                 if (!last) {
-                    _Pragma("GCC unroll 16") for (int q = 0; q < DOT_MR * DOT_NR; q++) saved[q] = acc[q];
+                    _Pragma("GCC unroll 32") for (int q = 0; q < DOT_ACC; q++) part[g][q] = acc[q];
                     continue;
                 }
-                float s[DOT_MR * DOT_NR];
-                _mm512_storeu_ps(s, _mm512_mul_ps(sum16(acc), _mm512_set1_ps(alpha)));
+                float s[(DOT_ACC + 15) & ~15];
+                _Pragma("GCC unroll 2") for (int q0 = 0; q0 < DOT_ACC; q0 += 16) {
+                    __m512 grp[16];
+                    _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++)
+                        grp[q] = q0 + q < DOT_ACC ? acc[q0 + q] : _mm512_setzero_ps();
+                    _mm512_storeu_ps(s + q0, _mm512_mul_ps(sum16(grp), _mm512_set1_ps(alpha)));
+                }
                 int rows = m - i0 < DOT_MR ? m - i0 : DOT_MR, cols = n - j0 < DOT_NR ? n - j0 : DOT_NR;
                 for (int i = 0; i < rows; i++) {
                     float *cr = c + (int64_t)(i0 + i) * ldc + j0;
