@@ -102,7 +102,7 @@ static void test_dispatch(void) {
     int avx512 = 0;
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     __builtin_cpu_init();
-    avx512 = __builtin_cpu_supports("avx512f") != 0;
+    avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
 #endif
     float *a = calloc(64 * 784, sizeof *a), *b = calloc(784 * 17, sizeof *b);
     float *c = calloc(784 * 17, sizeof *c);
