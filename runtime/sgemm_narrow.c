@@ -222,21 +222,48 @@ TARGET static void dot_kernel(int m, int n, int k, float alpha, const float *a, 
     }
 }
 
-/* rows i0 .. i0 + 16*MV - 1 (those < m) of C from acc[j][v] = C^T[j][i0 + 16v ..] */
+/* rows i0 .. i0 + 16*MV - 1 (those < m) of C from acc[j][v] = C^T[j][i0 + 16v ..]. With
+ * beta, the block's rows of C are all read before any is written: a read of a line that a
+ * masked store has just written waits for the store (1.8x the kernel's time when each row
+ * was read and then written). */
 #define OUTER_STORE(N, MV)                                                                      \
-    _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                                    \
-        __m512 r[16];                                                                         \
-        _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                                 \
-            r[j] = j < N ? acc[j][v] : _mm512_setzero_ps();                                   \
-        transpose16(r);                                                                       \
-        int rows = m - i0 - 16 * v;                                                           \
-        if (rows > 16) rows = 16;                                                             \
-        for (int i = 0; i < rows; i++) {                                                      \
-            float *cr = c + (int64_t)(i0 + 16 * v + i) * ldc;                                 \
-            __m512 y = _mm512_mul_ps(r[i], va);                                               \
-            if (beta != 0.0f)                                                                 \
-                y = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cols, cr), vb, y);                  \
-            _mm512_mask_storeu_ps(cr, cols, y);                                               \
+    if (beta == 0.0f) {                                                                       \
+        _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                                \
+            __m512 r[16];                                                                     \
+            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                             \
+                r[j] = j < N ? acc[j][v] : _mm512_setzero_ps();                               \
+            transpose16(r);                                                                   \
+            int rows = m - i0 - 16 * v;                                                       \
+            if (rows > 16) rows = 16;                                                         \
+            for (int i = 0; i < rows; i++)                                                    \
+                _mm512_mask_storeu_ps(c + (int64_t)(i0 + 16 * v + i) * ldc, cols,             \
+                                      _mm512_mul_ps(r[i], va));                               \
+        }                                                                                     \
+    } else {                                                                                  \
+        __m512 r[MV][16];                                                                     \
+        _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                                \
+            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                             \
+                r[v][j] = j < N ? acc[j][v] : _mm512_setzero_ps();                            \
+            transpose16(r[v]);                                                                \
+            _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)                             \
+                r[v][i] = _mm512_mul_ps(r[v][i], va);                                         \
+        }                                                                                     \
+        if (m - i0 >= 16 * MV) {                                                              \
+            _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++)                              \
+                _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)                         \
+                    r[v][i] = _mm512_fmadd_ps(                                                \
+                        _mm512_maskz_loadu_ps(cols, c + (int64_t)(i0 + 16 * v + i) * ldc), vb,  \
+                        r[v][i]);                                                             \
+            _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++)                              \
+                _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)                         \
+                    _mm512_mask_storeu_ps(c + (int64_t)(i0 + 16 * v + i) * ldc, cols, r[v][i]); \
+        } else {                                                                              \
+            for (int i = 0; i < m - i0; i++)                                                  \
+                r[i / 16][i % 16] = _mm512_fmadd_ps(                                          \
+                    _mm512_maskz_loadu_ps(cols, c + (int64_t)(i0 + i) * ldc), vb,             \
+                    r[i / 16][i % 16]);                                                       \
+            for (int i = 0; i < m - i0; i++)                                                  \
+                _mm512_mask_storeu_ps(c + (int64_t)(i0 + i) * ldc, cols, r[i / 16][i % 16]);  \
         }                                                                                     \
     }
 
