@@ -34,7 +34,7 @@
 #define NNRT_HAVE_NARROW_KERNEL 0
 #endif
 
-int nnrti_sgemm_narrow_off;
+int nnrti_sgemm_narrow_mode;
 
 #if NNRT_HAVE_NARROW_KERNEL
 
@@ -335,12 +335,30 @@ static int have_avx512(void) {
 
 #endif /* NNRT_HAVE_NARROW_KERNEL */
 
+/* Whether the kernels beat OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape,
+ * from a grid of m in {16..256}, n in {1..16}, k in {16..2048} on an AMD EPYC (Zen 5):
+ * they win where n leaves OpenBLAS's vectors partly empty (n = 10: 1.2-1.9x for A @ B at
+ * k >= 256, 1.2-1.9x for A^T @ B at any k) and lose where it does not (n = 1, 2, 4, 8, 16)
+ * or k is too short for the dot products' lane sums (A @ B at k = 64: 0.5-0.9x).
+ * docs/performance.md (W3) has the measurements. */
+static int worth_it(int trans_a, int trans_b, int m, int n, int k) {
+    if (m < 16 || k < 16) return 0;
+    unsigned bit = 1u << n;
+    if (trans_a) return (bit & 0x3fe8u) != 0; /* n = 3, 5..13 */
+    if (!trans_b)                             /* n = 9..15; 3, 5, 7 from k = 512 */
+        return (k >= 256 && (bit & 0xfe00u)) || (k >= 512 && (bit & 0xa8u));
+    return k >= 512 && (bit & 0xea8u);        /* n = 3, 5, 7, 9, 10, 11 */
+}
+
 int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc) {
 #if NNRT_HAVE_NARROW_KERNEL
-    if (nnrti_sgemm_narrow_off || n < 1 || n > 16 || m < 16 || k < 16 || !have_avx512())
+    if (nnrti_sgemm_narrow_mode == NNRTI_NARROW_OFF || n < 1 || n > 16 || m < 1 || k < 1)
         return 0;
+    if (nnrti_sgemm_narrow_mode != NNRTI_NARROW_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
+        return 0;
+    if (!have_avx512()) return 0;
     if (trans_a) {
         outer_kernels[n](m, k, alpha, a, lda, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, beta, c,
                          ldc);

@@ -1,10 +1,11 @@
-/* test_sgemm_narrow.c — nnrt_sgemm's kernels for narrow C (n <= 16, sgemm_narrow.c)
- * against a double-precision loop and against OpenBLAS (the same call with the kernels
- * off), over shapes that exercise every remainder: n from 1 to 16 (pairs of columns, an
- * odd last one, the per-n outer kernels), m not a multiple of the register blocks (8 rows,
- * 16 and 32 rows), k not a multiple of 16 and across the k-chunks of the dot kernel, both
- * transposes, leading dimensions larger than the matrix, alpha and beta (C is not read
- * when beta is 0: it starts as NaN there). */
+/* test_sgemm_narrow.c — nnrt_sgemm's kernels for narrow C (n <= 16, sgemm_narrow.c),
+ * forced on for every shape they can compute, against a double-precision loop and against
+ * OpenBLAS (the same call with the kernels off), over shapes that exercise every remainder:
+ * n from 1 to 16 (groups of 5 columns and a partial last one, the per-n outer kernels), m
+ * not a multiple of the register blocks (4 rows; 16 and 32 rows) and below them, k not a
+ * multiple of 16, below 16 and across the k-chunks of the dot kernel, both transposes,
+ * leading dimensions larger than the matrix, alpha and beta (C is not read when beta is
+ * 0: it starts as NaN there). Then which shapes nnrt_sgemm gives them by default. */
 #include "check.h"
 #include "nnrt_internal.h"
 
@@ -33,11 +34,11 @@ static void check_shape(int ta, int tb, int m, int n, int k, int pad, float alph
     memcpy(c, c0, csize * sizeof *c);
     memcpy(cb, c0, csize * sizeof *cb);
 
-    int taken = nnrti_sgemm_narrow(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (!taken) nnrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    nnrti_sgemm_narrow_off = 1;
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_ALWAYS;
+    nnrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_OFF;
     nnrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cb, ldc);
-    nnrti_sgemm_narrow_off = 0;
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_AUTO;
 
     double worst = 0, worst_blas = 0;
     int untouched = 1;
@@ -81,8 +82,8 @@ static void check_shape(int ta, int tb, int m, int n, int k, int pad, float alph
 
 static void test_shapes(void) {
     uint64_t seed = 2024;
-    const int ms[] = {16, 17, 23, 31, 32, 33, 64, 100};
-    const int ks[] = {16, 17, 31, 64, 100, 255, 256, 257, 784};
+    const int ms[] = {1, 3, 7, 16, 17, 23, 31, 32, 33, 64, 100};
+    const int ks[] = {1, 5, 16, 17, 31, 64, 100, 255, 256, 257, 784, 1100};
     const float alphas[] = {1.0f, -0.5f}, betas[] = {0.0f, 1.0f, 0.25f};
     int combo = 0;
     for (int n = 1; n <= 16; n++)
@@ -96,8 +97,8 @@ static void test_shapes(void) {
                     }
 }
 
-/* The kernels take the shapes W3 and the W1 output layer run (when the CPU has AVX-512F),
- * and decline what they are not for. */
+/* By default the kernels take the shapes W3 runs (when the CPU has AVX-512F and VL) and
+ * leave to OpenBLAS the ones where it is faster or that they cannot compute. */
 static void test_dispatch(void) {
     int avx512 = 0;
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -109,10 +110,15 @@ static void test_dispatch(void) {
     CHECK_EQ(nnrti_sgemm_narrow(0, 0, 64, 10, 784, 1, a, 784, b, 10, 0, c, 10), avx512);
     CHECK_EQ(nnrti_sgemm_narrow(1, 0, 784, 10, 64, 1, a, 784, b, 10, 0, c, 10), avx512);
     CHECK_EQ(nnrti_sgemm_narrow(0, 0, 64, 17, 784, 1, a, 784, b, 17, 0, c, 17), 0);
+    CHECK_EQ(nnrti_sgemm_narrow(0, 0, 64, 16, 784, 1, a, 784, b, 16, 0, c, 16), 0);
+    CHECK_EQ(nnrti_sgemm_narrow(0, 0, 64, 10, 64, 1, a, 64, b, 10, 0, c, 10), 0);
     CHECK_EQ(nnrti_sgemm_narrow(0, 0, 1, 10, 784, 1, a, 784, b, 10, 0, c, 10), 0);
-    nnrti_sgemm_narrow_off = 1;
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_OFF;
     CHECK_EQ(nnrti_sgemm_narrow(0, 0, 64, 10, 784, 1, a, 784, b, 10, 0, c, 10), 0);
-    nnrti_sgemm_narrow_off = 0;
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_ALWAYS;
+    CHECK_EQ(nnrti_sgemm_narrow(0, 0, 1, 16, 3, 1, a, 3, b, 16, 0, c, 16), avx512);
+    CHECK_EQ(nnrti_sgemm_narrow(0, 0, 4, 10, 0, 1, a, 1, b, 10, 0, c, 10), 0);
+    nnrti_sgemm_narrow_mode = NNRTI_NARROW_AUTO;
     free(a);
     free(b);
     free(c);
