@@ -1,5 +1,6 @@
-/* kernels.c — dense kernels called by generated code: sgemm (via cblas), batched sgemm,
- * and im2col/col2im for convolutions. All row-major. */
+/* kernels.c — dense kernels called by generated code: sgemm (via cblas, or the narrow
+ * kernels of sgemm_narrow.c), batched sgemm, and im2col/col2im for convolutions. All
+ * row-major. */
 #include "nnrt_internal.h"
 
 #include <cblas.h>

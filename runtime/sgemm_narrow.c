@@ -8,17 +8,21 @@
  *
  * - "dot" (op(A) = A, A row-major [m][k]): C[i][j] is the dot product of row i of A and
  *   column j of op(B), both contiguous along k once op(B) is B^T (B is transposed into a
- *   buffer by 16x16 blocks in registers when trans_b is 0; B^T is [n][k] as given when it
- *   is 1). A register block of 8 rows of A x 2 rows of B^T accumulates 16 vectors of
- *   partial sums along k (10 loads per 16 FMAs); the 16 vectors are then summed across
- *   their lanes together, in 4 rounds of shuffles and adds, into one vector holding the
- *   16 results. Rows of A past m (and a column past n when n is odd) are clamped to the
- *   last one and their results dropped; k that is not a multiple of 16 ends with masked
- *   loads.
+ *   buffer when trans_b is 0, pack_bt; B^T is [n][k] as given when it is 1). A register
+ *   block of 4 rows of A x 5 rows of B^T accumulates 20 vectors of partial sums along k
+ *   (9 loads per 20 FMAs; 8 x 2 blocks ran at 75% of the FMA rate, their A rows coming
+ *   from L2 as fast as L2 delivers); the vectors are then summed across their lanes 16 at
+ *   a time, in 4 rounds of shuffles and adds, into one vector holding 16 results. Rows of
+ *   A past m and columns past n are clamped to the last one and their results dropped; k
+ *   that is not a multiple of 16 ends with masked loads.
  * - "outer" (op(A) = A^T, A stored [k][m]): C^T[j][i..i+31] += op(B)[p][j] * A[p][i..i+31]
- *   for each p < k: lanes along m, one broadcast of op(B)[p][j] per two FMAs. The n x 32
- *   block of C^T is transposed in registers (16x16) and stored as 32 rows of C with masked
- *   stores of n floats. Rows past m are masked.
+ *   for each p < k: lanes along m, one broadcast of op(B)[p][j] per two FMAs (16 rows
+ *   and one per FMA for n > 12). The n x 32 block of C^T is transposed in registers
+ *   (16x16) and stored as 32 rows of C with masked stores of n floats. Rows past m are
+ *   masked.
+ *
+ * nnrti_sgemm_narrow takes a call only where the kernels measured faster than OpenBLAS
+ * (worth_it); docs/runtime.md (section 9) and docs/performance.md (W3) have the numbers.
  *
  * Sums run in float with fused multiply-adds, in a different order from OpenBLAS's, so
  * results agree with it to rounding. alpha and beta are applied once per element at the
@@ -139,13 +143,12 @@ TARGET static inline __attribute__((always_inline)) __m512 sum16(const __m512 ac
     return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xdd));
 }
 
-#ifndef DOT_MR
+/* The dot kernel's register block (rows of A x rows of B^T) and longest chunk of k. Measured
+ * for 64 x 10 x 784 with warm caches: 4 x 5 6.0 us, 5 x 5 6.2, 4 x 4 7.3, 6 x 4 7.5, 8 x 2 7.8,
+ * 2 x 10 7.3; chunks of 256: 6.9 (4 x 5). */
 #define DOT_MR 4
 #define DOT_NR 5
-#endif
-#ifndef DOT_KC
 #define DOT_KC 1024
-#endif
 
 #define DOT_ACC (DOT_MR * DOT_NR)
 
