@@ -279,7 +279,8 @@ int nnrt_init_tensor(float *out, int rank, const int64_t *shape, int init_kind, 
 /* ================================================================ kernels.c */
 
 /* C = alpha * op(A) @ op(B) + beta * C, row-major, op(X) = X^T when trans_x is nonzero;
- * op(A) is m x k, op(B) is k x n, C is m x n. A thin wrapper over cblas_sgemm. */
+ * op(A) is m x k, op(B) is k x n, C is m x n. cblas_sgemm, or AVX-512 kernels of the
+ * runtime for narrow C (n <= 16) where they are faster (docs/runtime.md, section 9). */
 void nnrt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

@@ -94,4 +94,19 @@ static inline void nnrti_put_le64(unsigned char *p, uint64_t v) {
  * direct kernel could run (tests compare the two). */
 extern int nnrti_conv_force_generic;
 
+/* ---------------------------------------------------------------- sgemm_narrow.c */
+
+/* nnrt_sgemm's AVX-512 kernels for n <= 16 (sgemm_narrow.c): returns 1 when it computed
+ * C (same arguments and result as nnrt_sgemm), 0 when the CPU lacks AVX512F/VL or the
+ * shape is not one where they beat OpenBLAS, which should then compute C. */
+int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+/* Which calls nnrti_sgemm_narrow takes: NNRTI_NARROW_AUTO (0, the default) the shapes where
+ * it is faster; OFF none; ALWAYS every one it can compute (1 <= n <= 16, m, k >= 1), so
+ * that tests reach every code path of the kernels and compare them with OpenBLAS. */
+enum { NNRTI_NARROW_AUTO, NNRTI_NARROW_OFF, NNRTI_NARROW_ALWAYS };
+extern int nnrti_sgemm_narrow_mode;
+
 #endif /* NNRT_INTERNAL_H */
