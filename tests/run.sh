@@ -23,6 +23,9 @@ jobs=$log/jobs
 # The numeric reference tests run JIT-compiled code, which the sanitizers do not instrument;
 # the sanitized pass covers everything else (front end, interpreter, driver, file I/O).
 ASAN_LIT_FILTER="^nnc :: numeric/"
+# The lit tests that take a minute or more: a job of their own in each pass, started first,
+# and left out of the shards (only a matter of scheduling: a pass runs all of its tests).
+LIT_SLOW="^nnc :: (embed/ref-api-|gradcheck/example-fashion-cnn)"
 
 # ---------------------------------------------------------------- one job
 
@@ -30,6 +33,7 @@ ASAN_LIT_FILTER="^nnc :: numeric/"
 # "SECONDS JOB" to $jobs/times.
 # JOB is one of
 #   lit.K, lit-asan.K          shard K (1..LIT_SHARDS) of the lit pass of build/nnc, build/asan/nnc
+#                              but the LIT_SLOW tests; lit.slow, lit-asan.slow: those
 #   unit.NAME, unit-asan.NAME  the unit test program NAME (e.g. test_passes) of that build;
 #                              the sanitized ones with NNC_TEST_SMALL=1 (smaller batches)
 #   runtime, runtime-asan      `make runtime-tests` of that build
@@ -42,12 +46,21 @@ run_job() {
         shard=${job#*.}
         if [ "${job%%.*}" = lit ]; then
             set -- --param nnc="$PWD/build/nnc"
+            skip=""
         else
-            set -- --param nnc="$PWD/build/asan/nnc" --filter-out "$ASAN_LIT_FILTER"
+            set -- --param nnc="$PWD/build/asan/nnc"
+            skip="$ASAN_LIT_FILTER"
         fi
-        # lexical order, and no recorded times: every shard must split the same list
-        $LIT -s --no-progress-bar -j 1 --order=lexical --skip-test-time-recording \
-            --num-shards "$LIT_SHARDS" --run-shard "$shard" "$@" tests > "$out" 2>&1
+        if [ "$shard" = slow ]; then
+            set -- "$@" --filter "$LIT_SLOW"
+            [ -n "$skip" ] && set -- "$@" --filter-out "$skip"
+        else
+            # lexical order, and no recorded times: every shard must split the same list
+            set -- "$@" --filter-out "${skip:+$skip|}$LIT_SLOW" \
+                --num-shards "$LIT_SHARDS" --run-shard "$shard"
+        fi
+        $LIT -s --no-progress-bar -j 1 --order=lexical --skip-test-time-recording "$@" tests \
+            > "$out" 2>&1
         passed=$(sed -n 's/^ *Passed *: *\([0-9]*\).*/\1/p' "$out" | head -1)
         failed=0
         for kind in Failed Unresolved 'Timed Out' 'Unexpectedly Passed'; do
@@ -101,10 +114,13 @@ rm -rf "$jobs"
 mkdir -p "$jobs"
 units=$(cd tests/unit && ls test_*.c | sed 's/\.c$//')
 shards=$(seq 1 "$LIT_SHARDS")
-# the longest first (minutes, on this machine): the sanitized test_passes (2.5), the lit
-# shards (0.7-2 each), the sanitized test_llvm (1), the normal test_passes and test_llvm
+# the longest first (minutes, on this machine): the sanitized test_passes (2.5), the slow
+# lit tests (1 each), the lit shards (0.5-1.5), the sanitized test_llvm (1), the normal
+# test_passes and test_llvm (0.5)
 {
     echo unit-asan.test_passes
+    echo lit-asan.slow
+    echo lit.slow
     for k in $shards; do echo lit-asan.$k; echo lit.$k; done
     echo unit-asan.test_llvm
     echo unit.test_passes
@@ -143,7 +159,7 @@ result() {
 report_lit() {
     p=0 f=0
     : > "$log/$1.log"
-    for k in $shards; do
+    for k in slow $shards; do
         result "$2.$k"
         p=$((p + passed)) f=$((f + failed))
         cat "$jobs/$2.$k.log" >> "$log/$1.log"
