@@ -31,9 +31,12 @@
 #include <unistd.h>
 
 enum { MAX_OUTS = 256, MAX_DIFFS = 8 /* modules compared against one reference */ };
-/* The batch of the runs: 3, or 2 with NNC_TEST_SMALL=1 (`make unit-tests` sets it in the
- * sanitized build, where the interpreter's convolutions are slow; batch 2 still takes the
- * paths of more than one sample). test_derived always runs at 3. */
+/* NNC_TEST_SMALL=1 (`make unit-tests` and tests/run.sh set it in the sanitized build, where
+ * the interpreter is slow): the same code paths, fewer numbers. The runs use batch 2 instead
+ * of 3 (still more than one sample; test_derived stays at 3), and the examples' modules
+ * after each pass, after -O1 and with prepare are compared in f32 mode only (two calls of
+ * train_step); the -O0 reference and the -O2 module still run in f64 mode as well. */
+static bool small_run;
 static int64_t test_batch = 3;
 /* f64 mode: 1e-6, the stated bar, for the passes that do not fold (they give exactly 0).
  * Folded constants carry f32 rounding (~6e-8 relative), as the compiled code's constants
@@ -188,13 +191,14 @@ typedef struct Diff {
     int compared, skipped;
 } Diff;
 
-/* Runs function `fn` of ma and of each of the n modules mbs[] in both modes, and compares
- * outputs and the states of ma's tensors (an mb may have derived tensors after them). ma's
- * run, the reference, is made once per mode for all n. states_b[j]: state for mbs[j],
- * state's bytes followed by mbs[j]'s derived tensors. */
+/* Runs function `fn` of ma and of each of the n modules mbs[] in both modes (in f32 mode
+ * only where with_f64[j] is false), and compares outputs and the states of ma's tensors (an
+ * mb may have derived tensors after them). ma's run, the reference, is made once per mode
+ * for all n. states_b[j]: state for mbs[j], state's bytes followed by mbs[j]'s derived
+ * tensors. */
 static void diff_func(const char *const *labels, Module *ma, Module *const *mbs, int n,
                       const char *fn, const uint8_t *state, uint8_t *const *states_b,
-                      const Tol *tols, Diff *d) {
+                      const Tol *tols, const bool *with_f64, Diff *d) {
     Func *fa = module_find_func(ma, fn);
     if (!fa) return;
     Func *fbs[MAX_DIFFS];
@@ -215,14 +219,19 @@ static void diff_func(const char *const *labels, Module *ma, Module *const *mbs,
          * the second on, adaptive optimizers amplify the ~1e-8 rounding of folded constants
          * without bound (Adam's m / (sqrt(v) + eps) where the gradient is near 0) */
         int calls = !strcmp(fn, "train_step") && !f64 ? 2 : 1;
+        bool needed = !f64;
+        for (int j = 0; j < n; j++) needed |= with_f64[j];
+        if (!needed) continue;
         Result *ra = malloc(sizeof *ra), *rb = malloc(sizeof *rb);
         run_func(ma, fa, state, f64, args, calls, ra);
         for (int j = 0; j < n; j++) {
             const char *label = labels[j];
             Tol tol = tols[j];
+            if (f64 && !with_f64[j]) continue;
+            bool first = f64 || !with_f64[j]; /* the first mode compared */
             if (ra->rc) {
-                if (mode == 0) printf("  note: %s: %s not run: %s\n", label, fn, ra->err);
-                d[j].skipped += mode == 0;
+                if (first) printf("  note: %s: %s not run: %s\n", label, fn, ra->err);
+                d[j].skipped += first;
                 continue;
             }
             run_func(mbs[j], fbs[j], states_b[j], f64, args, calls, rb);
@@ -245,10 +254,10 @@ static void diff_func(const char *const *labels, Module *ma, Module *const *mbs,
                                 f64 ? "f64" : "f32", ma->tensors[t].name, e);
                     worst = fmax(worst, e);
                 }
+                d[j].compared += first;
                 if (f64) {
                     CHECK(worst <= tol.f64);
                     d[j].worst64 = fmax(d[j].worst64, worst);
-                    d[j].compared++;
                 } else {
                     CHECK(worst <= tol.f32);
                     d[j].worst32 = fmax(d[j].worst32, worst);
@@ -317,10 +326,11 @@ static uint8_t *widen_state(const uint8_t *state, const Module *ma, const Module
     return wide;
 }
 
-/* Every function of ma but init, against each of the n modules mbs[] (d[j] for mbs[j]);
- * ma runs once per function and mode, on the same inputs for all n. */
+/* Every function of ma but init, against each of the n modules mbs[] (d[j] for mbs[j]; f64
+ * mode only where with_f64[j]); ma runs once per function and mode, on the same inputs for
+ * all n. */
 static void diff_modules_n(const char *const *labels, Module *ma, Module *const *mbs, int n,
-                           const Tol *tols, Diff *d) {
+                           const Tol *tols, const bool *with_f64, Diff *d) {
     if (n > MAX_DIFFS) abort();
     uint8_t *state = initial_state(ma);
     uint8_t *wide[MAX_DIFFS];
@@ -331,7 +341,7 @@ static void diff_modules_n(const char *const *labels, Module *ma, Module *const 
     }
     for (int i = 0; i < ma->nfuncs; i++)
         if (strcmp(ma->funcs[i]->name, "init"))
-            diff_func(labels, ma, mbs, n, ma->funcs[i]->name, state, wide, tols, d);
+            diff_func(labels, ma, mbs, n, ma->funcs[i]->name, state, wide, tols, with_f64, d);
     /* init itself: the same state from the same seed */
     for (int j = 0; j < n; j++) {
         uint8_t *state_b = initial_state(mbs[j]);
@@ -344,7 +354,8 @@ static void diff_modules_n(const char *const *labels, Module *ma, Module *const 
 
 static Diff diff_modules(const char *label, Module *ma, Module *mb, Tol tol) {
     Diff d;
-    diff_modules_n(&label, ma, &mb, 1, &tol, &d);
+    bool with_f64 = true;
+    diff_modules_n(&label, ma, &mb, 1, &tol, &with_f64, &d);
     return d;
 }
 
@@ -1014,6 +1025,7 @@ static void test_example(const char *path) {
         const char *labels[NCONFIGS];
         char label_buf[NCONFIGS][256];
         Tol tols[NCONFIGS];
+        bool with_f64[NCONFIGS];
         int n = 0, which[NCONFIGS];
         for (int k = 0; k < NCONFIGS; k++) {
             if (!load(path, 0, train, &opt[n])) {
@@ -1029,16 +1041,19 @@ static void test_example(const char *path) {
             labels[n] = label_buf[n];
             mbs[n] = mb;
             tols[n] = configs[k].tol;
+            with_f64[n] = !small_run || configs[k].level == 2;
             which[n++] = k;
         }
         Diff d[NCONFIGS];
-        diff_modules_n(labels, ma, mbs, n, tols, d);
+        diff_modules_n(labels, ma, mbs, n, tols, with_f64, d);
         for (int j = 0; j < n; j++) {
             const Config *c = &configs[which[j]];
+            char f64_text[32] = "not run";
+            if (with_f64[j]) snprintf(f64_text, sizeof f64_text, "%.1e", d[j].worst64);
             printf("  diff  %-22s %-9s nodes %5d -> %5d  functions compared %d, skipped %d, "
-                   "max rel. error f64 %.1e, f32 %.1e\n",
+                   "max rel. error f64 %s, f32 %.1e\n",
                    ma->name, c->name, node_total(ma), node_total(mbs[j]), d[j].compared,
-                   d[j].skipped, d[j].worst64, d[j].worst32);
+                   d[j].skipped, f64_text, d[j].worst32);
             /* what the interpreter cannot run, compiled code can: -O0 against -O2 */
             if (d[j].skipped && c->pass == NULL && c->level == 2) {
                 double w = diff_jit(labels[j], ma, mbs[j]);
@@ -1058,10 +1073,16 @@ static void test_example(const char *path) {
             CHECK(verify_module(xb) == 0);
             char label[256];
             snprintf(label, sizeof label, "%s prepare", ma->name);
-            Diff d = diff_modules(label, xa, xb, EXACT);
+            const char *lp = label;
+            Tol tol = EXACT;
+            bool f64 = !small_run;
+            Diff d;
+            diff_modules_n(&lp, xa, &xb, 1, &tol, &f64, &d);
+            char f64_text[32] = "not run";
+            if (f64) snprintf(f64_text, sizeof f64_text, "%.1e", d.worst64);
             printf("  diff  %-22s %-9s derived tensors %d, functions compared %d, skipped %d, max "
-                   "rel. error f64 %.1e, f32 %.1e\n",
-                   ma->name, "prepare", derived, d.compared, d.skipped, d.worst64, d.worst32);
+                   "rel. error f64 %s, f32 %.1e\n",
+                   ma->name, "prepare", derived, d.compared, d.skipped, f64_text, d.worst32);
             driver_free(&pa);
             driver_free(&pb);
         } else {
@@ -1342,8 +1363,10 @@ static void test_derived(void) {
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0); /* notes and failures in order */
     const char *small = getenv("NNC_TEST_SMALL");
-    if (small && *small && strcmp(small, "0")) test_batch = 2;
-    printf("batch %lld\n", (long long)test_batch);
+    small_run = small && *small && strcmp(small, "0");
+    if (small_run) test_batch = 2;
+    printf("batch %lld%s\n", (long long)test_batch,
+           small_run ? "; f64 mode: the -O0 reference and -O2 only (NNC_TEST_SMALL)" : "");
     setenv("NNC_VERIFY", "1", 1); /* ir_verify after every pass of passes_run */
 #define TEST(name) (tests_run++, name())
     TEST(test_fold);
