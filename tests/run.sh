@@ -35,7 +35,7 @@ LIT_SLOW="^nnc :: (embed/ref-api-|gradcheck/example-fashion-cnn)"
 # ---------------------------------------------------------------- one job
 
 # A job writes $jobs/JOB.log (its output) and $jobs/JOB.result: "PASSED FAILED", and adds
-# "SECONDS JOB" to $jobs/times.
+# "WALL_SECONDS CPU_SECONDS JOB" to $jobs/times.
 # JOB is one of
 #   lit.K, lit-asan.K          shard K (1..LIT_SHARDS) of the lit pass of build/nnc, build/asan/nnc
 #                              but the LIT_SLOW tests; lit.slow, lit-asan.slow: those
@@ -107,7 +107,11 @@ run_job() {
         ;;
     esac
     echo "${passed:-0} ${failed:-0}" > "$jobs/$job.result"
-    echo "$(($(date +%s) - start)) $job" >> "$jobs/times"
+    # wall seconds, then CPU seconds of the job's processes (user + system, from `times`)
+    times > "$jobs/$job.cpu"
+    cpu=$(sed -n 2p "$jobs/$job.cpu" | sed 's/m/ /g; s/s//g' | awk '{printf "%d", $1 * 60 + $2 + $3 * 60 + $4}')
+    rm -f "$jobs/$job.cpu"
+    echo "$(($(date +%s) - start)) ${cpu:-?} $job" >> "$jobs/times"
 }
 
 if [ "$1" = --job ]; then
@@ -209,7 +213,11 @@ report_units "compiler unit tests" unit
 report_units "compiler unit tests (asan+ubsan)" unit-asan
 report_runtime "runtime unit tests" runtime
 report_runtime "runtime unit tests (asan+ubsan)" runtime-asan
-sort -rn "$jobs/times" > "$log/job-times.txt"
+{
+    echo "# seconds: wall, CPU (user + system); job"
+    sort -rn "$jobs/times"
+    awk '{ cpu += $2 } END { print "# CPU seconds of all jobs: " cpu }' "$jobs/times"
+} > "$log/job-times.txt"
 echo "logs in $log/"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]
