@@ -45,7 +45,7 @@ RUNTIME_OBJ  = $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 NNC    = $(BUILD)/nnc
 LIBRT  = $(BUILD)/libnnrt.a
 
-.PHONY: all deps demo test golden bench fuzz asan clean install help
+.PHONY: all deps demo test test-build test-programs asan-test-programs golden bench fuzz asan clean install help
 all: $(NNC) $(LIBRT)
 
 help:
@@ -101,18 +101,22 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ) $(LIBRT)
 
 .PHONY: unit-tests
 # Two programs at a time (the sanitized test_passes and test_llvm take minutes each), the
-# longest first; results are reported in a fixed order.
+# longest first; results are reported in a fixed order. In a sanitized build they run with
+# NNC_TEST_SMALL=1: smaller batches, the same code paths (see the programs' main).
+# (`make test` runs these programs through tests/run.sh, along with the lit suites.)
 UNIT_ORDER = $(filter %/test_passes %/test_llvm,$(UNIT_BIN)) $(filter-out %/test_passes %/test_llvm,$(UNIT_BIN))
+UNIT_ENV   = $(if $(SANITIZE),NNC_TEST_SMALL=1,)
 unit-tests: $(UNIT_BIN)
-	@rm -f $(UNIT_BIN:=.status); printf '%s\n' $(UNIT_ORDER) | xargs -P 2 -I{} sh -c '{} > {}.log 2>&1; echo $$? > {}.status'; \
+	@rm -f $(UNIT_BIN:=.status); printf '%s\n' $(UNIT_ORDER) | $(UNIT_ENV) xargs -P 2 -I{} sh -c '{} > {}.log 2>&1; echo $$? > {}.status'; \
 	pass=0; fail=0; for t in $(UNIT_BIN); do \
 	  if [ "$$(cat $$t.status 2>/dev/null)" = 0 ]; then echo "PASS $$(basename $$t)"; pass=$$((pass+1)); \
 	  else echo "FAIL $$(basename $$t)"; cat $$t.log; fail=$$((fail+1)); fi; done; \
 	echo "$$pass passed, $$fail failed"; [ $$fail = 0 ]
 
+ASAN_VARS = BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+            SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 asan:
-	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	        SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
+	$(MAKE) $(ASAN_VARS) all
 
 # ---------------------------------------------------------------- set-up
 
@@ -133,10 +137,12 @@ deps:
 demo: deps all
 	@sh examples/demo.sh $(BUILD)
 
+# TEST_JOBS: how many builds and test programs run at once (3 on this 2-core machine: one
+# more than the cores, for the time jobs spend starting processes and reading files).
+TEST_JOBS ?= 3
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory asan
-	@sh tests/run.sh
+	@$(MAKE) --no-print-directory test-build
+	@TEST_JOBS=$(TEST_JOBS) sh tests/run.sh
 
 golden: all
 	@python3 tests/golden.py
@@ -178,6 +184,19 @@ runtime-tests: $(RT_TEST_BIN)
 	  else echo "FAIL $$name"; sed 's/^/    /' $$t.log; fail=$$((fail + 1)); fi; \
 	done; \
 	echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# ---------------------------------------------------------------- what `make test` builds
+
+# nnc, libnnrt and every unit and runtime test program, of both builds, in one parallel make
+# (the generated parser and scanner first: bison's rule writes two files, which a parallel
+# make could run twice at once).
+test-programs: all $(UNIT_BIN) $(RT_TEST_BIN)
+asan-test-programs:
+	@$(MAKE) --no-print-directory $(ASAN_VARS) test-programs
+test-build:
+	@$(MAKE) --no-print-directory $(BUILD)/gen/lex.yy.c
+	@$(MAKE) --no-print-directory $(ASAN_VARS) build/asan/gen/lex.yy.c
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) test-programs asan-test-programs
 
 # ---------------------------------------------------------------- benchmarks
 

@@ -4,7 +4,8 @@
 #   ... --param nnc=build/asan/nnc      (test another build of the compiler)
 #
 # RUN lines may use: nnc (the compiler under test), FileCheck, not, count, %python.
-# Output/ directories go under build/lit, never into the source tree.
+# Output/ directories go under the build of the nnc under test (build/lit, build/asan/lit),
+# never into the source tree, so that the two passes of tests/run.sh can run at once.
 import os
 import shutil
 
@@ -19,12 +20,17 @@ config.excludes = ['Inputs', 'corpus', 'regress', 'ref', 'bench']
 
 config.test_source_root = os.path.dirname(os.path.abspath(__file__))
 repo_root = os.path.dirname(config.test_source_root)
-config.test_exec_root = os.path.join(repo_root, 'build', 'lit')
 
 llvm_bin = lit_config.params.get('llvm_bin', '/usr/lib/llvm-19/bin')
 nnc = os.path.abspath(lit_config.params.get('nnc', os.path.join(repo_root, 'build', 'nnc')))
 if not os.path.exists(nnc):
     lit_config.fatal('nnc binary not found at %s (run make, or pass --param nnc=PATH)' % nnc)
+_build_root = os.path.join(repo_root, 'build')
+_nnc_dir = os.path.dirname(nnc)
+if os.path.commonpath([_nnc_dir, _build_root]) == _build_root:
+    config.test_exec_root = os.path.join(_nnc_dir, 'lit')
+else:
+    config.test_exec_root = os.path.join(_build_root, 'lit')
 
 
 def tool(name):

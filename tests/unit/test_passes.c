@@ -6,7 +6,8 @@
  *
  * Differential tests load every example model (every .nn file under examples/) at -O0, then
  * once more per configuration (each pass alone, -O1, -O2), and run every function but init
- * through the interpreter on the same random inputs from the same initial state: outputs
+ * through the interpreter on the same random inputs from the same initial state (the -O0
+ * module once per function and mode, the reference of every configuration): outputs
  * (loss, metrics, gradients) and the module state after the call (running statistics, and
  * after train_step the parameters and optimizer slots) must agree
  *   - in f64 mode (one call) within 1e-6 (max-norm relative error per tensor), 1e-5 where
@@ -29,7 +30,14 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { BATCH = 3, MAX_OUTS = 256 };
+enum { MAX_OUTS = 256, MAX_DIFFS = 8 /* modules compared against one reference */ };
+/* NNC_TEST_SMALL=1 (`make unit-tests` and tests/run.sh set it in the sanitized build, where
+ * the interpreter is slow): the same code paths, fewer numbers. The runs use batch 2 instead
+ * of 3 (still more than one sample; test_derived stays at 3), and the examples' modules
+ * after each pass, after -O1 and with prepare are compared in f32 mode only (two calls of
+ * train_step); the -O0 reference and the -O2 module still run in f64 mode as well. */
+static bool small_run;
+static int64_t test_batch = 3;
 /* f64 mode: 1e-6, the stated bar, for the passes that do not fold (they give exactly 0).
  * Folded constants carry f32 rounding (~6e-8 relative), as the compiled code's constants
  * do, and an f64 run amplifies it where it cancels: onecycle's first learning rate is
@@ -119,7 +127,7 @@ static void make_args(const Func *f, ITensor *args) {
     index_bounds(f, bound);
     for (int a = 0; a < f->nargs; a++) {
         const FuncArg *fa = &f->args[a];
-        itensor_alloc_shape(&args[a], fa->dtype, &fa->shape, BATCH);
+        itensor_alloc_shape(&args[a], fa->dtype, &fa->shape, test_batch);
         for (int64_t j = 0; j < args[a].numel; j++)
             args[a].data[j] = fa->dtype == DT_I32 ? (double)(int64_t)uniform(0, (double)bound[a])
                                                   : uniform(-1, 1);
@@ -149,7 +157,7 @@ static void run_func(Module *m, Func *f, const uint8_t *state, bool f64, const I
     r->nouts = f->nouts;
     for (int c = 0; c < calls && !r->rc; c++) {
         for (int i = 0; i < f->nouts; i++) itensor_free(&r->outs[i]);
-        r->rc = interp_run(&r->in, f, BATCH, args, r->outs, r->err, sizeof r->err);
+        r->rc = interp_run(&r->in, f, test_batch, args, r->outs, r->err, sizeof r->err);
     }
 }
 
@@ -183,16 +191,26 @@ typedef struct Diff {
     int compared, skipped;
 } Diff;
 
-/* Runs function `fn` of both modules in both modes and compares outputs and the states of
- * ma's tensors (mb may have derived tensors after them). state_b: state for mb, state's
- * bytes followed by mb's derived tensors. */
-static void diff_func(const char *label, Module *ma, Module *mb, const char *fn,
-                      const uint8_t *state, const uint8_t *state_b, Tol tol, Diff *d) {
-    Func *fa = module_find_func(ma, fn), *fb = module_find_func(mb, fn);
-    CHECK(fb != NULL);
-    if (!fa || !fb) return;
-    CHECK(fa->nouts == fb->nouts && fa->nargs == fb->nargs);
-    if (fa->nouts != fb->nouts || fa->nouts > MAX_OUTS) return;
+/* Runs function `fn` of ma and of each of the n modules mbs[] in both modes (in f32 mode
+ * only where with_f64[j] is false), and compares outputs and the states of ma's tensors (an
+ * mb may have derived tensors after them). ma's run, the reference, is made once per mode
+ * for all n. states_b[j]: state for mbs[j], state's bytes followed by mbs[j]'s derived
+ * tensors. */
+static void diff_func(const char *const *labels, Module *ma, Module *const *mbs, int n,
+                      const char *fn, const uint8_t *state, uint8_t *const *states_b,
+                      const Tol *tols, const bool *with_f64, Diff *d) {
+    Func *fa = module_find_func(ma, fn);
+    if (!fa) return;
+    Func *fbs[MAX_DIFFS];
+    bool ok = fa->nouts <= MAX_OUTS;
+    for (int j = 0; j < n; j++) {
+        fbs[j] = module_find_func(mbs[j], fn);
+        CHECK(fbs[j] != NULL);
+        if (!fbs[j]) return;
+        CHECK(fa->nouts == fbs[j]->nouts && fa->nargs == fbs[j]->nargs);
+        ok &= fa->nouts == fbs[j]->nouts && fa->nargs == fbs[j]->nargs;
+    }
+    if (!ok) return;
     ITensor args[64] = {{0}};
     make_args(fa, args);
     for (int mode = 0; mode < 2; mode++) {
@@ -201,42 +219,53 @@ static void diff_func(const char *label, Module *ma, Module *mb, const char *fn,
          * the second on, adaptive optimizers amplify the ~1e-8 rounding of folded constants
          * without bound (Adam's m / (sqrt(v) + eps) where the gradient is near 0) */
         int calls = !strcmp(fn, "train_step") && !f64 ? 2 : 1;
+        bool needed = !f64;
+        for (int j = 0; j < n; j++) needed |= with_f64[j];
+        if (!needed) continue;
         Result *ra = malloc(sizeof *ra), *rb = malloc(sizeof *rb);
         run_func(ma, fa, state, f64, args, calls, ra);
-        run_func(mb, fb, state_b, f64, args, calls, rb);
-        if (ra->rc) {
-            if (mode == 0) printf("  note: %s: %s not run: %s\n", label, fn, ra->err);
-            d->skipped += mode == 0;
-        } else if (rb->rc) {
-            fprintf(stderr, "%s: %s fails after the passes: %s\n", label, fn, rb->err);
-            check_failures++;
-        } else {
-            double worst = 0;
-            for (int i = 0; i < fa->nouts; i++) {
-                double e = tensor_diff(&ra->outs[i], &rb->outs[i]);
-                if (!(e <= (f64 ? tol.f64 : tol.f32)))
-                    fprintf(stderr, "%s: %s (%s): output '%s' differs by %.3g\n", label, fn,
-                            f64 ? "f64" : "f32", fa->outs[i].name, e);
-                worst = fmax(worst, e);
+        for (int j = 0; j < n; j++) {
+            const char *label = labels[j];
+            Tol tol = tols[j];
+            if (f64 && !with_f64[j]) continue;
+            bool first = f64 || !with_f64[j]; /* the first mode compared */
+            if (ra->rc) {
+                if (first) printf("  note: %s: %s not run: %s\n", label, fn, ra->err);
+                d[j].skipped += first;
+                continue;
             }
-            for (int t = 0; t < ma->ntensors; t++) {
-                double e = tensor_diff(&ra->in.tensors[t], &rb->in.tensors[t]);
-                if (!(e <= (f64 ? tol.f64 : tol.f32)))
-                    fprintf(stderr, "%s: %s (%s): state @%s differs by %.3g\n", label, fn,
-                            f64 ? "f64" : "f32", ma->tensors[t].name, e);
-                worst = fmax(worst, e);
-            }
-            if (f64) {
-                CHECK(worst <= tol.f64);
-                d->worst64 = fmax(d->worst64, worst);
-                d->compared++;
+            run_func(mbs[j], fbs[j], states_b[j], f64, args, calls, rb);
+            if (rb->rc) {
+                fprintf(stderr, "%s: %s fails after the passes: %s\n", label, fn, rb->err);
+                check_failures++;
             } else {
-                CHECK(worst <= tol.f32);
-                d->worst32 = fmax(d->worst32, worst);
+                double worst = 0;
+                for (int i = 0; i < fa->nouts; i++) {
+                    double e = tensor_diff(&ra->outs[i], &rb->outs[i]);
+                    if (!(e <= (f64 ? tol.f64 : tol.f32)))
+                        fprintf(stderr, "%s: %s (%s): output '%s' differs by %.3g\n", label, fn,
+                                f64 ? "f64" : "f32", fa->outs[i].name, e);
+                    worst = fmax(worst, e);
+                }
+                for (int t = 0; t < ma->ntensors; t++) {
+                    double e = tensor_diff(&ra->in.tensors[t], &rb->in.tensors[t]);
+                    if (!(e <= (f64 ? tol.f64 : tol.f32)))
+                        fprintf(stderr, "%s: %s (%s): state @%s differs by %.3g\n", label, fn,
+                                f64 ? "f64" : "f32", ma->tensors[t].name, e);
+                    worst = fmax(worst, e);
+                }
+                d[j].compared += first;
+                if (f64) {
+                    CHECK(worst <= tol.f64);
+                    d[j].worst64 = fmax(d[j].worst64, worst);
+                } else {
+                    CHECK(worst <= tol.f32);
+                    d[j].worst32 = fmax(d[j].worst32, worst);
+                }
             }
+            result_free(rb);
         }
         result_free(ra);
-        result_free(rb);
         free(ra);
         free(rb);
     }
@@ -297,21 +326,36 @@ static uint8_t *widen_state(const uint8_t *state, const Module *ma, const Module
     return wide;
 }
 
-/* Every function of ma but init, against mb. */
-static Diff diff_modules(const char *label, Module *ma, Module *mb, Tol tol) {
-    Diff d = {0};
-    CHECK(same_layout(ma, mb));
+/* Every function of ma but init, against each of the n modules mbs[] (d[j] for mbs[j]; f64
+ * mode only where with_f64[j]); ma runs once per function and mode, on the same inputs for
+ * all n. */
+static void diff_modules_n(const char *const *labels, Module *ma, Module *const *mbs, int n,
+                           const Tol *tols, const bool *with_f64, Diff *d) {
+    if (n > MAX_DIFFS) abort();
     uint8_t *state = initial_state(ma);
-    uint8_t *wide = widen_state(state, ma, mb);
+    uint8_t *wide[MAX_DIFFS];
+    for (int j = 0; j < n; j++) {
+        d[j] = (Diff){0};
+        CHECK(same_layout(ma, mbs[j]));
+        wide[j] = widen_state(state, ma, mbs[j]);
+    }
     for (int i = 0; i < ma->nfuncs; i++)
         if (strcmp(ma->funcs[i]->name, "init"))
-            diff_func(label, ma, mb, ma->funcs[i]->name, state, wide, tol, &d);
+            diff_func(labels, ma, mbs, n, ma->funcs[i]->name, state, wide, tols, with_f64, d);
     /* init itself: the same state from the same seed */
-    uint8_t *state_b = initial_state(mb);
-    CHECK(!memcmp(state, state_b, (size_t)ma->state_bytes));
+    for (int j = 0; j < n; j++) {
+        uint8_t *state_b = initial_state(mbs[j]);
+        CHECK(!memcmp(state, state_b, (size_t)ma->state_bytes));
+        free(state_b);
+        free(wide[j]);
+    }
     free(state);
-    free(wide);
-    free(state_b);
+}
+
+static Diff diff_modules(const char *label, Module *ma, Module *mb, Tol tol) {
+    Diff d;
+    bool with_f64 = true;
+    diff_modules_n(&label, ma, &mb, 1, &tol, &with_f64, &d);
     return d;
 }
 
@@ -343,13 +387,13 @@ static bool jit_calls(Exec *e, Func *f, const ITensor *args, int calls, JitResul
     }
     r->nouts = f->nouts;
     for (int o = 0; o < f->nouts; o++) {
-        r->count[o] = shape_numel(&f->nodes[f->outs[o].value].shape, BATCH);
+        r->count[o] = shape_numel(&f->nodes[f->outs[o].value].shape, test_batch);
         bufs[f->nargs + o] = calloc((size_t)r->count[o] + 1, 4);
     }
     char err[256];
     bool ok = true;
     for (int c = 0; c < calls && ok; c++)
-        ok = exec_call(e, f->name, BATCH, bufs, err, sizeof err) == 0;
+        ok = exec_call(e, f->name, test_batch, bufs, err, sizeof err) == 0;
     if (!ok) fprintf(stderr, "%s: %s fails on compiled code: %s\n", e->m->name, f->name, err);
     for (int o = 0; o < f->nouts; o++) {
         r->outs[o] = malloc((size_t)r->count[o] * sizeof(float) + 4);
@@ -893,6 +937,7 @@ static const Config configs[] = {
     {"-O2", NULL, 2, ALL},
 };
 enum { NCONFIGS = sizeof configs / sizeof configs[0] };
+_Static_assert((int)NCONFIGS <= (int)MAX_DIFFS, "every configuration against one reference run");
 
 /* Values a call computes at batch 1: the output sizes of every node but leaves and views
  * (reshape, broadcast). A rough measure of work that node counts miss: an add over
@@ -973,32 +1018,50 @@ static void test_example(const char *path) {
         if (ok1) driver_free(&lv[0]);
         if (ok2) driver_free(&lv[1]);
 
+        /* each configuration on its own copy of the -O0 module, all against one reference
+         * run of ma per function and mode */
+        DriverResult opt[NCONFIGS];
+        Module *mbs[NCONFIGS];
+        const char *labels[NCONFIGS];
+        char label_buf[NCONFIGS][256];
+        Tol tols[NCONFIGS];
+        bool with_f64[NCONFIGS];
+        int n = 0, which[NCONFIGS];
         for (int k = 0; k < NCONFIGS; k++) {
-            DriverResult opt;
-            if (!load(path, 0, train, &opt)) {
+            if (!load(path, 0, train, &opt[n])) {
                 check_failures++;
                 continue;
             }
-            Module *mb = opt.modules[mi];
+            Module *mb = opt[n].modules[mi];
             if (configs[k].pass) run_pass_on_module(mb, configs[k].pass);
             else CHECK(passes_run(mb, configs[k].level, NULL, NULL) == 0);
             if (configs[k].level >= 2) prepare_build(mb); /* as driver_load does */
             CHECK(verify_module(mb) == 0);
-            char label[256];
-            snprintf(label, sizeof label, "%s %s", ma->name, configs[k].name);
-            Diff d = diff_modules(label, ma, mb, configs[k].tol);
+            snprintf(label_buf[n], sizeof label_buf[n], "%s %s", ma->name, configs[k].name);
+            labels[n] = label_buf[n];
+            mbs[n] = mb;
+            tols[n] = configs[k].tol;
+            with_f64[n] = !small_run || configs[k].level == 2;
+            which[n++] = k;
+        }
+        Diff d[NCONFIGS];
+        diff_modules_n(labels, ma, mbs, n, tols, with_f64, d);
+        for (int j = 0; j < n; j++) {
+            const Config *c = &configs[which[j]];
+            char f64_text[32] = "not run";
+            if (with_f64[j]) snprintf(f64_text, sizeof f64_text, "%.1e", d[j].worst64);
             printf("  diff  %-22s %-9s nodes %5d -> %5d  functions compared %d, skipped %d, "
-                   "max rel. error f64 %.1e, f32 %.1e\n",
-                   ma->name, configs[k].name, node_total(ma), node_total(mb), d.compared, d.skipped,
-                   d.worst64, d.worst32);
+                   "max rel. error f64 %s, f32 %.1e\n",
+                   ma->name, c->name, node_total(ma), node_total(mbs[j]), d[j].compared,
+                   d[j].skipped, f64_text, d[j].worst32);
             /* what the interpreter cannot run, compiled code can: -O0 against -O2 */
-            if (d.skipped && configs[k].pass == NULL && configs[k].level == 2) {
-                double w = diff_jit(label, ma, mb);
+            if (d[j].skipped && c->pass == NULL && c->level == 2) {
+                double w = diff_jit(labels[j], ma, mbs[j]);
                 if (w >= 0)
                     printf("  diff  %-22s %-9s on compiled code: max rel. error f32 %.1e\n",
-                           ma->name, configs[k].name, w);
+                           ma->name, c->name, w);
             }
-            driver_free(&opt);
+            driver_free(&opt[j]);
         }
         /* prepare alone is exact: -O2 without it against -O2 with it (derived tensors hold
          * the values infer and evaluate computed themselves) */
@@ -1010,10 +1073,16 @@ static void test_example(const char *path) {
             CHECK(verify_module(xb) == 0);
             char label[256];
             snprintf(label, sizeof label, "%s prepare", ma->name);
-            Diff d = diff_modules(label, xa, xb, EXACT);
+            const char *lp = label;
+            Tol tol = EXACT;
+            bool f64 = !small_run;
+            Diff d;
+            diff_modules_n(&lp, xa, &xb, 1, &tol, &f64, &d);
+            char f64_text[32] = "not run";
+            if (f64) snprintf(f64_text, sizeof f64_text, "%.1e", d.worst64);
             printf("  diff  %-22s %-9s derived tensors %d, functions compared %d, skipped %d, max "
-                   "rel. error f64 %.1e, f32 %.1e\n",
-                   ma->name, "prepare", derived, d.compared, d.skipped, d.worst64, d.worst32);
+                   "rel. error f64 %s, f32 %.1e\n",
+                   ma->name, "prepare", derived, d.compared, d.skipped, f64_text, d.worst32);
             driver_free(&pa);
             driver_free(&pb);
         } else {
@@ -1149,7 +1218,7 @@ static void test_batchnorm_fold(void) {
 static int run_once(Interp *in, Func *f, const ITensor *args, ITensor *out) {
     ITensor outs[MAX_OUTS] = {{0}};
     char err[256];
-    int rc = interp_run(in, f, BATCH, args, outs, err, sizeof err);
+    int rc = interp_run(in, f, test_batch, args, outs, err, sizeof err);
     if (rc) fprintf(stderr, "%s: %s\n", f->name, err);
     for (int i = 1; i < f->nouts; i++) itensor_free(&outs[i]);
     *out = outs[0];
@@ -1277,16 +1346,27 @@ static void test_derived_weights(const char *label, const char *path) {
     driver_free(&b);
 }
 
+/* Always at batch 3 (also with NNC_TEST_SMALL): compiled fashion_cnn's infer at -O0 and -O2
+ * is held to 1e-5 on these inputs. */
 static void test_derived(void) {
+    int64_t saved = test_batch;
+    test_batch = 3;
     char path[] = "/tmp/nnc_test_derived_XXXXXX.nn";
-    if (!write_model(path, bn_dense_model)) return;
-    test_derived_weights("dense+batchnorm", path);
-    unlink(path);
+    if (write_model(path, bn_dense_model)) {
+        test_derived_weights("dense+batchnorm", path);
+        unlink(path);
+    }
     test_derived_weights("fashion_cnn", "examples/fashion_cnn.nn");
+    test_batch = saved;
 }
 
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0); /* notes and failures in order */
+    const char *small = getenv("NNC_TEST_SMALL");
+    small_run = small && *small && strcmp(small, "0");
+    if (small_run) test_batch = 2;
+    printf("batch %lld%s\n", (long long)test_batch,
+           small_run ? "; f64 mode: the -O0 reference and -O2 only (NNC_TEST_SMALL)" : "");
     setenv("NNC_VERIFY", "1", 1); /* ir_verify after every pass of passes_run */
 #define TEST(name) (tests_run++, name())
     TEST(test_fold);
