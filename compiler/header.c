@@ -108,8 +108,7 @@ static void print_prototype(FILE *out, const Module *m, const Func *f, const Pub
         snprintf(lines[nl], sizeof lines[nl], "int n");
         snprintf(comments[nl++], sizeof comments[0], "/* samples, 1..%s_MAX_BATCH */", upper);
     }
-    int nmetrics = 0;
-    for (int i = 0; i < f->nouts; i++) nmetrics += public_metric(f, i);
+    int nmetrics = public_metric_count(f);
     for (int i = 0; i < np; i++) {
         const PubParam *p = &pp[i];
         switch (p->kind) {
@@ -234,8 +233,7 @@ int header_emit_embedded(const Module *m, const char *path, bool embedded) {
     int nd = 0;
     const Func *eval = module_find_func(m, "evaluate");
     bool has_eval = eval && llvm_func_emitted(eval, embedded);
-    int nmetrics = 0;
-    for (int o = 0; has_eval && o < eval->nouts; o++) nmetrics += public_metric(eval, o);
+    int nmetrics = has_eval ? public_metric_count(eval) : 0;
     snprintf(defs[nd].name, sizeof defs[nd].name, "%s_MAX_BATCH", upper);
     snprintf(defs[nd++].value, sizeof defs[0].value, "%" PRId64, m->max_batch);
     snprintf(defs[nd].name, sizeof defs[nd].name, "%s_STATE_BYTES", upper);

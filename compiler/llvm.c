@@ -2797,9 +2797,7 @@ static void emit_public(Cg *cg, Func *f, LLVMValueRef body) {
         }
         if (pp[i].kind != PP_SEED && pp[i].kind != PP_METRICS) return_if(cg, is_null(cg, p), NNRT_ENULL);
     }
-    int nmetrics = 0;
-    for (int o = 0; o < f->nouts; o++) nmetrics += public_metric(f, o);
-    if (metrics && nmetrics) return_if(cg, is_null(cg, metrics), NNRT_ENULL);
+    if (metrics && public_metric_count(f)) return_if(cg, is_null(cg, metrics), NNRT_ENULL);
     int64_t metric_off = 0;
     for (int o = 0; o < f->nouts; o++) {
         if (bufs[f->nargs + o]) continue;
@@ -3395,7 +3393,7 @@ static int emit_object_in_pieces(LLVMModuleRef mod, const Module *m, const Codeg
     }
     if (jobs > nf) jobs = nf;
     int rc = -1;
-    if (total >= MIN_SPLIT_INSTRUCTIONS * (o->jobs ? 0 : 1) && jobs >= 2) {
+    if (jobs >= 2 && (o->jobs || total >= MIN_SPLIT_INSTRUCTIONS)) { /* -j N splits whatever the size */
         /* longest first, each to the piece with the least so far */
         double load[MAX_PIECES] = {0};
         for (int done = 0; done < nf; done++) {

@@ -347,6 +347,7 @@ bool metric_info(const Func *f, int out, MetricInfo *mi);
  * `metrics` array (the per-sample outputs of the metrics above are not: the C API has no
  * split to compute them over). */
 bool public_metric(const Func *f, int out);
+int public_metric_count(const Func *f);
 
 /* ---- internal to sema.c (names, scopes, defs, statements), lower.c (the builtin library)
  *      and train.c (train blocks) */

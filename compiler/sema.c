@@ -2177,6 +2177,12 @@ bool public_metric(const Func *f, int out) {
            f->nodes[f->outs[out].value].shape.rank == 0;
 }
 
+int public_metric_count(const Func *f) {
+    int k = 0;
+    for (int o = 0; o < f->nouts; o++) k += public_metric(f, o);
+    return k;
+}
+
 bool metric_info(const Func *f, int out, MetricInfo *mi) {
     static const char *const kinds[] = {"precision", "recall", "f1", "confusion", "auc"};
     if (out < 0 || out >= f->nouts || f->outs[out].role != OUT_METRIC) return false;

@@ -25,7 +25,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define NNRT_HAVE_AVX512_KERNEL 1
-#include <immintrin.h>
+#include "avx512_transpose.h"
 #else
 #define NNRT_HAVE_AVX512_KERNEL 0
 #endif
@@ -157,31 +157,9 @@ __attribute__((target("avx512f"))) static void transpose(const float *src, int64
     for (; i0 + 16 <= rows; i0 += 16) {
         int64_t j0 = 0;
         for (; j0 + 16 <= cols; j0 += 16) {
-            __m512 r[16], t[16];
+            __m512 r[16];
             _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + (i0 + k) * lds + j0);
-            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 2) {
-                t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-                t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-            }
-            _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 4) {
-                r[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
-                r[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
-                r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
-                r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
-            }
-            /* r[4a + b] holds, in each 128-bit lane L, column 4L + b of rows 4a .. 4a + 3 */
-            _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
-                t[b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0x88);      /* lanes 0,2 of rows 0-3, 4-7 */
-                t[4 + b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0xdd);  /* lanes 1,3 */
-                t[8 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0x88);
-                t[12 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0xdd);
-            }
-            _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
-                r[b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0x88);       /* column b */
-                r[8 + b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0xdd);   /* column 8 + b */
-                r[4 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0x88); /* column 4 + b */
-                r[12 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0xdd); /* column 12 + b */
-            }
+            nnrt_transpose16(r);
             _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) _mm512_storeu_ps(dst + (j0 + k) * ldd + i0, r[k]);
         }
         for (; j0 < cols; j0++)

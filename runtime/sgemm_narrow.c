@@ -33,7 +33,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define NNRT_HAVE_NARROW_KERNEL 1
-#include <immintrin.h>
+#include "avx512_transpose.h"
 #else
 #define NNRT_HAVE_NARROW_KERNEL 0
 #endif
@@ -43,34 +43,6 @@ int nnrti_sgemm_narrow_mode;
 #if NNRT_HAVE_NARROW_KERNEL
 
 #define TARGET __attribute__((target("avx512f,avx512vl")))
-
-/* In-place 16x16 transpose of r[0..15]: afterwards r[j] lane i is the old r[i] lane j. */
-TARGET static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 2) {
-        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-    }
-    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 4) {
-        r[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
-        r[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
-        r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
-        r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
-    }
-    /* r[4a + b] holds, in each 128-bit lane L, column 4L + b of rows 4a .. 4a + 3 */
-    _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
-        t[b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0x88);
-        t[4 + b] = _mm512_shuffle_f32x4(r[b], r[4 + b], 0xdd);
-        t[8 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0x88);
-        t[12 + b] = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0xdd);
-    }
-    _Pragma("GCC unroll 16") for (int b = 0; b < 4; b++) {
-        r[b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0x88);
-        r[8 + b] = _mm512_shuffle_f32x4(t[b], t[8 + b], 0xdd);
-        r[4 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0x88);
-        r[12 + b] = _mm512_shuffle_f32x4(t[4 + b], t[12 + b], 0xdd);
-    }
-}
 
 /* The 16 rows p0 + 4L + a (L = 0..3) of b, columns 4g .. 4g + 3 (those in cm), as the
  * four 128-bit lanes of one vector. */
@@ -114,7 +86,7 @@ TARGET static void pack_bt(int n, int k, const float *b, int ldb, float *bt, int
         _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
             r[i] = p0 + i < k ? _mm512_maskz_loadu_ps(cols, b + (int64_t)(p0 + i) * ldb)
                               : _mm512_setzero_ps();
-        transpose16(r);
+        nnrt_transpose16(r);
         _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
             if (j < n) _mm512_storeu_ps(bt + j * ldt + p0, r[j]);
     }
@@ -235,7 +207,7 @@ TARGET static void dot_kernel(int m, int n, int k, float alpha, const float *a, 
             __m512 r[16];                                                                     \
             _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                             \
                 r[j] = j < N ? acc[j][v] : _mm512_setzero_ps();                               \
-            transpose16(r);                                                                   \
+            nnrt_transpose16(r);                                                                   \
             int rows = m - i0 - 16 * v;                                                       \
             if (rows > 16) rows = 16;                                                         \
             for (int i = 0; i < rows; i++)                                                    \
@@ -247,7 +219,7 @@ TARGET static void dot_kernel(int m, int n, int k, float alpha, const float *a, 
         _Pragma("GCC unroll 2") for (int v = 0; v < MV; v++) {                                \
             _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)                             \
                 r[v][j] = j < N ? acc[j][v] : _mm512_setzero_ps();                            \
-            transpose16(r[v]);                                                                \
+            nnrt_transpose16(r[v]);                                                                \
             _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)                             \
                 r[v][i] = _mm512_mul_ps(r[v][i], va);                                         \
         }                                                                                     \
