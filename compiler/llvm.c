@@ -42,6 +42,7 @@
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/ErrorHandling.h>
 #include <llvm-c/LLJIT.h>
@@ -203,6 +204,8 @@ static const struct {
     {"tanhf", (AnyFn)tanhf}, {"tanh", (AnyFn)tanh},
 };
 
+enum { MAX_LOOP_DEPTH = 16 };
+
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -225,6 +228,18 @@ typedef struct Cg {
     LLVMValueRef *argp;      /* nargs inputs, then nouts outputs (of the part being emitted) */
     LLVMValueRef *ptr;       /* per node: its memory in the current part (node_ptr), or NULL */
     LLVMValueRef *globals;   /* per node: the constant global of a non-splat const */
+    /* alias scopes (alias_scopes_end): the buffers of the current part, and the loads and
+     * stores of the kernel being emitted */
+    struct Region { LLVMValueRef ptr, root; int64_t off, size; } *regions;
+    int nregions, cap_regions;
+    struct Access { LLVMValueRef inst, base; } *accesses;
+    int naccesses, cap_accesses;
+    bool recording;
+    int scope_count;
+    /* loops open in the function being emitted (loop_begin/loop_end), and per level whether
+     * one opened inside it */
+    int loop_depth;
+    bool loop_has_inner[MAX_LOOP_DEPTH];
     int errors;
 } Cg;
 
@@ -282,15 +297,27 @@ static LLVMValueRef elem_ptr(Cg *cg, DType dt, LLVMValueRef base, LLVMValueRef i
     return LLVMBuildInBoundsGEP2(cg->b, ty(cg, dt), base, &idx, 1, "");
 }
 
+static void record_access(Cg *cg, LLVMValueRef inst, LLVMValueRef base) {
+    if (!cg->recording) return;
+    if (cg->naccesses == cg->cap_accesses) {
+        cg->cap_accesses = cg->cap_accesses ? 2 * cg->cap_accesses : 64;
+        cg->accesses = realloc(cg->accesses, (size_t)cg->cap_accesses * sizeof *cg->accesses);
+        if (!cg->accesses) abort();
+    }
+    cg->accesses[cg->naccesses++] = (struct Access){inst, base};
+}
+
 static LLVMValueRef load_at(Cg *cg, DType dt, LLVMValueRef base, LLVMValueRef idx) {
     LLVMValueRef v = LLVMBuildLoad2(cg->b, ty(cg, dt), elem_ptr(cg, dt, base, idx), "");
     LLVMSetAlignment(v, (unsigned)dtype_size(dt));
+    record_access(cg, v, base);
     return v;
 }
 
 static void store_at(Cg *cg, DType dt, LLVMValueRef val, LLVMValueRef base, LLVMValueRef idx) {
     LLVMValueRef s = LLVMBuildStore(cg->b, val, elem_ptr(cg, dt, base, idx));
     LLVMSetAlignment(s, (unsigned)dtype_size(dt));
+    record_access(cg, s, base);
 }
 
 /* A stack slot in the entry block (promoted to a register by SROA). */
@@ -313,8 +340,13 @@ typedef struct Loop {
     LLVMValueRef iv, count;
 } Loop;
 
+static void loop_no_unroll(Cg *cg, LLVMValueRef br);
+
 static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
     Loop l = {.count = count};
+    if (cg->loop_depth > 0 && cg->loop_depth <= MAX_LOOP_DEPTH) cg->loop_has_inner[cg->loop_depth - 1] = true;
+    if (cg->loop_depth < MAX_LOOP_DEPTH) cg->loop_has_inner[cg->loop_depth] = false;
+    cg->loop_depth++;
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     l.body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
     l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "");
@@ -326,12 +358,30 @@ static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
     return l;
 }
 
-static void loop_end(Cg *cg, Loop *l) {
+static LLVMValueRef loop_end(Cg *cg, Loop *l) {
     LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, i64c(cg, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, l->count, ""), l->body, l->exit);
+    LLVMValueRef br = LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, l->count, ""), l->body, l->exit);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
+    cg->loop_depth--;
+    /* An innermost loop of 8 or more iterations known at compile time stays a loop: fully
+     * unrolled (loop-unroll-full runs before the vectorizer), the loop around it would be
+     * vectorized instead, across rows, with gathers and scatters. */
+    bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
+    if (innermost && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 8) loop_no_unroll(cg, br);
+    return br;
+}
+
+/* Marks the loop whose latch branch is br not to be unrolled (llvm.loop.unroll.disable). */
+static void loop_no_unroll(Cg *cg, LLVMValueRef br) {
+    LLVMMetadataRef self = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    LLVMMetadataRef name = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef opt = LLVMMDNodeInContext2(cg->ctx, &name, 1);
+    LLVMMetadataRef ops[2] = {self, opt};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(cg->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, loop));
 }
 
 /* if (cond) { ... } — close with if_end */
@@ -1509,6 +1559,120 @@ static LLVMValueRef tensor_state_ptr(Cg *cg, int t) {
     return byte_ptr(cg, cg->state, cg->m->tensors[t].offset);
 }
 
+/* ---- alias scopes
+ *
+ * Every value of a function lives in one of a few memory blocks (work, state, the arguments),
+ * at offsets LLVM sees as constants but with extents it does not know: for a loop whose
+ * indices depend on the batch, it cannot prove that the rows a kernel writes do not overlap
+ * the rows it reads, and the loop vectorizer adds run-time overlap checks (and the scalar
+ * evolution work to build them) to every such loop. The memory planner does know: values a
+ * kernel reads and writes at once occupy disjoint bytes unless one reuses another's (in
+ * place). So each kernel's loads and stores carry scoped-noalias metadata: one scope per
+ * group of overlapping buffers (same block, intersecting byte ranges), each access in its
+ * buffer's scope and `noalias` with the kernel's other scopes. Accesses through pointers
+ * that are not a node's memory (rows, scratch) get none, and may alias anything. */
+
+/* Registers the bytes [off, off + size) of block root that pointer p (a node's memory) starts. */
+static void add_region(Cg *cg, LLVMValueRef p, LLVMValueRef root, int64_t off, int64_t size) {
+    if (cg->nregions == cg->cap_regions) {
+        cg->cap_regions = cg->cap_regions ? 2 * cg->cap_regions : 64;
+        cg->regions = realloc(cg->regions, (size_t)cg->cap_regions * sizeof *cg->regions);
+        if (!cg->regions) abort();
+    }
+    cg->regions[cg->nregions++] = (struct Region){p, root, off, size};
+}
+
+static int find_region(Cg *cg, LLVMValueRef p) {
+    for (int i = cg->nregions - 1; i >= 0; i--)
+        if (cg->regions[i].ptr == p) return i;
+    return -1;
+}
+
+static bool regions_overlap(const struct Region *a, const struct Region *b) {
+    if (a->root != b->root) return false;
+    int64_t a_end = a->size > INT64_MAX - a->off ? INT64_MAX : a->off + a->size;
+    int64_t b_end = b->size > INT64_MAX - b->off ? INT64_MAX : b->off + b->size;
+    return a->off < b_end && b->off < a_end;
+}
+
+/* NNC_NO_SCOPES=1 leaves the metadata out (to rule it out when a kernel computes wrong
+ * numbers; tests/compile/loops.test checks that it changes no bit). */
+static void alias_scopes_begin(Cg *cg) {
+    static int off = -1;
+    if (off < 0) off = getenv("NNC_NO_SCOPES") && *getenv("NNC_NO_SCOPES") == '1';
+    cg->naccesses = 0;
+    cg->recording = !off;
+}
+
+static LLVMMetadataRef md_string(Cg *cg, const char *s) { return LLVMMDStringInContext2(cg->ctx, s, strlen(s)); }
+
+static bool same_range(const struct Region *a, const struct Region *b) {
+    return a->root == b->root && a->off == b->off && a->size == b->size;
+}
+
+static void alias_scopes_end(Cg *cg) {
+    cg->recording = false;
+    enum { MAX_GROUPS = 32, MAX_MEMBERS = 8 };
+    int n = cg->naccesses, group_of_access[n > 0 ? n : 1];
+    const struct Region *members[MAX_GROUPS][MAX_MEMBERS];
+    int nmembers[MAX_GROUPS] = {0}, ngroups = 0;
+    /* each access's region joins the first group it overlaps, or starts one; an access
+     * that finds no room stays without scope (may alias anything) */
+    for (int a = 0; a < n; a++) {
+        group_of_access[a] = -1;
+        int r = find_region(cg, cg->accesses[a].base);
+        if (r < 0) continue;
+        const struct Region *reg = &cg->regions[r];
+        int g = -1;
+        for (int k = 0; k < ngroups && g < 0; k++)
+            for (int j = 0; j < nmembers[k] && g < 0; j++)
+                if (regions_overlap(members[k][j], reg)) g = k;
+        if (g < 0 && ngroups == MAX_GROUPS) continue;
+        if (g < 0) g = ngroups++;
+        bool member = false;
+        for (int j = 0; j < nmembers[g]; j++) member |= same_range(members[g][j], reg);
+        if (!member && nmembers[g] == MAX_MEMBERS) continue;
+        if (!member) members[g][nmembers[g]++] = reg;
+        group_of_access[a] = g;
+    }
+    /* a region that joined one group may overlap a member of a later one: then the groups
+     * are not disjoint, and the kernel gets no scopes at all (rare) */
+    for (int g = 0; g < ngroups; g++)
+        for (int h = g + 1; h < ngroups; h++)
+            for (int i = 0; i < nmembers[g]; i++)
+                for (int j = 0; j < nmembers[h]; j++)
+                    if (regions_overlap(members[g][i], members[h][j])) return;
+    if (ngroups < 2) return;
+    char name[64];
+    snprintf(name, sizeof name, "nnc.kernel%d", cg->scope_count++);
+    LLVMMetadataRef dom_ops[1] = {md_string(cg, name)};
+    LLVMMetadataRef domain = LLVMMDNodeInContext2(cg->ctx, dom_ops, 1);
+    LLVMMetadataRef scope[MAX_GROUPS];
+    for (int g = 0; g < ngroups; g++) {
+        char sname[80];
+        snprintf(sname, sizeof sname, "%s.buffer%d", name, g);
+        LLVMMetadataRef ops[2] = {md_string(cg, sname), domain};
+        scope[g] = LLVMMDNodeInContext2(cg->ctx, ops, 2);
+    }
+    LLVMValueRef in_scope[MAX_GROUPS], not_in[MAX_GROUPS];
+    for (int g = 0; g < ngroups; g++) {
+        LLVMMetadataRef others[MAX_GROUPS];
+        int k = 0;
+        for (int h = 0; h < ngroups; h++)
+            if (h != g) others[k++] = scope[h];
+        in_scope[g] = LLVMMetadataAsValue(cg->ctx, LLVMMDNodeInContext2(cg->ctx, &scope[g], 1));
+        not_in[g] = LLVMMetadataAsValue(cg->ctx, LLVMMDNodeInContext2(cg->ctx, others, (size_t)k));
+    }
+    unsigned kind_scope = LLVMGetMDKindIDInContext(cg->ctx, "alias.scope", 11);
+    unsigned kind_noalias = LLVMGetMDKindIDInContext(cg->ctx, "noalias", 7);
+    for (int a = 0; a < n; a++) {
+        int g = group_of_access[a];
+        if (g < 0) continue;
+        LLVMSetMetadata(cg->accesses[a].inst, kind_scope, in_scope[g]);
+        LLVMSetMetadata(cg->accesses[a].inst, kind_noalias, not_in[g]);
+    }
+}
+
 /* The memory of node v in the function being emitted: an argument, the state, work, a
  * constant global. Built once per part, in its entry block, so it dominates every use. */
 static LLVMValueRef node_ptr(Cg *cg, Ref v) {
@@ -1536,6 +1700,18 @@ static LLVMValueRef node_ptr(Cg *cg, Ref v) {
     default: assert(!"node without memory"); break;
     }
     LLVMPositionBuilderAtEnd(cg->b, here);
+    int64_t bytes = shape_numel(&n->shape, cg->m->max_batch) * dtype_size(n->dtype);
+    switch (np->storage) {
+    case ST_WORK: add_region(cg, p, cg->work, np->offset, bytes); break;
+    case ST_STATE:
+    case ST_INPLACE: {
+        int t = np->storage == ST_STATE ? n->attr.tensor : np->tensor;
+        if (cg->embedded) add_region(cg, p, cg->weights, cg->weight_offset[t], bytes);
+        else add_region(cg, p, cg->state, cg->m->tensors[t].offset, bytes);
+        break;
+    }
+    default: add_region(cg, p, p, 0, INT64_MAX); break; /* a parameter of its own */
+    }
     return cg->ptr[v] = p;
 }
 
@@ -2605,6 +2781,7 @@ static LLVMBasicBlockRef begin_function(Cg *cg, LLVMValueRef fn, bool first) {
     }
     for (int i = 0; i < f->nargs + f->nouts; i++) cg->argp[i] = LLVMGetParam(fn, k++);
     memset(cg->ptr, 0, ((size_t)f->nnodes + 1) * sizeof *cg->ptr);
+    cg->nregions = 0;
     LLVMPositionBuilderAtEnd(cg->b, start);
     return start;
 }
@@ -2642,7 +2819,9 @@ static LLVMValueRef emit_body(Cg *cg, Func *f) {
         for (int kernels = 0; v < f->nnodes && kernels < PART_KERNELS && !cg->errors; v++) {
             const NodePlan *np = &cg->plan.nodes[v];
             if (materialized(np->storage)) {
+                alias_scopes_begin(cg);
                 emit_node(cg, v);
+                alias_scopes_end(cg);
                 kernels++;
             }
             if (v == cg->plan.check_after) emit_loss_check(cg, v);
@@ -3066,6 +3245,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, Module *m, const void *emb
     if (!cg.errors) emit_info(&cg, max_work);
     LLVMDisposeBuilder(cg.b);
     free(cg.weight_offset);
+    free(cg.regions);
+    free(cg.accesses);
     if (cg.errors) {
         LLVMDisposeModule(cg.mod);
         return NULL;
