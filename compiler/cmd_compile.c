@@ -32,8 +32,9 @@ static void compile_usage(FILE *out) {
             "  --model M                 the model when the file defines several\n"
             "  --embed-weights W         bake the weights of checkpoint W (safetensors) into the\n"
             "                            object: inference entries only, state may be NULL\n"
-            "  -j N, --jobs=N            threads for an object file (default: one per CPU, at most\n"
-            "                            4); the pieces are joined with the system's ld -r\n\n"
+            "  -j N, --jobs=N            threads for an object file (default: one per idle CPU,\n"
+            "                            i.e. CPUs minus the load average, at most 4); the\n"
+            "                            pieces are joined with the system's ld -r\n\n"
             "Link: cc app.c OUT -lnnrt -lopenblas -lz -lm\n");
 }
 

@@ -3542,6 +3542,17 @@ static int cpus_available(void) {
     return CPU_COUNT(&set);
 }
 
+/* The default number of pieces: the CPUs not busy with other work, as `make -l` judges it
+ * (the CPUs minus the one-minute load average, rounded), at least 1. On a machine whose
+ * other CPUs are busy, pieces only add their cost (the join, ~20 ms; docs/performance.md W7). */
+static int cpus_idle(void) {
+    int n = cpus_available();
+    double load;
+    if (getloadavg(&load, 1) != 1) return n;
+    int idle = (int)((double)n - load + 0.5);
+    return idle < 1 ? 1 : idle > n ? n : idle;
+}
+
 /* Instructions of fn, a quarter for optnone functions (fast instruction selection). */
 static double compile_cost(LLVMValueRef fn) {
     double n = 0;
@@ -3555,8 +3566,11 @@ static double compile_cost(LLVMValueRef fn) {
 /* Compiles mod to the object file path in pieces. 0: done; 1: an error was printed; -1: not
  * worth it or not possible here (nothing was written; compile in one piece). */
 static int emit_object_in_pieces(LLVMModuleRef mod, const Module *m, const CodegenOptions *o, const char *path) {
-    int jobs = o->jobs ? o->jobs : cpus_available();
+    int jobs = o->jobs ? o->jobs : cpus_idle();
     if (!o->jobs && jobs > 4) jobs = 4;
+    if (!o->jobs && time_enabled())
+        fprintf(stderr, "nnc: time: %d of %d CPUs idle: up to %d piece%s\n", cpus_idle(), cpus_available(), jobs,
+                jobs == 1 ? "" : "s");
     if (jobs > MAX_PIECES) jobs = MAX_PIECES;
     if (jobs < 2 || o->target || !objlink_available()) return -1;
     int nf = 0;
