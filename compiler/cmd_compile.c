@@ -33,8 +33,8 @@ static void compile_usage(FILE *out) {
             "  --embed-weights W         bake the weights of checkpoint W (safetensors) into the\n"
             "                            object: inference entries only, state may be NULL\n"
             "  -j N, --jobs=N            threads for an object file (default: one per idle CPU,\n"
-            "                            i.e. CPUs minus the load average, at most 4); the\n"
-            "                            pieces are joined with the system's ld -r\n\n"
+            "                            at most 4); the pieces are joined with the system's\n"
+            "                            ld -r\n\n"
             "Link: cc app.c OUT -lnnrt -lopenblas -lz -lm\n");
 }
 

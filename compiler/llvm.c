@@ -3542,14 +3542,20 @@ static int cpus_available(void) {
     return CPU_COUNT(&set);
 }
 
-/* The default number of pieces: the CPUs not busy with other work, as `make -l` judges it
- * (the CPUs minus the one-minute load average, rounded), at least 1. On a machine whose
- * other CPUs are busy, pieces only add their cost (the join, ~20 ms; docs/performance.md W7). */
+/* The default number of pieces: the CPUs not busy with other work now, at least 1: the
+ * CPUs minus the threads running at this moment besides this one (the fourth field of
+ * /proc/loadavg, "running/total"). On a machine whose other CPUs are busy, pieces only add
+ * their cost (the join, ~20 ms; docs/performance.md W7). Where /proc/loadavg cannot be
+ * read: every CPU. */
 static int cpus_idle(void) {
-    int n = cpus_available();
-    double load;
-    if (getloadavg(&load, 1) != 1) return n;
-    int idle = (int)((double)n - load + 0.5);
+    int n = cpus_available(), running = 0, total = 0;
+    double avg[3];
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return n;
+    int got = fscanf(f, "%lf %lf %lf %d/%d", &avg[0], &avg[1], &avg[2], &running, &total);
+    fclose(f);
+    if (got != 5 || running < 1) return n;
+    int idle = n - (running - 1);
     return idle < 1 ? 1 : idle > n ? n : idle;
 }
 

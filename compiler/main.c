@@ -84,6 +84,7 @@ static bool runs_blas(const char *command) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && runs_blas(argv[1])) select_blas_kernels(argv);
+    else nnrt_blas_stop_threads(); /* their start-up spinning competes with `compile`'s threads */
     time_mark("start-up");
     if (argc < 2) {
         print_usage(stderr);

@@ -20,7 +20,15 @@
 extern char *openblas_get_config(void);
 extern char *openblas_get_corename(void);
 
+/* OpenBLAS's pthreads server (the library's own, exported for its fork handling); weak, so
+ * an OpenBLAS without it (the OpenMP build) links too. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 const char *nnrt_blas_info(void) { return openblas_get_config(); }
+
+void nnrt_blas_stop_threads(void) {
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 const char *nnrt_blas_core(void) { return openblas_get_corename(); }
 

@@ -334,6 +334,13 @@ const char *nnrt_blas_info(void);
 /* The name of the kernel set OpenBLAS chose ("Haswell", "SkylakeX", ...). */
 const char *nnrt_blas_core(void);
 
+/* Stops OpenBLAS's worker threads now. The threaded OpenBLAS starts one per CPU but one when
+ * it loads, and each spins (sched_yield) for about 0.1 s waiting for work before it sleeps:
+ * CPU time taken from a program that is about to do something else (`nnc compile`, which
+ * runs no BLAS, on threads of its own). The next threaded call starts them again. A no-op
+ * with an OpenBLAS that has no such threads. */
+void nnrt_blas_stop_threads(void);
+
 /* Returns 1 and sets *name to "SkylakeX" when the CPU has AVX512F/BW/DQ/VL,
  * OPENBLAS_CORETYPE is not set, and the loaded OpenBLAS did not already pick AVX-512
  * kernels; the caller can then re-exec itself with OPENBLAS_CORETYPE=SkylakeX (it must be
