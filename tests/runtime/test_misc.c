@@ -81,10 +81,49 @@ static void test_blas(void) {
     printf("blas: %s (core %s), wants coretype: %s\n", info, core, want ? "SkylakeX" : "no");
 }
 
+static int thread_count(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Threads:", 8)) n = atoi(line + 8);
+    if (f) fclose(f);
+    return n;
+}
+
+/* nnrt_blas_stop_threads ends OpenBLAS's worker threads (if it has any: not with
+ * OPENBLAS_NUM_THREADS=1), twice is harmless, and a multithreaded sgemm afterwards starts
+ * them again and computes the right product. */
+static void test_blas_threads(void) {
+    int before = thread_count();
+    nnrt_blas_stop_threads();
+    int after = thread_count();
+    nnrt_blas_stop_threads();
+    CHECK(after >= 1 && after <= before);
+    if (before > 1) CHECK_EQ(after, 1);
+    enum { N = 256 };
+    static float a[N * N], b[N * N], c[N * N];
+    for (int i = 0; i < N * N; i++) {
+        a[i] = (float)(i % 7) - 3;
+        b[i] = (float)(i % 5) - 2;
+    }
+    nnrt_sgemm(0, 0, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+    int bad = 0;
+    for (int i = 0; i < N; i += 17)
+        for (int j = 0; j < N; j += 13) {
+            double r = 0;
+            for (int k = 0; k < N; k++) r += (double)a[i * N + k] * b[k * N + j];
+            bad += c[i * N + j] != (float)r; /* small integers: exact */
+        }
+    CHECK_EQ(bad, 0);
+    printf("blas threads: %d before, %d after stopping, %d after an sgemm\n", before, after, thread_count());
+}
+
 int main(void) {
     test_status();
     test_dtypes();
     test_clock();
     test_blas();
+    test_blas_threads();
     return check_summary("test_misc");
 }
