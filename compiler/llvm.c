@@ -1649,7 +1649,7 @@ static void alias_scopes_end(Cg *cg) {
     LLVMMetadataRef domain = LLVMMDNodeInContext2(cg->ctx, dom_ops, 1);
     LLVMMetadataRef scope[MAX_GROUPS];
     for (int g = 0; g < ngroups; g++) {
-        char sname[80];
+        char sname[96];
         snprintf(sname, sizeof sname, "%s.buffer%d", name, g);
         LLVMMetadataRef ops[2] = {md_string(cg, sname), domain};
         scope[g] = LLVMMDNodeInContext2(cg->ctx, ops, 2);
