@@ -43,7 +43,6 @@ int nnrti_sgemm_direct_mode;
 
 /* The register block: MR rows of D x NV vectors (NV <= 4). */
 #define DIRECT_MR 6
-#define TILE_MR   4 /* for the transposed path: divides the 16 rows of its buffer */
 
 /* rows (1..MR) rows of D = alpha * A' B' + beta * D over p < k, columns 16 * NV (the last
  * vector's lanes in cm). A'[i][p] = a[i * as_i + p * as_p]; B'[p][j] = b[p * ldb + j];
@@ -90,16 +89,11 @@ DIRECT_KERNEL(6, 1)
 DIRECT_KERNEL(6, 2)
 DIRECT_KERNEL(6, 3)
 DIRECT_KERNEL(6, 4)
-DIRECT_KERNEL(4, 1)
-DIRECT_KERNEL(4, 2)
-DIRECT_KERNEL(4, 3)
-DIRECT_KERNEL(4, 4)
 
 typedef void (*DirectKernel)(int, int, const float *, int64_t, int64_t, const float *, int64_t,
                              float, float, float *, int64_t, __mmask16);
 
-static const DirectKernel kernels6[5] = {NULL, kernel_6x1, kernel_6x2, kernel_6x3, kernel_6x4};
-static const DirectKernel kernels4[5] = {NULL, kernel_4x1, kernel_4x2, kernel_4x3, kernel_4x4};
+static const DirectKernel kernels[5] = {NULL, kernel_6x1, kernel_6x2, kernel_6x3, kernel_6x4};
 
 static __mmask16 last_mask(int cols) {
     int r = cols & 15;
@@ -116,7 +110,7 @@ TARGET static void direct(int m, int n, int k, float alpha, const float *a, int6
         __mmask16 cm = last_mask(cols);
         for (int i0 = 0; i0 < m; i0 += DIRECT_MR) {
             int rows = m - i0 < DIRECT_MR ? m - i0 : DIRECT_MR;
-            kernels6[nv](rows, k, a + i0 * as_i, as_i, as_p, b + j0, ldb, alpha, beta,
+            kernels[nv](rows, k, a + i0 * as_i, as_i, as_p, b + j0, ldb, alpha, beta,
                          d + i0 * ldd + j0, ldd, cm);
         }
     }
@@ -141,11 +135,15 @@ TARGET static void pack_at(int m, int k, const float *a, int64_t lda, float *at,
 }
 
 /* C[m][n] = alpha * A B^T + beta * C with A [m][k] (lda), B [n][k] (ldb), as
- * C^T = B A^T: A^T packed, 16 rows of C^T (columns of C) at a time into tile. */
+ * C^T = B A^T: A^T packed ([k][m rounded up to 16]); for each panel of 64 columns of C^T
+ * (rows of C), NT_ROWS rows of C^T at a time (blocks of DIRECT_MR rows of B) go to a
+ * buffer in L1, whose groups of 16 rows are transposed into columns of C. (Chunks of k,
+ * to keep the rows of A^T in L1, measured no faster: they stream from L2 fast enough.) */
+#define NT_ROWS 48
 TARGET static int direct_nt(int m, int n, int k, float alpha, const float *a, int lda,
                             const float *b, int ldb, float beta, float *c, int ldc) {
     int64_t ldt = ((int64_t)m + 15) / 16 * 16;
-    float *at = aligned_alloc(64, (size_t)(ldt * k + 16 * 64) * sizeof *at);
+    float *at = aligned_alloc(64, (size_t)(ldt * k + NT_ROWS * 64) * sizeof *at);
     if (!at) return 0;
     float *tile = at + ldt * k;
     pack_at(m, k, a, lda, at, ldt);
@@ -153,25 +151,30 @@ TARGET static int direct_nt(int m, int n, int k, float alpha, const float *a, in
     for (int i0 = 0; i0 < m; i0 += 64) {
         int width = m - i0 < 64 ? m - i0 : 64, nv = (width + 15) / 16;
         __mmask16 wm = last_mask(width);
-        for (int j0 = 0; j0 < n; j0 += 16) {
-            int trows = n - j0 < 16 ? n - j0 : 16;
-            for (int r0 = 0; r0 < trows; r0 += TILE_MR) {
-                int rows = trows - r0 < TILE_MR ? trows - r0 : TILE_MR;
-                kernels4[nv](rows, k, b + (int64_t)(j0 + r0) * ldb, ldb, 1, at + i0, ldt, 1.0f,
-                             0.0f, tile + r0 * 64, 64, wm);
+        for (int j0 = 0; j0 < n; j0 += NT_ROWS) {
+            int trows = n - j0 < NT_ROWS ? n - j0 : NT_ROWS;
+            for (int r0 = 0; r0 < trows; r0 += DIRECT_MR) {
+                int rows = trows - r0 < DIRECT_MR ? trows - r0 : DIRECT_MR;
+                kernels[nv](rows, k, b + (int64_t)(j0 + r0) * ldb, ldb, 1, at + i0, ldt, 1.0f,
+                            0.0f, tile + r0 * 64, 64, wm);
             }
-            __mmask16 cm = (__mmask16)((1u << trows) - 1);
-            for (int v = 0; v < nv; v++) {
-                __m512 r[16];
-                _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
-                    r[j] = j < trows ? _mm512_loadu_ps(tile + j * 64 + 16 * v) : _mm512_setzero_ps();
-                nnrt_transpose16(r);
-                int rows = width - 16 * v < 16 ? width - 16 * v : 16;
-                for (int i = 0; i < rows; i++) {
-                    float *cr = c + (int64_t)(i0 + 16 * v + i) * ldc + j0;
-                    __m512 x = _mm512_mul_ps(r[i], va);
-                    if (beta != 0.0f) x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cm, cr), vb, x);
-                    _mm512_mask_storeu_ps(cr, cm, x);
+            for (int g = 0; g < trows; g += 16) {
+                int grows = trows - g < 16 ? trows - g : 16;
+                __mmask16 cm = (__mmask16)((1u << grows) - 1);
+                for (int v = 0; v < nv; v++) {
+                    __m512 r[16];
+                    _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
+                        r[j] = j < grows ? _mm512_loadu_ps(tile + (g + j) * 64 + 16 * v)
+                                         : _mm512_setzero_ps();
+                    nnrt_transpose16(r);
+                    int rows = width - 16 * v < 16 ? width - 16 * v : 16;
+                    for (int i = 0; i < rows; i++) {
+                        float *cr = c + (int64_t)(i0 + 16 * v + i) * ldc + j0 + g;
+                        __m512 x = _mm512_mul_ps(r[i], va);
+                        if (beta != 0.0f)
+                            x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cm, cr), vb, x);
+                        _mm512_mask_storeu_ps(cr, cm, x);
+                    }
                 }
             }
         }
@@ -189,8 +192,8 @@ static int have_avx512(void) {
 
 /* Whether the kernel beats OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape. */
 static int worth_it(int trans_a, int trans_b, int m, int n, int k) {
-    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k;
-    return 0;
+    (void)trans_a, (void)trans_b;
+    return m >= 16 && n >= 32 && k >= 32;
 }
 
 int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alpha,
