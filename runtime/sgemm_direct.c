@@ -183,6 +183,19 @@ TARGET static int direct_nt(int m, int n, int k, float alpha, const float *a, in
     return 1;
 }
 
+/* C[m][n] = alpha * A B^T + beta * C with B [n][k] the smaller operand: B^T packed
+ * ([k][n rounded up to 16]), then the direct kernel with B' = B^T. */
+TARGET static int direct_packed_b(int m, int n, int k, float alpha, const float *a, int lda,
+                                  const float *b, int ldb, float beta, float *c, int ldc) {
+    int64_t ldt = ((int64_t)n + 15) / 16 * 16;
+    float *bt = aligned_alloc(64, (size_t)(ldt * k) * sizeof *bt);
+    if (!bt) return 0;
+    pack_at(n, k, b, ldb, bt, ldt);
+    direct(m, n, k, alpha, a, lda, 1, bt, ldt, beta, c, ldc);
+    free(bt);
+    return 1;
+}
+
 static int have_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
@@ -190,10 +203,22 @@ static int have_avx512(void) {
 
 #endif /* NNRT_HAVE_DIRECT_KERNEL */
 
-/* Whether the kernel beats OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape. */
+/* Whether the kernel beats OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape,
+ * from a grid of m in {1..1024}, n in {17..3136}, k in {8..3136} on an AMD EPYC (Zen 5);
+ * docs/runtime.md (section 9) has the numbers. It loses where there is too little work
+ * per call for its row blocks (m < 16; n * k small), where OpenBLAS's cache blocking
+ * matters (the rows of B' stream from L3: n * k above 1M floats; op(A) = A^T re-read for
+ * every panel of 64 columns: m * k above 512K floats) and, with trans_b, where the packed
+ * operand is not the smaller one by a margin. */
 static int worth_it(int trans_a, int trans_b, int m, int n, int k) {
-    (void)trans_a, (void)trans_b;
-    return m >= 16 && n >= 32 && k >= 32;
+    int64_t nk = (int64_t)n * k;
+    if (trans_b) {
+        if (m <= n) /* C^T = B A^T, A^T packed */
+            return m >= 16 && m <= 128 && n >= 2 * m && (int64_t)m * n >= 2048 && k >= 64;
+        return m >= 128 && n >= 17 && m >= 2 * n && nk <= 512 * 1024; /* B^T packed */
+    }
+    if (m < 16 || n < 32 || nk > 1024 * 1024 || nk < (m >= 32 ? 32768 : 65536)) return 0;
+    return !trans_a || (int64_t)m * k <= 512 * 1024;
 }
 
 int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -206,7 +231,8 @@ int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alph
     if (nnrti_sgemm_direct_mode != NNRTI_DIRECT_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
         return 0;
     if (!have_avx512()) return 0;
-    if (trans_b) return direct_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (trans_b && m <= n) return direct_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (trans_b) return direct_packed_b(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     direct(m, n, k, alpha, a, trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, beta, c, ldc);
     return 1;
 #else
