@@ -19,11 +19,15 @@
  *   (a dense layer's x @ W^T), neither operand is contiguous along the columns of C, so the
  *   kernel computes C^T = B op(A)^T instead: A' = B (the weights, read in place), B' =
  *   op(A)^T, which is packed ([k][m rounded up to 16]; the activations, the small operand
- *   at a small batch). 16 rows of C^T at a time go to a small buffer that is transposed
- *   into C (16 x 16 register transposes), applying alpha and beta.
+ *   at a small batch). 48 rows of C^T at a time go to a small buffer that is transposed
+ *   into C (16 x 16 register transposes), applying alpha and beta. When m > n, B^T (then
+ *   the smaller operand) is packed instead and is B'.
+ * - op(A) = A^T with op(B) = B^T is left to OpenBLAS.
  *
- * Sums run over p in order, in float with fused multiply-adds: a different order from
- * OpenBLAS's, so results agree with it to rounding. */
+ * nnrti_sgemm_direct takes a call only where the kernel measured faster than OpenBLAS
+ * (worth_it); docs/runtime.md (section 9) has the numbers. Sums run over p in order, in
+ * float with fused multiply-adds: a different order from OpenBLAS's, so results agree with
+ * it to rounding. */
 #include "nnrt_internal.h"
 
 #include <stdlib.h>
