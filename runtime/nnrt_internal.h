@@ -120,8 +120,8 @@ int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alph
                        int ldc);
 
 /* Which calls nnrti_sgemm_direct takes: NNRTI_DIRECT_AUTO (0, the default) the shapes where
- * it is faster; OFF none; ALWAYS every one it can compute (m, n, k >= 1, not both
- * transposed), for tests and measurements. */
+ * it is faster; OFF none; ALWAYS every one it can compute (m, n, k >= 1, alpha != 0, not
+ * both transposed), for tests and measurements. */
 enum { NNRTI_DIRECT_AUTO, NNRTI_DIRECT_OFF, NNRTI_DIRECT_ALWAYS };
 extern int nnrti_sgemm_direct_mode;
 

@@ -115,7 +115,7 @@ TARGET static void direct(int m, int n, int k, float alpha, const float *a, int6
         for (int i0 = 0; i0 < m; i0 += DIRECT_MR) {
             int rows = m - i0 < DIRECT_MR ? m - i0 : DIRECT_MR;
             kernels[nv](rows, k, a + i0 * as_i, as_i, as_p, b + j0, ldb, alpha, beta,
-                         d + i0 * ldd + j0, ldd, cm);
+                        d + i0 * ldd + j0, ldd, cm);
         }
     }
 }
@@ -230,8 +230,9 @@ int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alph
                        int ldc) {
 #if NNRT_HAVE_DIRECT_KERNEL
     if (nnrti_sgemm_direct_mode == NNRTI_DIRECT_OFF || m < 1 || n < 1 || k < 1) return 0;
-    /* trans_a with trans_b: neither operand is contiguous along C's rows or columns */
-    if (trans_a && trans_b) return 0;
+    /* trans_a with trans_b: neither operand is contiguous along C's rows or columns;
+     * alpha == 0: BLAS does not read A and B then (NaNs there must not reach C) */
+    if ((trans_a && trans_b) || alpha == 0.0f) return 0;
     if (nnrti_sgemm_direct_mode != NNRTI_DIRECT_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
         return 0;
     if (!have_avx512()) return 0;

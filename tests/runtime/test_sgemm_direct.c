@@ -152,6 +152,7 @@ static void test_dispatch(void) {
     CHECK_EQ(nnrti_sgemm_direct(0, 0, 1, 1, 1, 1, a, 1, b, 1, 0, c, 1), avx512);
     CHECK_EQ(nnrti_sgemm_direct(0, 0, 4, 10, 0, 1, a, 1, b, 10, 0, c, 10), 0);
     CHECK_EQ(nnrti_sgemm_direct(1, 1, 4, 10, 3, 1, a, 4, b, 3, 0, c, 10), 0);
+    CHECK_EQ(nnrti_sgemm_direct(0, 0, 64, 512, 256, 0, a, 256, b, 512, 1, c, 512), 0);
     nnrti_sgemm_direct_mode = NNRTI_DIRECT_AUTO;
     free(a);
     free(b);
