@@ -1,6 +1,6 @@
-/* kernels.c — dense kernels called by generated code: sgemm (via cblas, or the narrow
- * kernels of sgemm_narrow.c), batched sgemm, and im2col/col2im for convolutions. All
- * row-major. */
+/* kernels.c — dense kernels called by generated code: sgemm (via cblas, the narrow kernels
+ * of sgemm_narrow.c or the direct kernel of sgemm_direct.c), batched sgemm, and
+ * im2col/col2im for convolutions. All row-major. */
 #include "nnrt_internal.h"
 
 #include <cblas.h>
@@ -10,6 +10,7 @@ void nnrt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, cons
                 int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
     if (nnrti_sgemm_narrow(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+    if (nnrti_sgemm_direct(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
                 ldc);

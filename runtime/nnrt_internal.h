@@ -109,4 +109,20 @@ int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alph
 enum { NNRTI_NARROW_AUTO, NNRTI_NARROW_OFF, NNRTI_NARROW_ALWAYS };
 extern int nnrti_sgemm_narrow_mode;
 
+/* ---------------------------------------------------------------- sgemm_direct.c */
+
+/* nnrt_sgemm's AVX-512 kernel that reads the large operand in place (sgemm_direct.c):
+ * returns 1 when it computed C (same arguments and result as nnrt_sgemm), 0 when the CPU
+ * lacks AVX512F, the shape is not one where it beats OpenBLAS, or a buffer could not be
+ * allocated; OpenBLAS should then compute C. */
+int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+/* Which calls nnrti_sgemm_direct takes: NNRTI_DIRECT_AUTO (0, the default) the shapes where
+ * it is faster; OFF none; ALWAYS every one it can compute (m, n, k >= 1, alpha != 0, not
+ * both transposed), for tests and measurements. */
+enum { NNRTI_DIRECT_AUTO, NNRTI_DIRECT_OFF, NNRTI_DIRECT_ALWAYS };
+extern int nnrti_sgemm_direct_mode;
+
 #endif /* NNRT_INTERNAL_H */
