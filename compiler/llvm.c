@@ -365,11 +365,12 @@ static LLVMValueRef loop_end(Cg *cg, Loop *l) {
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
     cg->loop_depth--;
-    /* An innermost loop of 8 or more iterations known at compile time stays a loop: fully
+    /* An innermost loop of 16 or more iterations known at compile time stays a loop: fully
      * unrolled (loop-unroll-full runs before the vectorizer), the loop around it would be
-     * vectorized instead, across rows, with gathers and scatters. */
+     * vectorized instead, across rows, with gathers and scatters. Shorter ones (10 classes)
+     * measured faster unrolled, the rows 16 at a time (docs/performance.md, W7). */
     bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
-    if (innermost && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 8) loop_no_unroll(cg, br);
+    if (innermost && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 16) loop_no_unroll(cg, br);
     return br;
 }
 
