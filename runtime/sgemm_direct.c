@@ -121,13 +121,15 @@ TARGET static void direct(int m, int n, int k, float alpha, const float *a, int6
 }
 
 /* at[p][i] = a[i][p] for i < m, p < k (a row-major, lda); rows of at are ldt long, the
- * columns from m to ldt (< 16 of them) zero. */
+ * columns from m to ldt (< 16 of them) zero. 16 rows of a at a time, each read along k
+ * (k outside measured the same with warm caches, 3-14% slower for W1's x @ W1^T in the
+ * training step, where x is not in L1). */
 TARGET static void pack_at(int m, int k, const float *a, int64_t lda, float *at, int64_t ldt) {
-    for (int p0 = 0; p0 < k; p0 += 16) {
-        int cols = k - p0 < 16 ? k - p0 : 16;
-        __mmask16 cm = (__mmask16)((1u << cols) - 1);
-        for (int i0 = 0; i0 < m; i0 += 16) {
-            int rows = m - i0 < 16 ? m - i0 : 16;
+    for (int i0 = 0; i0 < m; i0 += 16) {
+        int rows = m - i0 < 16 ? m - i0 : 16;
+        for (int p0 = 0; p0 < k; p0 += 16) {
+            int cols = k - p0 < 16 ? k - p0 : 16;
+            __mmask16 cm = (__mmask16)((1u << cols) - 1);
             __m512 r[16];
             _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
                 r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, a + (i0 + i) * lda + p0)
