@@ -23,7 +23,13 @@ LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
 # command, a third of the 100 ms budget of `nnc compile` (docs/performance.md, W7). The
 # unit tests and the bench harness link libLLVM.so (the same LLVM, quicker to link).
 # Without LLVM's static libraries (llvm-19-dev ships them), nnc links libLLVM.so as well.
-LLVM_COMPONENTS = core analysis passes bitwriter target orcjit all-targets
+#
+# The targets `--target` can compile for: CPUs a model compiled with nnc runs on (with libnnrt
+# and a BLAS built for them), those this LLVM has. Each target linked costs start-up time
+# (its static constructors): all of LLVM's took `nnc --help` 31 ms, these 22.5 ms.
+NNC_TARGETS := $(filter X86 AArch64 ARM RISCV PowerPC SystemZ WebAssembly Mips LoongArch,$(shell $(LLVM_CONFIG) --targets-built 2>/dev/null))
+NNC_TARGET_COMPONENTS := $(foreach t,$(shell echo $(NNC_TARGETS) | tr A-Z a-z),$(t)codegen $(t)asmparser $(t)desc $(t)info)
+LLVM_COMPONENTS = core analysis passes bitwriter target orcjit $(NNC_TARGET_COMPONENTS)
 LLVM_STATIC := $(shell $(LLVM_CONFIG) --link-static --libs $(LLVM_COMPONENTS) 2>/dev/null)
 ifneq ($(strip $(LLVM_STATIC)),)
 NNC_LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(LLVM_STATIC) -l:libzstd.so.1 -lstdc++
@@ -75,7 +81,7 @@ $(LANG_SRC:%.c=$(BUILD)/%.o): $(BUILD)/gen/nn.tab.h $(BUILD)/gen/lex.yy.h
 
 $(BUILD)/compiler/llvm.o: compiler/llvm.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(LLVM_CFLAGS) -c $< -o $@
+	$(CC) $(ALLFLAGS) $(LLVM_CFLAGS) '-DNNC_TARGETS=$(foreach t,$(NNC_TARGETS),T($(t)))' -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -3307,10 +3307,20 @@ static void init_targets(bool all) {
     LLVMInstallFatalErrorHandler(llvm_fatal_error);
     llvm_options();
     if (all && !all_done) {
+#ifdef NNC_TARGETS /* the Makefile's list: T(X86) T(AArch64) ... */
+#define T(name)                                                                                   \
+    LLVMInitialize##name##TargetInfo();                                                           \
+    LLVMInitialize##name##Target();                                                               \
+    LLVMInitialize##name##TargetMC();                                                             \
+    LLVMInitialize##name##AsmPrinter();
+        NNC_TARGETS
+#undef T
+#else
         LLVMInitializeAllTargetInfos();
         LLVMInitializeAllTargets();
         LLVMInitializeAllTargetMCs();
         LLVMInitializeAllAsmPrinters();
+#endif
         all_done = native_done = true;
     }
     if (!native_done) {
@@ -3334,6 +3344,9 @@ static LLVMTargetMachineRef make_target_machine(const char *target, const char *
     LLVMTargetMachineRef tm = NULL;
     if (LLVMGetTargetFromTriple(triple, &t, &err)) {
         fprintf(stderr, "nnc: error: unknown target '%s': %s\n", target ? target : triple, err);
+        fprintf(stderr, "nnc: note: this nnc compiles for:");
+        for (LLVMTargetRef k = LLVMGetFirstTarget(); k; k = LLVMGetNextTarget(k)) fprintf(stderr, " %s", LLVMGetTargetName(k));
+        fprintf(stderr, "\n");
         LLVMDisposeMessage(err);
     } else {
         /* -O2 generates code at LLVM's "Less" level: for the generated kernels it produces the
