@@ -3586,10 +3586,10 @@ static double compile_cost(LLVMValueRef fn) {
 /* Compiles mod to the object file path in pieces. 0: done; 1: an error was printed; -1: not
  * worth it or not possible here (nothing was written; compile in one piece). */
 static int emit_object_in_pieces(LLVMModuleRef mod, const Module *m, const CodegenOptions *o, const char *path) {
-    int jobs = o->jobs ? o->jobs : cpus_idle();
-    if (!o->jobs && jobs > 4) jobs = 4;
+    int idle = o->jobs ? 0 : cpus_idle();
+    int jobs = o->jobs ? o->jobs : idle > 4 ? 4 : idle;
     if (!o->jobs && time_enabled())
-        fprintf(stderr, "nnc: time: %d of %d CPUs idle: up to %d piece%s\n", cpus_idle(), cpus_available(), jobs,
+        fprintf(stderr, "nnc: time: %d of %d CPUs idle: up to %d piece%s\n", idle, cpus_available(), jobs,
                 jobs == 1 ? "" : "s");
     if (jobs > MAX_PIECES) jobs = MAX_PIECES;
     if (jobs < 2 || o->target || !objlink_available()) return -1;

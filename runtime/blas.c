@@ -41,6 +41,22 @@ static int core_has_avx512(const char *core) {
     return 0;
 }
 
+int nnrti_have_avx512(int need_vl) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    static _Atomic int known = -1; /* bit 0: AVX512F, bit 1: AVX512VL */
+    int k = known;
+    if (k < 0) {
+        __builtin_cpu_init();
+        k = (__builtin_cpu_supports("avx512f") ? 1 : 0) | (__builtin_cpu_supports("avx512vl") ? 2 : 0);
+        known = k;
+    }
+    return need_vl ? (k & 3) == 3 : k & 1;
+#else
+    (void)need_vl;
+    return 0;
+#endif
+}
+
 static int cpu_has_avx512(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();

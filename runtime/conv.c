@@ -321,15 +321,6 @@ static void conv_rows(int n, const float *x, int c, int h, int w, const float *w
     }
 }
 
-static int have_avx512(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known;
-}
-
 #endif
 
 void nnrt_conv2d(int n, const float *x, int c, int h, int w, const float *wt, const float *bias,
@@ -337,7 +328,7 @@ void nnrt_conv2d(int n, const float *x, int c, int h, int w, const float *wt, co
                  float *scratch) {
     if (n <= 0 || o <= 0 || oh <= 0 || ow <= 0) return;
 #if NNRT_HAVE_AVX512_KERNEL
-    if (!nnrti_conv_force_generic && have_avx512()) {
+    if (!nnrti_conv_force_generic && nnrti_have_avx512(0)) {
         if ((int64_t)c * kh * kw <= 32)
             conv_rows(n, x, c, h, w, wt, bias, o, kh, kw, pad_t, pad_l, y, oh, ow, scratch);
         else

@@ -94,6 +94,12 @@ static inline void nnrti_put_le64(unsigned char *p, uint64_t v) {
  * direct kernel could run (tests compare the two). */
 extern int nnrti_conv_force_generic;
 
+/* ---------------------------------------------------------------- blas.c */
+
+/* Whether the CPU has AVX512F (need_vl: and AVX512VL), asked once and kept: the runtime's
+ * own AVX-512 kernels (conv.c, sgemm_narrow.c, sgemm_direct.c) check it on every call. */
+int nnrti_have_avx512(int need_vl);
+
 /* ---------------------------------------------------------------- sgemm_narrow.c */
 
 /* nnrt_sgemm's AVX-512 kernels for n <= 16 (sgemm_narrow.c): returns 1 when it computed

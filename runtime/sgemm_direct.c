@@ -202,11 +202,6 @@ TARGET static int direct_packed_b(int m, int n, int k, float alpha, const float 
     return 1;
 }
 
-static int have_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-}
-
 #endif /* NNRT_HAVE_DIRECT_KERNEL */
 
 /* Whether the kernel beats OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape,
@@ -237,7 +232,7 @@ int nnrti_sgemm_direct(int trans_a, int trans_b, int m, int n, int k, float alph
     if ((trans_a && trans_b) || alpha == 0.0f) return 0;
     if (nnrti_sgemm_direct_mode != NNRTI_DIRECT_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
         return 0;
-    if (!have_avx512()) return 0;
+    if (!nnrti_have_avx512(0)) return 0;
     if (trans_b && m <= n) return direct_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (trans_b) return direct_packed_b(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     direct(m, n, k, alpha, a, trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, beta, c, ldc);

@@ -303,11 +303,6 @@ static const OuterKernel outer_kernels[17] = {
     outer_kernel_15, outer_kernel_16,
 };
 
-static int have_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-}
-
 #endif /* NNRT_HAVE_NARROW_KERNEL */
 
 /* Whether the kernels beat OpenBLAS 0.3.21 (SkylakeX kernels, one thread) for this shape,
@@ -333,7 +328,7 @@ int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alph
         return 0;
     if (nnrti_sgemm_narrow_mode != NNRTI_NARROW_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
         return 0;
-    if (!have_avx512()) return 0;
+    if (!nnrti_have_avx512(1)) return 0;
     if (trans_a) {
         outer_kernels[n](m, k, alpha, a, lda, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, beta, c,
                          ldc);
