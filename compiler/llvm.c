@@ -367,22 +367,45 @@ static LLVMValueRef loop_end(Cg *cg, Loop *l) {
     cg->loop_depth--;
     /* An innermost loop of 16 or more iterations known at compile time stays a loop: fully
      * unrolled (loop-unroll-full runs before the vectorizer), the loop around it would be
-     * vectorized instead, across rows, with gathers and scatters. Shorter ones (10 classes)
-     * measured faster unrolled, the rows 16 at a time (docs/performance.md, W7). */
+     * vectorized instead, across rows, with gathers and scatters. Shorter rows: loop_end_row;
+     * other short loops (convolution and pooling windows) are unrolled, and the loop around
+     * them, at unit stride, vectorized (docs/performance.md, W7). */
     bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
     if (innermost && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 16) loop_no_unroll(cg, br);
     return br;
 }
 
-/* Marks the loop whose latch branch is br not to be unrolled (llvm.loop.unroll.disable). */
-static void loop_no_unroll(Cg *cg, LLVMValueRef br) {
+/* Sets the llvm.loop metadata of the loop whose latch branch is br: llvm.loop.unroll.disable,
+ * and with masked, llvm.loop.vectorize.predicate.enable (a hint, not a demand: a loop the
+ * vectorizer cannot take stays a plain loop, with no diagnostic). */
+static void set_loop_md(Cg *cg, LLVMValueRef br, bool masked) {
     LLVMMetadataRef self = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
-    LLVMMetadataRef name = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
-    LLVMMetadataRef opt = LLVMMDNodeInContext2(cg->ctx, &name, 1);
-    LLVMMetadataRef ops[2] = {self, opt};
-    LLVMMetadataRef loop = LLVMMDNodeInContext2(cg->ctx, ops, 2);
+    LLVMMetadataRef unroll = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef pred[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.vectorize.predicate.enable", 36),
+                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(cg->ctx), 1, 0))};
+    LLVMMetadataRef ops[3] = {self, LLVMMDNodeInContext2(cg->ctx, &unroll, 1), LLVMMDNodeInContext2(cg->ctx, pred, 2)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(cg->ctx, ops, masked ? 3 : 2);
     LLVMMetadataReplaceAllUsesWith(self, loop);
     LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, loop));
+}
+
+static void loop_no_unroll(Cg *cg, LLVMValueRef br) { set_loop_md(cg, br, false); }
+
+/* loop_end for a loop over a contiguous row (the last axis: softmax, cross-entropy, argmax,
+ * a reduction's inner block, an elementwise nest's last axis). Shorter than 16 and known at
+ * compile time (10 classes), such a loop was fully unrolled and the loop around it
+ * vectorized across rows, 16 rows at a time with gathers and scatters (stride C): instead
+ * it stays a loop, vectorized on its own with masked loads and stores, the whole row in
+ * one vector. Same speed for W1-W3, a third less code for the class rows (docs/performance.md,
+ * W7). */
+static LLVMValueRef loop_end_row(Cg *cg, Loop *l) {
+    LLVMValueRef br = loop_end(cg, l);
+    bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
+    if (innermost && LLVMIsAConstantInt(l->count)) {
+        long long c = LLVMConstIntGetSExtValue(l->count);
+        if (c >= 2 && c < 16) set_loop_md(cg, br, true);
+    }
+    return br;
 }
 
 /* if (cond) { ... } — close with if_end */
@@ -915,7 +938,8 @@ static void emit_elementwise(Cg *cg, Ref v) {
         ix.at[k] = loops[k].iv;
     }
     store_at(cg, n->dtype, compute_at(cg, v, &ix), out, linear_index(cg, &n->shape, &ix));
-    for (int k = n->shape.rank - 1; k >= 0; k--) loop_end(cg, &loops[k]);
+    loop_end_row(cg, &loops[n->shape.rank - 1]);
+    for (int k = n->shape.rank - 2; k >= 0; k--) loop_end(cg, &loops[k]);
 }
 
 /* ================================================================ kernels */
@@ -980,7 +1004,7 @@ static void emit_reduce(Cg *cg, Ref v) {
         LLVMValueRef e = load_at(cg, x->dtype, xp, add64(cg, in_off, l.iv));
         if (acc_dt == DT_F64) e = to_double(cg, x->dtype, e);
         LLVMBuildStore(cg->b, reduce_combine(cg, op, acc_dt, load_var(cg, acc_t, var), e), var);
-        loop_end(cg, &l);
+        loop_end_row(cg, &l);
         part = load_var(cg, acc_t, var);
     } else {
         part = load_at(cg, x->dtype, xp, in_off);
@@ -1031,7 +1055,7 @@ static void emit_argmax(Cg *cg, Ref v) {
         LLVMValueRef cur = load_var(cg, cg->t_i64, arg);
         LLVMValueRef cand = sel(cg, hit, la.iv, len);
         LLVMBuildStore(cg->b, sel(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, cand, cur, ""), cand, cur), arg);
-        loop_end(cg, &la);
+        loop_end_row(cg, &la);
         store_at(cg, DT_I32, LLVMBuildTrunc(cg->b, load_var(cg, cg->t_i64, arg), cg->t_i32, ""), node_ptr(cg, v), lo.iv);
         loop_end(cg, &lo);
         return;
@@ -1229,7 +1253,7 @@ static LLVMValueRef row_max_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMV
     LLVMBuildStore(cg->b, maxnum(cg, load_var(cg, cg->t_f32, m), e), m);
     LLVMValueRef isnan = LLVMBuildZExt(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUNO, e, e, ""), cg->t_i32, "");
     LLVMBuildStore(cg->b, LLVMBuildOr(cg->b, load_var(cg, cg->t_i32, nan), isnan, ""), nan);
-    loop_end(cg, &l);
+    loop_end_row(cg, &l);
     *has_nan = LLVMBuildICmp(cg->b, LLVMIntNE, load_var(cg, cg->t_i32, nan), i32c(cg, 0), "");
     return sel(cg, *has_nan, f32c(cg, NAN), load_var(cg, cg->t_f32, m));
 }
@@ -1244,7 +1268,7 @@ static RowStats row_stats_f32(Cg *cg, LLVMValueRef x, LLVMValueRef base, LLVMVal
     Loop l = loop_begin(cg, C, "rsum");
     LLVMValueRef e = fast_exp_f32(cg, f_sub(cg, load_at(cg, DT_F32, x, add64(cg, base, l.iv)), r.m));
     LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f32, s), e)), s);
-    loop_end(cg, &l);
+    loop_end_row(cg, &l);
     r.s = load_var(cg, cg->t_f32, s);
     r.finite = LLVMBuildFCmp(cg->b, LLVMRealOLT, intrinsic1(cg, "llvm.fabs", r.m), f32c(cg, INFINITY), "");
     return r;
@@ -1268,7 +1292,7 @@ static LLVMValueRef row_dot_f32(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValu
     LLVMValueRef e = load_at(cg, DT_F32, a, add64(cg, base, l.iv));
     if (b) e = f_mul(cg, e, load_at(cg, DT_F32, b, add64(cg, base, l.iv)));
     LLVMBuildStore(cg->b, reassoc(f_add(cg, load_var(cg, cg->t_f32, s), e)), s);
-    loop_end(cg, &l);
+    loop_end_row(cg, &l);
     return load_var(cg, cg->t_f32, s);
 }
 
@@ -1282,7 +1306,7 @@ static void emit_softmax_f32(Cg *cg, const Node *n, LLVMValueRef x, LLVMValueRef
         LLVMValueRef d = f_sub(cg, load_at(cg, DT_F32, x, add64(cg, base, l.iv)), r.m);
         LLVMValueRef y = n->op == OP_softmax ? f_mul(cg, fast_exp_f32(cg, d), k) : f_sub(cg, d, k);
         store_at(cg, DT_F32, y, out, add64(cg, base, l.iv));
-        loop_end(cg, &l);
+        loop_end_row(cg, &l);
         return;
     }
     LLVMValueRef dy = node_ptr(cg, n->in[1]);
@@ -1292,7 +1316,7 @@ static void emit_softmax_f32(Cg *cg, const Node *n, LLVMValueRef x, LLVMValueRef
     LLVMValueRef y = load_at(cg, DT_F32, x, add64(cg, base, l.iv)), d = load_at(cg, DT_F32, dy, add64(cg, base, l.iv));
     LLVMValueRef g = plain ? f_mul(cg, y, f_sub(cg, d, k)) : f_sub(cg, d, f_mul(cg, fast_exp_f32(cg, y), k));
     store_at(cg, DT_F32, g, out, add64(cg, base, l.iv));
-    loop_end(cg, &l);
+    loop_end_row(cg, &l);
 }
 
 /* softmax, log_softmax, softmax_grad, log_softmax_grad over the last axis */
@@ -1494,7 +1518,7 @@ static void emit_cross_entropy_grad_f32(Cg *cg, Ref v, const CeArgs *a, LLVMValu
         g = f_add(cg, g, f_mul(cg, ks, f_sub(cg, f_mul(cg, pj, wsum32), wj)));
     }
     store_at(cg, DT_F32, sel(cg, valid, g, zero), node_ptr(cg, v), add64(cg, base, lc.iv)); /* 0 where ignored */
-    loop_end(cg, &lc);
+    loop_end_row(cg, &lc);
     loop_end(cg, &lp);
 }
 
