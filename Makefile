@@ -98,8 +98,9 @@ $(LIBRT): $(RUNTIME_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# nnc opens OpenBLAS itself when a command needs it (compiler/blasload.c): not linked.
 $(NNC): $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT)
-	$(CC) $(SANITIZE) $(NNC_LDFLAGS) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(NNC_LLVM_LIBS) $(LDLIBS)
+	$(CC) $(SANITIZE) $(NNC_LDFLAGS) -o $@ $(LANG_OBJ) $(COMPILER_OBJ) $(LIBRT) $(NNC_LLVM_LIBS) $(filter-out -lopenblas,$(LDLIBS))
 
 -include $(shell find $(BUILD) -name '*.d' -type f -not -path '*/lit/*' 2>/dev/null)
 

@@ -34,47 +34,8 @@ static void print_usage(FILE *out) {
                  "Exit status: 0 success, 1 errors in the input, 2 usage errors.\n");
 }
 
-/* Debian's OpenBLAS does not recognise some AVX-512 CPUs and falls back to its AVX2 kernels
- * unless OPENBLAS_CORETYPE is set before the library loads; it is loaded before main runs, so
- * set the variable and start again (once: NNRT_BLAS_REEXEC marks the second start).
- * NNC_NO_REEXEC=1 opts out; NNC_BLAS_CORETYPE=NAME forces a kernel set. */
-static void select_blas_kernels(char **argv) {
-    const char *name = NULL;
-    const char *opt_out = getenv("NNC_NO_REEXEC");
-    if ((opt_out && *opt_out == '1') || !nnrt_blas_wants_coretype(&name) || !name) return;
-    const char *before = getenv("OPENBLAS_CORETYPE");
-    if (before) setenv("NNC_OPENBLAS_CORETYPE_WAS", before, 1);
-    setenv("OPENBLAS_CORETYPE", name, 1);
-    setenv("NNRT_BLAS_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the kernels we have */
-    if (before) setenv("OPENBLAS_CORETYPE", before, 1);
-    else unsetenv("OPENBLAS_CORETYPE");
-    unsetenv("NNRT_BLAS_REEXEC");
-    unsetenv("NNC_OPENBLAS_CORETYPE_WAS");
-}
-
-/* How the kernel set in use was chosen, for --version. */
-static void print_blas_choice(void) {
-    const char *was = getenv("NNC_OPENBLAS_CORETYPE_WAS"), *forced = getenv("NNC_BLAS_CORETYPE");
-    const char *again = getenv("NNRT_BLAS_REEXEC");
-    printf("BLAS kernels: %s", nnrt_blas_core());
-    if (again && *again == '1') {
-        if (forced && *forced)
-            printf(" (NNC_BLAS_CORETYPE)");
-        else if (was)
-            printf(" (chosen by nnc for this AVX-512 CPU; OPENBLAS_CORETYPE was %s)", was);
-        else
-            printf(" (chosen by nnc for this AVX-512 CPU)");
-    } else if (getenv("OPENBLAS_CORETYPE"))
-        printf(" (OPENBLAS_CORETYPE)");
-    else
-        printf(" (chosen by OpenBLAS)");
-    printf("\n");
-}
-
-/* The commands that run models (and so OpenBLAS); the others never call it and are not
- * worth a second process start (about 50 ms of CPU: nnc compile is measured, W7). */
+/* The commands that run models (and so OpenBLAS): they load it before anything else, so
+ * that a missing library is reported before any work. The others never load it. */
 static bool runs_blas(const char *command) {
     static const char *const blas_commands[] = {"train", "eval", "run", "grad", "gradcheck", "sample", "--version"};
     for (size_t i = 0; i < sizeof blas_commands / sizeof blas_commands[0]; i++)
@@ -83,8 +44,7 @@ static bool runs_blas(const char *command) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 2 && runs_blas(argv[1])) select_blas_kernels(argv);
-    else nnrt_blas_stop_threads(); /* their start-up spinning competes with `compile`'s threads */
+    if (argc >= 2 && runs_blas(argv[1])) blas_load();
     time_mark("start-up");
     if (argc < 2) {
         print_usage(stderr);
@@ -97,7 +57,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(name, "--version")) {
         printf("nnc 0.1 (LLVM 19)\nBLAS: %s\n", nnrt_blas_info());
-        print_blas_choice();
+        printf("BLAS kernels: %s (%s)\n", nnrt_blas_core(), blas_choice());
         return 0;
     }
     const char *names[sizeof commands / sizeof commands[0]];

@@ -741,6 +741,13 @@ int cmd_grad(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv); /* gradcheck.c */
 
+/* blasload.c: OpenBLAS, opened with dlopen when first needed, its kernel set chosen first
+ * (OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs; NNC_BLAS_CORETYPE=NAME forces a set,
+ * NNC_BLAS_AS_IS=1 leaves the environment alone). blas_load exits with a message when the
+ * library cannot be opened; blas_choice loads it and says who chose the kernels. */
+void blas_load(void);
+const char *blas_choice(void);
+
 /* ================================================================ passes.c: the optimization pipeline */
 
 /* Runs the pass pipeline of opt_level on every function of m: the plain list of calls per -O

@@ -33,7 +33,7 @@ void nnrt_blas_stop_threads(void) {
 const char *nnrt_blas_core(void) { return openblas_get_corename(); }
 
 /* OpenBLAS kernel sets that already use 512-bit vectors. */
-static int core_has_avx512(const char *core) {
+int nnrti_blas_core_has_avx512(const char *core) {
     static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
     if (!core) return 0;
     for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
@@ -78,7 +78,7 @@ int nnrt_blas_wants_coretype(const char **name) {
     const char *have = getenv("OPENBLAS_CORETYPE");
     if (forced && *forced) {
         if (!have || strcasecmp(have, forced)) want = forced;
-    } else if (cpu_has_avx512() && !core_has_avx512(openblas_get_corename()))
+    } else if (cpu_has_avx512() && !nnrti_blas_core_has_avx512(openblas_get_corename()))
         want = "SkylakeX";
     if (again && *again == '1') want = NULL;
     if (name) *name = want;

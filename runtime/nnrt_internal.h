@@ -100,6 +100,10 @@ extern int nnrti_conv_force_generic;
  * own AVX-512 kernels (conv.c, sgemm_narrow.c, sgemm_direct.c) check it on every call. */
 int nnrti_have_avx512(int need_vl);
 
+/* 1 when core names an OpenBLAS kernel set with 512-bit vectors (SkylakeX, Cooperlake,
+ * SapphireRapids; any case); 0 for others and NULL. */
+int nnrti_blas_core_has_avx512(const char *core);
+
 /* ---------------------------------------------------------------- sgemm_narrow.c */
 
 /* nnrt_sgemm's AVX-512 kernels for n <= 16 (sgemm_narrow.c): returns 1 when it computed

@@ -44,6 +44,16 @@ config.substitutions.append((tool('not'), os.path.join(llvm_bin, 'not')))
 config.substitutions.append((tool('count'), os.path.join(llvm_bin, 'count')))
 config.substitutions.append(('%python', shutil.which('python3') or 'python3'))
 
+# `REQUIRES: avx512`: the CPU has AVX512F/BW/DQ/VL (nnc then asks OpenBLAS for its
+# AVX-512 kernels, tests/cli/blas.test).
+try:
+    with open('/proc/cpuinfo') as f:
+        flags = next((l.split(':', 1)[1].split() for l in f if l.startswith('flags')), [])
+    if all(x in flags for x in ('avx512f', 'avx512bw', 'avx512dq', 'avx512vl')):
+        config.available_features.add('avx512')
+except OSError:
+    pass
+
 # Diagnostics are compared as plain text.
 config.environment['NO_COLOR'] = '1'
 for var in ('LSAN_OPTIONS', 'HOME', 'TMPDIR'):

@@ -202,6 +202,7 @@ class Bench:
         base["OMP_NUM_THREADS"] = "1"
         base.pop("OPENBLAS_CORETYPE", None)
         base.pop("NNC_NO_REEXEC", None)
+        base.pop("NNC_BLAS_AS_IS", None)
         self.env_nnc = base                      # nnc chooses its kernels itself
         self.env_fast = dict(base, OPENBLAS_CORETYPE="SkylakeX")  # PyTorch, harness, roofline
         self.raw = {"machine": {}, "nnc": {}, "torch": {}, "roofline": {}, "compile": {},

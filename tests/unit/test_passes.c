@@ -1320,8 +1320,11 @@ static void test_derived_weights(const char *label, const char *path) {
             bool ok = jit_calls(&ea, module_find_func(ma, "infer"), x, 1, &ra);
             ok &= jit_calls(&eb, inf, x, 1, &rb);
             CHECK(ok);
+            /* f32 train steps through differently ordered kernels (-O0 against -O2, with its
+             * folds and fusions): fashion_cnn's infer agrees within 8.5e-6 with OpenBLAS's
+             * Haswell kernels, 1.3e-5 with its SkylakeX ones; stale derived tensors ~1. */
             double je = floats_diff(ra.outs[0], rb.outs[0], ra.count[0]);
-            CHECK(je <= 1e-5);
+            CHECK(je <= 5e-5);
             jworst = fmax(jworst, je);
             jit_result_free(&ra);
             jit_result_free(&rb);
