@@ -37,6 +37,9 @@ typedef struct Dataset {
      * f32 value x_lut[b] (b / 255, then preprocessing). */
     bool x_u8;
     float x_lut[256];
+    /* Fashion-MNIST's test images are read when the test pass needs them (dataset_test_x),
+     * after the training splits are freed: 7.8 MB less during training. */
+    char test_images[1024];
 } Dataset;
 
 static int64_t x_bytes(const Dataset *d) { return d->x_per * (d->x_u8 ? 1 : 4); } /* per sample */
@@ -65,9 +68,10 @@ static Split split_rows(const Dataset *d, const Split *src, int64_t from, int64_
     return s;
 }
 
-/* IDX images (u8, kept as bytes, read as b / 255) and labels (u8) as i32 classes. */
-static bool load_idx_pair(Dataset *d, const char *images, const char *labels, Split *out) {
-    nnrt_array img = {0}, lab = {0};
+/* IDX images (u8, kept as bytes, read through x_lut: b / 255 until preprocessing) into out;
+ * with out->n already set (by its labels), the count must match. */
+static bool load_idx_images(Dataset *d, const char *images, Split *out) {
+    nnrt_array img = {0};
     nnrt_error e = {{0}};
     if (nnrt_idx_load(images, &img, &e)) {
         fprintf(stderr, "nnc: error: %s\n", e.msg);
@@ -85,17 +89,29 @@ static bool load_idx_pair(Dataset *d, const char *images, const char *labels, Sp
         nnrt_array_free(&img);
         return false;
     }
+    if (out->n && out->n != img.shape[0]) {
+        fprintf(stderr, "nnc: error: %s: %" PRId64 " images for %" PRId64 " labels\n", images, img.shape[0], out->n);
+        nnrt_array_free(&img);
+        return false;
+    }
     out->n = img.shape[0];
     out->x = img.data; /* the split owns the bytes */
     img.data = NULL;
+    if (!d->x_u8)
+        for (int b = 0; b < 256; b++) d->x_lut[b] = (float)b / 255.0f;
     d->x_u8 = true;
-    for (int b = 0; b < 256; b++) d->x_lut[b] = (float)b / 255.0f;
-    if (!d->has_y) return true;
+    return true;
+}
+
+/* IDX labels (u8) as i32 classes into out (out->n: the images' count, or 0: set it). */
+static bool load_idx_labels(Dataset *d, const char *labels, Split *out) {
+    nnrt_array lab = {0};
+    nnrt_error e = {{0}};
     if (nnrt_idx_load(labels, &lab, &e)) {
         fprintf(stderr, "nnc: error: %s\n", e.msg);
         return false;
     }
-    if (lab.numel != out->n || d->y_per != 1 || d->y_dtype != DT_I32) {
+    if ((out->n && lab.numel != out->n) || d->y_per != 1 || d->y_dtype != DT_I32) {
         fprintf(stderr, "nnc: error: %s: %" PRId64 " labels for %" PRId64 " images (the model's label takes %" PRId64 " %s values per sample)\n",
                 labels, lab.numel, out->n, d->y_per, dtype_names[d->y_dtype]);
         nnrt_array_free(&lab);
@@ -103,9 +119,23 @@ static bool load_idx_pair(Dataset *d, const char *images, const char *labels, Sp
     }
     int32_t *y = malloc((size_t)(lab.numel + 1) * sizeof *y);
     for (int64_t i = 0; i < lab.numel; i++) y[i] = ((uint8_t *)lab.data)[i];
+    out->n = lab.numel;
     out->y = y;
     nnrt_array_free(&lab);
     return true;
+}
+
+static bool load_idx_pair(Dataset *d, const char *images, const char *labels, Split *out) {
+    return load_idx_images(d, images, out) && (!d->has_y || load_idx_labels(d, labels, out));
+}
+
+/* The test split's images, when they were deferred: the training and validation splits are
+ * freed first (the test pass is the last use of the data). */
+static bool dataset_test_x(Dataset *d) {
+    if (d->test.x || !d->test_images[0]) return true;
+    split_free(&d->train);
+    split_free(&d->val);
+    return load_idx_images(d, d->test_images, &d->test);
 }
 
 static const char *fashion_dir(void) {
@@ -128,7 +158,11 @@ static bool load_fashion(Dataset *d) {
         }
     }
     d->has_test = true;
-    return load_idx_pair(d, paths[0], paths[1], &d->train) && load_idx_pair(d, paths[2], paths[3], &d->test);
+    if (!load_idx_pair(d, paths[0], paths[1], &d->train)) return false;
+    if (!d->has_y) return load_idx_images(d, paths[2], &d->test);
+    /* the test labels now (their count is in the banner), the images for the test pass */
+    snprintf(d->test_images, sizeof d->test_images, "%s", paths[2]);
+    return load_idx_labels(d, paths[3], &d->test);
 }
 
 static bool load_npy_pair(Dataset *d, const char *xpath, const char *ypath) {
@@ -1002,7 +1036,7 @@ static int train_loop(TrainArgs *ta) {
     }
     if (!status) {
         Scores te;
-        if (evaluate_split(&s.exec, eval_fn, &d, &d.test, batch, &te, !ta->quiet)) status = 1;
+        if (!dataset_test_x(&d) || evaluate_split(&s.exec, eval_fn, &d, &d.test, batch, &te, !ta->quiet)) status = 1;
         else {
             char line[512];
             format_scores(line, sizeof line, "", &te);
@@ -1117,7 +1151,8 @@ int cmd_eval(int argc, char **argv) {
     if (dataset_load(&d, s.m, &spec, s.m->train.validation)) { /* same splits, same statistics as training */
         preprocess(&d, s.m->train.preprocess);
         Scores te;
-        if (!evaluate_split(&s.exec, module_find_func(s.m, "evaluate"), &d, &d.test, s.m->max_batch, &te, true)) {
+        if (dataset_test_x(&d) &&
+            !evaluate_split(&s.exec, module_find_func(s.m, "evaluate"), &d, &d.test, s.m->max_batch, &te, true)) {
             char line[512];
             format_scores(line, sizeof line, "", &te);
             printf("test: %s\n", line);
