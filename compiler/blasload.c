@@ -1,6 +1,6 @@
 /* blasload.c — OpenBLAS for nnc, loaded when a command first needs it.
  *
- * nnc is not linked with OpenBLAS: the four OpenBLAS functions libnnrt calls are defined
+ * nnc is not linked with OpenBLAS: the three OpenBLAS functions libnnrt calls are defined
  * here and forward to the library, which blas_load opens with dlopen. `compile`, `check`,
  * `dump` and `summary` never load it (the library's start-up, its CPU detection, buffers
  * and worker threads, cost ~6 ms of every command before), and the commands that run models
@@ -24,14 +24,12 @@
 typedef void (*SgemmFn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
                         float *, int);
 typedef char *(*StringFn)(void);
-typedef int (*IntFn)(void);
 
 static struct {
     pthread_once_t once;
     void *lib;
     SgemmFn sgemm;
     StringFn config, corename;
-    IntFn shutdown;
     char choice[160]; /* who chose the kernel set, for --version */
 } blas = {.once = PTHREAD_ONCE_INIT};
 
@@ -45,14 +43,14 @@ static const char *kernels_to_request(const char **why) {
         return forced;
     }
     const char *have = getenv("OPENBLAS_CORETYPE");
-    if (!nnrti_have_avx512(1) || nnrti_blas_core_has_avx512(have)) return NULL;
+    if (!nnrti_have_avx512(NNRTI_AVX512_VL | NNRTI_AVX512_BW_DQ) || nnrti_blas_core_has_avx512(have)) return NULL;
     *why = "chosen by nnc for this AVX-512 CPU";
     return "SkylakeX";
 }
 
-static void *symbol(const char *name, bool required) {
+static void *symbol(const char *name) {
     void *p = dlsym(blas.lib, name);
-    if (!p && required) {
+    if (!p) {
         fprintf(stderr, "nnc: error: the OpenBLAS library has no '%s'\n", name);
         exit(1);
     }
@@ -79,10 +77,9 @@ static void load(void) {
         fprintf(stderr, "nnc: note: install it with 'apt-get install libopenblas0' (make deps does)\n");
         exit(1);
     }
-    blas.sgemm = (SgemmFn)symbol("cblas_sgemm", true);
-    blas.config = (StringFn)symbol("openblas_get_config", true);
-    blas.corename = (StringFn)symbol("openblas_get_corename", true);
-    blas.shutdown = (IntFn)symbol("blas_thread_shutdown_", false);
+    blas.sgemm = (SgemmFn)symbol("cblas_sgemm");
+    blas.config = (StringFn)symbol("openblas_get_config");
+    blas.corename = (StringFn)symbol("openblas_get_corename");
 }
 
 void blas_load(void) { pthread_once(&blas.once, load); }
@@ -92,7 +89,9 @@ const char *blas_choice(void) {
     return blas.choice;
 }
 
-/* ---- what libnnrt calls (runtime/blas.c, kernels.c) */
+/* ---- what libnnrt calls (runtime/blas.c, kernels.c). Its weak reference to OpenBLAS's
+ * blas_thread_shutdown_ stays unresolved in nnc: nnrt_blas_stop_threads is then a no-op,
+ * and nnc never calls it (the commands that run no model never load OpenBLAS). */
 
 void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc) {
@@ -108,10 +107,4 @@ char *openblas_get_config(void) {
 char *openblas_get_corename(void) {
     blas_load();
     return blas.corename();
-}
-
-/* Not loaded: no threads to stop, and nothing is loaded to stop them. */
-int blas_thread_shutdown_(void) {
-    if (!blas.lib || !blas.shutdown) return 0;
-    return blas.shutdown();
 }

@@ -358,6 +358,11 @@ static Loop loop_begin(Cg *cg, LLVMValueRef count, const char *name) {
     return l;
 }
 
+/* After loop_end: whether the loop it closed had no loop inside. */
+static bool closed_innermost(const Cg *cg) {
+    return cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
+}
+
 static LLVMValueRef loop_end(Cg *cg, Loop *l) {
     LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, i64c(cg, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
@@ -370,8 +375,8 @@ static LLVMValueRef loop_end(Cg *cg, Loop *l) {
      * vectorized instead, across rows, with gathers and scatters. Shorter rows: loop_end_row;
      * other short loops (convolution and pooling windows) are unrolled, and the loop around
      * them, at unit stride, vectorized (docs/performance.md, W7). */
-    bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
-    if (innermost && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 16) loop_no_unroll(cg, br);
+    if (closed_innermost(cg) && LLVMIsAConstantInt(l->count) && LLVMConstIntGetSExtValue(l->count) >= 16)
+        loop_no_unroll(cg, br);
     return br;
 }
 
@@ -400,8 +405,7 @@ static void loop_no_unroll(Cg *cg, LLVMValueRef br) { set_loop_md(cg, br, false)
  * W7). */
 static LLVMValueRef loop_end_row(Cg *cg, Loop *l) {
     LLVMValueRef br = loop_end(cg, l);
-    bool innermost = cg->loop_depth >= MAX_LOOP_DEPTH || !cg->loop_has_inner[cg->loop_depth];
-    if (innermost && LLVMIsAConstantInt(l->count)) {
+    if (closed_innermost(cg) && LLVMIsAConstantInt(l->count)) {
         long long c = LLVMConstIntGetSExtValue(l->count);
         if (c >= 2 && c < 16) set_loop_md(cg, br, true);
     }

@@ -41,28 +41,19 @@ int nnrti_blas_core_has_avx512(const char *core) {
     return 0;
 }
 
-int nnrti_have_avx512(int need_vl) {
+int nnrti_have_avx512(int need) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    static _Atomic int known = -1; /* bit 0: AVX512F, bit 1: AVX512VL */
+    static _Atomic int known = -1; /* bit 0: AVX512F, then the NNRTI_AVX512_* present */
     int k = known;
     if (k < 0) {
         __builtin_cpu_init();
-        k = (__builtin_cpu_supports("avx512f") ? 1 : 0) | (__builtin_cpu_supports("avx512vl") ? 2 : 0);
+        k = (__builtin_cpu_supports("avx512f") ? 1 : 0) | (__builtin_cpu_supports("avx512vl") ? NNRTI_AVX512_VL : 0) |
+            (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") ? NNRTI_AVX512_BW_DQ : 0);
         known = k;
     }
-    return need_vl ? (k & 3) == 3 : k & 1;
+    return (k & 1) && (k & need) == need;
 #else
-    (void)need_vl;
-    return 0;
-#endif
-}
-
-static int cpu_has_avx512(void) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-#else
+    (void)need;
     return 0;
 #endif
 }
@@ -78,7 +69,8 @@ int nnrt_blas_wants_coretype(const char **name) {
     const char *have = getenv("OPENBLAS_CORETYPE");
     if (forced && *forced) {
         if (!have || strcasecmp(have, forced)) want = forced;
-    } else if (cpu_has_avx512() && !nnrti_blas_core_has_avx512(openblas_get_corename()))
+    } else if (nnrti_have_avx512(NNRTI_AVX512_VL | NNRTI_AVX512_BW_DQ) &&
+               !nnrti_blas_core_has_avx512(openblas_get_corename()))
         want = "SkylakeX";
     if (again && *again == '1') want = NULL;
     if (name) *name = want;

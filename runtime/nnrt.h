@@ -336,9 +336,9 @@ const char *nnrt_blas_core(void);
 
 /* Stops OpenBLAS's worker threads now. The threaded OpenBLAS starts one per CPU but one when
  * it loads, and each spins (sched_yield) for about 0.1 s waiting for work before it sleeps:
- * CPU time taken from a program that is about to do something else (`nnc compile`, which
- * runs no BLAS, on threads of its own). The next threaded call starts them again. A no-op
- * with an OpenBLAS that has no such threads. */
+ * CPU time taken from a program that is about to do something else (work of its own on
+ * other threads). The next threaded call starts them again. A no-op with an OpenBLAS that
+ * has no such threads. */
 void nnrt_blas_stop_threads(void);
 
 /* Returns 1 and sets *name to "SkylakeX" when the CPU has AVX512F/BW/DQ/VL,

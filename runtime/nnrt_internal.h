@@ -96,9 +96,11 @@ extern int nnrti_conv_force_generic;
 
 /* ---------------------------------------------------------------- blas.c */
 
-/* Whether the CPU has AVX512F (need_vl: and AVX512VL), asked once and kept: the runtime's
- * own AVX-512 kernels (conv.c, sgemm_narrow.c, sgemm_direct.c) check it on every call. */
-int nnrti_have_avx512(int need_vl);
+/* Whether the CPU has AVX512F and the extensions in need (NNRTI_AVX512_*), asked once and
+ * kept: the runtime's own AVX-512 kernels (conv.c, sgemm_narrow.c, sgemm_direct.c) check it
+ * on every call; OpenBLAS's AVX-512 kernel set needs BW, DQ and VL. */
+enum { NNRTI_AVX512_VL = 2, NNRTI_AVX512_BW_DQ = 4 };
+int nnrti_have_avx512(int need);
 
 /* 1 when core names an OpenBLAS kernel set with 512-bit vectors (SkylakeX, Cooperlake,
  * SapphireRapids; any case); 0 for others and NULL. */

@@ -328,7 +328,7 @@ int nnrti_sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alph
         return 0;
     if (nnrti_sgemm_narrow_mode != NNRTI_NARROW_ALWAYS && !worth_it(trans_a, trans_b, m, n, k))
         return 0;
-    if (!nnrti_have_avx512(1)) return 0;
+    if (!nnrti_have_avx512(NNRTI_AVX512_VL)) return 0;
     if (trans_a) {
         outer_kernels[n](m, k, alpha, a, lda, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, beta, c,
                          ldc);

@@ -134,7 +134,7 @@ def run(cmd, env, cpu_seconds, wall_seconds=None):
         t.start()
     deadline = t0 + (wall_seconds or cpu_seconds * 20)
     while any(t.is_alive() for t in readers):
-        readers[0].join(0.25) if readers[0].is_alive() else readers[1].join(0.25)
+        next(t for t in readers if t.is_alive()).join(0.25)
         if time.perf_counter() > deadline or cpu_used(proc.pid) > cpu_seconds:
             proc.kill()
             break
